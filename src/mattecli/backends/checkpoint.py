@@ -1,0 +1,136 @@
+"""Shared checkpoint helpers for the families' ``convert.py`` modules.
+
+- :func:`safe_torch_load`: ``torch.load(weights_only=True)`` with a clear refusal for unsafe pickles.
+- :func:`unwrap`: take the state dict out of the wrappings the authors ship (``{'state_dict': ...}``,
+  ``{'model': ...}``, ``module.`` prefixes).
+- :class:`KeyTaker`: pop keys from an official mapping; :meth:`KeyTaker.finish` raises on leftovers.
+- our own converted file format: ``{"mattecli": {...meta}, "state_dict": {...}}`` (:func:`save_ours`, :func:`is_ours`).
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Iterable, Mapping
+
+from ..errors import ConverterError
+
+OURS_KEY = "mattecli"
+
+
+def safe_torch_load(path: str | os.PathLike) -> Any:
+    import pickle
+
+    import torch
+
+    try:
+        return torch.load(os.fspath(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else "unsafe pickle"
+        raise ConverterError(
+            f"{path}: refused to load: the checkpoint pickles Python objects, not just tensors ({first}); "
+            "only plain state dicts are loaded (torch.load weights_only=True)",
+            path=path,
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConverterError(f"{path}: not a readable PyTorch checkpoint ({first})", path=path) from None
+
+
+def to_tensor_dict(obj: Mapping[str, Any]) -> dict:
+    """Convert a mapping of arrays/tensors to a dict of torch tensors (numpy arrays accepted)."""
+    import numpy as np
+    import torch
+
+    out = {}
+    for k, v in obj.items():
+        if isinstance(v, torch.Tensor):
+            out[str(k)] = v
+        elif isinstance(v, np.ndarray) or np.isscalar(v):
+            out[str(k)] = torch.from_numpy(np.array(v))
+        else:
+            raise ConverterError(f"weights entry {k!r} is a {type(v).__name__}, not a tensor")
+    return out
+
+
+def unwrap(obj: Any, keys: Iterable[str] = ("state_dict", "model", "model_state_dict", "net", "params")) -> dict:
+    """Return the innermost tensor mapping of a checkpoint object."""
+    import torch
+
+    seen = 0
+    while isinstance(obj, Mapping) and seen < 4:
+        if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+            return dict(obj)
+        for k in keys:
+            if k in obj and isinstance(obj[k], Mapping):
+                obj = obj[k]
+                break
+        else:
+            break
+        seen += 1
+    if isinstance(obj, Mapping):
+        tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+        if tensors and len(tensors) == len(obj):
+            return dict(obj)
+    raise ConverterError("checkpoint holds no state dict (expected a mapping of tensors, optionally under 'state_dict')")
+
+
+def strip_prefix(sd: Mapping[str, Any], prefix: str = "module.") -> dict:
+    """Remove ``prefix`` from every key if all keys carry it (DataParallel checkpoints)."""
+    if sd and all(k.startswith(prefix) for k in sd):
+        return {k[len(prefix):]: v for k, v in sd.items()}
+    return dict(sd)
+
+
+class KeyTaker:
+    """Pop keys from an official state dict; ``finish()`` raises ConverterError on leftovers."""
+
+    def __init__(self, official: Mapping[str, Any], what: str = "checkpoint"):
+        self.src = dict(official)
+        self.what = what
+
+    def take(self, key: str):
+        try:
+            return self.src.pop(key)
+        except KeyError:
+            raise ConverterError(f"{self.what}: missing key {key!r} (not the official layout for this model)") from None
+
+    def take_prefix(self, prefix: str) -> dict:
+        keys = [k for k in self.src if k.startswith(prefix)]
+        return {k[len(prefix):]: self.src.pop(k) for k in keys}
+
+    def discard(self, key: str) -> None:
+        self.src.pop(key, None)
+
+    def finish(self) -> None:
+        if self.src:
+            extra = sorted(self.src)
+            more = f" and {len(extra) - 5} more" if len(extra) > 5 else ""
+            raise ConverterError(
+                f"{self.what}: unexpected keys {', '.join(extra[:5])}{more} (not the official layout for this model)"
+            )
+
+
+def check_state_dict(module, sd: Mapping[str, Any], what: str = "weights") -> None:
+    """Strict shape/key check with a one-line error (before load_state_dict)."""
+    own = module.state_dict()
+    missing = [k for k in own if k not in sd]
+    extra = [k for k in sd if k not in own]
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"missing {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}")
+        if extra:
+            parts.append(f"unexpected {', '.join(extra[:4])}{' ...' if len(extra) > 4 else ''}")
+        raise ConverterError(f"{what}: " + "; ".join(parts))
+    for k, v in own.items():
+        if tuple(v.shape) != tuple(sd[k].shape):
+            raise ConverterError(f"{what}: {k} has shape {tuple(sd[k].shape)}, expected {tuple(v.shape)}")
+
+
+def save_ours(state_dict: Mapping[str, Any], path: str | os.PathLike, meta: Mapping[str, Any]) -> None:
+    import torch
+
+    torch.save({OURS_KEY: dict(meta), "state_dict": dict(state_dict)}, os.fspath(path))
+
+
+def is_ours(obj: Any) -> bool:
+    return isinstance(obj, Mapping) and OURS_KEY in obj and "state_dict" in obj

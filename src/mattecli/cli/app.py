@@ -1,0 +1,62 @@
+"""The ``mattecli`` Typer application.
+
+Each verb lives in its own module with a ``register(app)`` function. Verb modules must not import torch (or any
+backend) at module level: ``mattecli --help``, ``--version`` and ``models list`` stay light.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import typer
+
+from .. import __version__
+from ..errors import MatteError
+
+VERBS = ("trimap", "matte", "composite", "video", "evaluate", "models")
+
+app = typer.Typer(
+    name="mattecli",
+    help="Pull alpha mattes from images and videos with classical and paper matting models.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None if os.environ.get("NO_COLOR") else "rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"mattecli {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """Pull alpha mattes from images and videos with classical and paper matting models."""
+
+
+for _verb in VERBS:
+    try:
+        _mod = importlib.import_module(f"mattecli.cli.{_verb}")
+    except ModuleNotFoundError as _e:
+        if _e.name == f"mattecli.cli.{_verb}":
+            continue
+        raise
+    _mod.register(app)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: MatteError -> one line on stderr and its exit code."""
+    try:
+        app(args=argv, prog_name="mattecli", standalone_mode=True)
+    except MatteError as e:
+        print(f"mattecli: error: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        print("mattecli: interrupted", file=sys.stderr)
+        sys.exit(130)
