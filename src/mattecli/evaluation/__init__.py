@@ -1,0 +1,15 @@
+"""Matting evaluation: SAD, MSE, Grad, Conn exactly as the official DIM MATLAB code; dtSSD and MESSDdt for video.
+
+``metrics`` is dependency-light (numpy + OpenCV); ``datasets`` pairs files and builds Composition-1k style inputs;
+``report`` prints and writes the results.
+"""
+from __future__ import annotations
+
+from .metrics import (  # noqa: F401
+    compute_all,
+    connectivity_error,
+    gradient_error,
+    mse_error,
+    sad_error,
+    video_metrics,
+)

@@ -1,0 +1,1 @@
+"""Image I/O, trimaps, compositing and foreground estimation (numpy / OpenCV / Pillow; no torch)."""

@@ -1,0 +1,372 @@
+"""Reading and writing still images.
+
+Reading (:func:`read_image`): JPEG, PNG (8/16-bit; grey, grey+alpha, RGB, RGBA, palette with or without
+transparency), TIFF (8/16-bit), WebP, BMP. EXIF orientation is applied, so arrays are upright as a viewer shows them.
+Arrays come back as ``HxW`` (grey), ``HxWx3`` (RGB) or ``HxWx4`` (RGBA), dtype uint8 or uint16, channel order RGB.
+
+Writing (:func:`write_image`): PNG (8/16-bit, with ``tEXt`` metadata such as ``alpha-mode``), TIFF (8/16-bit) and
+JPEG (8-bit RGB/grey only: an alpha or RGBA output sent to ``.jpg`` is refused, never silently flattened). Every
+write goes through :func:`atomic_write_bytes`: a temp file in the destination folder, then ``os.replace``, so a
+crash or an error never leaves a partial file under the final name.
+
+Every user-caused problem raises :class:`~mattecli.errors.InputError` (one line, names the file).
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import struct
+import tempfile
+import zlib
+from pathlib import Path
+from typing import Iterator, Mapping
+
+import numpy as np
+
+from ..errors import InputError, MatteError, UsageError
+
+READ_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp")
+WRITE_EXTS = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
+TEMP_SUFFIX = ".part"
+
+
+# ------------------------------------------------------------------------------------------------ atomic writes
+def _fix_mode(path: str) -> None:
+    # mkstemp creates 0600 files; give the result the permissions a plain open() would have.
+    umask = os.umask(0)
+    os.umask(umask)
+    with contextlib.suppress(OSError):
+        os.chmod(path, 0o666 & ~umask)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, *, make_parents: bool = True) -> Iterator[str]:
+    """Yield a temp file name next to ``path``; on success it replaces ``path``, on error it is removed.
+
+    For writers that need a file name (video encoders, ``np.save``)::
+
+        with atomic_path("out/a.mov") as tmp:
+            write_movie(tmp)
+    """
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if make_parents:
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            raise InputError(f"{parent}: cannot create output folder: a file of that name exists", path=parent) from None
+        except OSError as e:
+            raise InputError(f"{parent}: cannot create output folder ({e.strerror or e})", path=parent) from None
+    if not parent.is_dir():
+        raise InputError(f"{parent}: output folder does not exist or is not a folder", path=parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=str(parent))
+    except OSError as e:
+        raise InputError(f"{parent}: cannot write to the output folder ({e.strerror or e})", path=parent) from None
+    os.close(fd)
+    try:
+        yield tmp
+        _fix_mode(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temp file in the same folder + ``os.replace``)."""
+    with atomic_path(path) as tmp:
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+        except OSError as e:
+            raise InputError(f"{path}: write failed ({e.strerror or e})", path=path) from None
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+# ------------------------------------------------------------------------------------------------------ reading
+_ORIENT_TAG = 0x0112
+
+
+def _orientation(pil_img) -> int:
+    try:
+        return int(pil_img.getexif().get(_ORIENT_TAG, 1) or 1)
+    except Exception:  # broken EXIF never stops a read
+        return 1
+
+
+def apply_orientation(a: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply an EXIF orientation (1..8) to an HxW[xC] array, like ``PIL.ImageOps.exif_transpose``."""
+    if orientation == 2:
+        a = a[:, ::-1]
+    elif orientation == 3:
+        a = a[::-1, ::-1]
+    elif orientation == 4:
+        a = a[::-1]
+    elif orientation == 5:
+        a = np.swapaxes(a, 0, 1)
+    elif orientation == 6:
+        a = np.rot90(a, -1)
+    elif orientation == 7:
+        a = np.swapaxes(a, 0, 1)[::-1, ::-1]
+    elif orientation == 8:
+        a = np.rot90(a, 1)
+    return np.ascontiguousarray(a)
+
+
+def _png_bit_depth(data: bytes) -> int | None:
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 26 and data[12:16] == b"IHDR":
+        return data[24]
+    return None
+
+
+def _needs_cv2(pil_img, data: bytes) -> bool:
+    """True when Pillow would lose precision (16-bit colour PNG/TIFF) or cannot represent the mode."""
+    if pil_img.format == "PNG":
+        return (_png_bit_depth(data) or 8) == 16
+    if pil_img.format == "TIFF":
+        try:
+            bps = pil_img.tag_v2.get(258)  # BitsPerSample
+            bps = bps if isinstance(bps, (tuple, list)) else (bps,)
+            return any(int(b) > 8 for b in bps if b is not None)
+        except Exception:
+            return False
+    return pil_img.mode in ("I;16", "I;16B", "I;16L", "I", "F")
+
+
+def _decode_cv2(data: bytes, path) -> np.ndarray:
+    import cv2
+
+    a = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if a is None:
+        raise InputError(f"{path}: cannot decode the image (truncated or unsupported variant)", path=path)
+    if a.dtype not in (np.uint8, np.uint16):
+        if np.issubdtype(a.dtype, np.floating):
+            a = (np.clip(a, 0, 1) * 65535 + 0.5).astype(np.uint16)
+        else:
+            a = np.clip(a, 0, 65535).astype(np.uint16)
+    if a.ndim == 3 and a.shape[2] == 3:
+        a = a[..., ::-1]
+    elif a.ndim == 3 and a.shape[2] == 4:
+        a = a[..., [2, 1, 0, 3]]
+    elif a.ndim == 3 and a.shape[2] == 1:
+        a = a[..., 0]
+    return np.ascontiguousarray(a)
+
+
+def _decode_pil(img, path) -> np.ndarray:
+    mode = img.mode
+    if mode == "P" or mode == "PA":
+        img = img.convert("RGBA" if ("transparency" in img.info or mode == "PA") else "RGB")
+    elif mode == "1":
+        img = img.convert("L")
+    elif mode == "LA":
+        a = np.asarray(img)
+        rgb = np.repeat(a[..., :1], 3, axis=2)
+        return np.concatenate([rgb, a[..., 1:2]], axis=2)
+    elif mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+        img = img.convert("RGB")
+    elif mode == "RGBa":
+        img = img.convert("RGBA")
+    elif mode not in ("L", "RGB", "RGBA"):
+        img = img.convert("RGBA" if "A" in mode else "RGB")
+    return np.asarray(img).copy()
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Decode an image file, EXIF orientation applied.
+
+    Returns HxW (grey), HxWx3 (RGB) or HxWx4 (RGBA) uint8/uint16. Palette images come back as RGB (RGBA if the
+    palette has transparency); grey+alpha as RGBA. Raises InputError for missing, empty, truncated or non-image files.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{p}: file not found", path=p) from None
+    except IsADirectoryError:
+        raise InputError(f"{p}: is a folder, not an image", path=p) from None
+    except OSError as e:
+        raise InputError(f"{p}: cannot read ({e.strerror or e})", path=p) from None
+    if not data:
+        raise InputError(f"{p}: empty file (0 bytes)", path=p)
+    try:
+        img = Image.open(io.BytesIO(data))
+        img.load()
+    except UnidentifiedImageError:
+        raise InputError(f"{p}: not an image or an unsupported format (readable: PNG, JPEG, TIFF, WebP, BMP)",
+                         path=p) from None
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error) as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise InputError(f"{p}: cannot decode the image, the file is probably truncated or corrupt ({msg})",
+                         path=p) from None
+    except Image.DecompressionBombError as e:
+        raise InputError(f"{p}: image too large to decode safely ({e})", path=p) from None
+    orient = _orientation(img)
+    if _needs_cv2(img, data):
+        a = _decode_cv2(data, p)
+    else:
+        a = _decode_pil(img, p)
+    if a.ndim == 2 or (a.ndim == 3 and a.shape[2] in (3, 4)):
+        return apply_orientation(a, orient)
+    raise InputError(f"{p}: unsupported channel layout {a.shape}", path=p)
+
+
+def to_float(a: np.ndarray) -> np.ndarray:
+    """uint8/uint16/float -> float32 in [0,1]."""
+    if a.dtype == np.uint8:
+        return a.astype(np.float32) / 255.0
+    if a.dtype == np.uint16:
+        return a.astype(np.float32) / 65535.0
+    return np.clip(a.astype(np.float32), 0.0, 1.0)
+
+
+def to_uint8(a: np.ndarray) -> np.ndarray:
+    if a.dtype == np.uint8:
+        return a
+    if a.dtype == np.uint16:
+        return ((a.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+    return (np.clip(a.astype(np.float32), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def rgb_of(a: np.ndarray) -> np.ndarray:
+    """Any decoded image -> HxWx3 (grey is repeated, an alpha channel is dropped). dtype kept."""
+    if a.ndim == 2:
+        return np.repeat(a[..., None], 3, axis=2)
+    if a.shape[2] == 4:
+        return np.ascontiguousarray(a[..., :3])
+    return a
+
+
+def read_rgb(path: str | os.PathLike) -> np.ndarray:
+    """HxWx3 RGB image for matting: uint8 for 8-bit files, float32 [0,1] for 16-bit ones (precision kept)."""
+    a = rgb_of(read_image(path))
+    return a if a.dtype == np.uint8 else to_float(a)
+
+
+def read_grey(path: str | os.PathLike) -> np.ndarray:
+    """HxW float32 in [0,1] (masks, alphas). RGB(A) files: the colour channels are averaged; alpha ignored
+    unless the colour channels are constant and the alpha channel varies (an RGBA cut-out given as a matte)."""
+    a = read_image(path)
+    f = to_float(a)
+    if f.ndim == 2:
+        return f
+    rgb = f[..., :3].mean(axis=2)
+    if f.shape[2] == 4 and np.ptp(rgb) == 0 and np.ptp(f[..., 3]) > 0:
+        return np.ascontiguousarray(f[..., 3])
+    return np.ascontiguousarray(rgb)
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int] | None:
+    """(width, height) after EXIF orientation, from the header only; None if unreadable."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            w, h = img.size
+            if _orientation(img) in (5, 6, 7, 8):
+                w, h = h, w
+            return w, h
+    except Exception:
+        return None
+
+
+def verify_decodes(path: str | os.PathLike) -> bool:
+    """True if ``path`` exists, is non-empty and decodes completely (used by ``--skip-existing``)."""
+    try:
+        p = Path(path)
+        if not p.is_file() or p.stat().st_size == 0:
+            return False
+        read_image(p)
+        return True
+    except (MatteError, OSError):
+        return False
+
+
+# ------------------------------------------------------------------------------------------------------ writing
+def _png_text_chunk(key: str, value: str) -> bytes:
+    body = key.encode("latin-1")[:79] + b"\x00" + value.encode("latin-1", "replace")
+    return struct.pack(">I", len(body)) + b"tEXt" + body + struct.pack(">I", zlib.crc32(b"tEXt" + body) & 0xFFFFFFFF)
+
+
+def add_png_text(png: bytes, metadata: Mapping[str, str]) -> bytes:
+    """Insert ``tEXt`` chunks right after IHDR."""
+    if not metadata:
+        return png
+    ihdr_end = 8 + 4 + 4 + 13 + 4
+    chunks = b"".join(_png_text_chunk(str(k), str(v)) for k, v in metadata.items())
+    return png[:ihdr_end] + chunks + png[ihdr_end:]
+
+
+def read_png_text(path: str | os.PathLike) -> dict:
+    """``tEXt`` chunks of a PNG as a dict (e.g. ``{"alpha-mode": "straight"}``)."""
+    from PIL import Image
+
+    with Image.open(path) as img:
+        return {k: v for k, v in getattr(img, "text", {}).items()}
+
+
+def _quantise(a: np.ndarray, bits: int) -> np.ndarray:
+    if bits == 8:
+        return to_uint8(a)
+    if a.dtype == np.uint16:
+        return a
+    if a.dtype == np.uint8:
+        return a.astype(np.uint16) * 257
+    return (np.clip(a.astype(np.float32), 0.0, 1.0) * 65535.0 + 0.5).astype(np.uint16)
+
+
+def encode_image(a: np.ndarray, ext: str, *, bits: int = 8, metadata: Mapping[str, str] | None = None,
+                 quality: int = 95, what: str = "image", path=None) -> bytes:
+    """Encode an array (HxW, HxWx3 RGB, HxWx4 RGBA; uint8/uint16/float [0,1]) to PNG/TIFF/JPEG bytes."""
+    import cv2
+
+    ext = ext.lower()
+    if not ext.startswith("."):
+        ext = "." + ext
+    if ext not in WRITE_EXTS:
+        raise UsageError(f"{path or 'output'}: cannot write {ext} files; use .png, .tif or .jpg")
+    if bits not in (8, 16):
+        raise UsageError(f"bit depth must be 8 or 16, not {bits}")
+    a = np.asarray(a)
+    is_jpeg = ext in (".jpg", ".jpeg")
+    if is_jpeg:
+        if (a.ndim == 3 and a.shape[2] == 4) or what in ("alpha", "rgba", "trimap"):
+            raise UsageError(f"{path or 'output'}: JPEG cannot hold {what if what != 'image' else 'an alpha channel'} "
+                             "losslessly; write it as .png or .tif")
+        bits = 8
+    q = _quantise(a, bits)
+    if q.ndim == 3 and q.shape[2] == 3:
+        q = q[..., ::-1]
+    elif q.ndim == 3 and q.shape[2] == 4:
+        q = q[..., [2, 1, 0, 3]]
+    q = np.ascontiguousarray(q)
+    if ext == ".png":
+        ok, buf = cv2.imencode(".png", q, [cv2.IMWRITE_PNG_COMPRESSION, 3])
+        data = add_png_text(buf.tobytes(), metadata or {}) if ok else b""
+    elif is_jpeg:
+        ok, buf = cv2.imencode(".jpg", q, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+        data = buf.tobytes() if ok else b""
+    else:
+        ok, buf = cv2.imencode(".tiff", q)
+        data = buf.tobytes() if ok else b""
+    if not ok or not data:
+        raise MatteError(f"{path or 'output'}: encoding {ext} failed")
+    return data
+
+
+def write_image(path: str | os.PathLike, a: np.ndarray, *, bits: int = 8, metadata: Mapping[str, str] | None = None,
+                quality: int = 95, what: str = "image") -> Path:
+    """Encode by extension and write atomically. ``what`` ("alpha", "rgba", "trimap", ...) is used to refuse JPEG
+    for alpha-carrying outputs with a clear message. Returns the path."""
+    p = Path(path)
+    data = encode_image(a, p.suffix, bits=bits, metadata=metadata, quality=quality, what=what, path=p)
+    atomic_write_bytes(p, data)
+    return p

@@ -1,0 +1,172 @@
+"""Trimaps: read, quantise, validate, and generate from a mask or an alpha matte.
+
+Quantisation (:func:`quantise_trimap`), on the 8-bit grey scale (16-bit files are scaled to 0..255 first):
+
+==============  ==========  =========================================
+grey level      meaning     stored as
+==============  ==========  =========================================
+``<= 25``       background  0   (float 0.0)
+``26 .. 229``   unknown     128 (float 0.5)
+``>= 230``      foreground  255 (float 1.0)
+==============  ==========  =========================================
+
+These are pymatting's own thresholds (``trimap_split``: background <= 0.1, foreground >= 0.9), so every trimap pymatting
+accepts means the same here, including its lemur trimap whose unknown value is **102**, and anti-aliased edges of a
+hand-painted trimap fall into the unknown band. Accepted files: grey, RGB/RGBA with equal colour channels (an opaque
+alpha channel is ignored), palette, 8/16-bit. Refused with a one-line error naming the file: coloured RGB trimaps,
+RGBA trimaps with transparent pixels (ambiguous: transparent is not a trimap value), a size different from the image,
+and trimaps without any unknown pixel (nothing to solve).
+
+Generation (:func:`trimap_from_mask`, :func:`trimap_from_alpha`): foreground = pixels at or above ``hi``,
+background = pixels at or below ``lo`` (a mask is binarised at 0.5 instead), then both are eroded by a structuring
+element of radius ``band`` pixels (shape ellipse, rect or cross), so the unknown band is about ``2 * band`` wide
+around a mask edge. :func:`band_pixels` turns ``"12"`` (pixels), ``"2%"`` or ``"0.02"`` (a fraction of the image
+diagonal) into a radius.
+"""
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+
+from ..errors import InputError, UsageError
+
+BG_MAX = 25      # 8-bit grey level at or below which a trimap pixel is background
+FG_MIN = 230     # 8-bit grey level at or above which a trimap pixel is foreground
+ALPHA_LO = 0.06  # --from-alpha: alpha <= lo is background
+ALPHA_HI = 0.96  # --from-alpha: alpha >= hi is foreground
+KERNELS = ("ellipse", "rect", "cross")
+
+
+def quantise_trimap(a: np.ndarray, path: str | os.PathLike = "trimap") -> np.ndarray:
+    """Decoded trimap (HxW, HxWx3, HxWx4; uint8/uint16/float) -> HxW uint8 with values {0, 128, 255}."""
+    a = np.asarray(a)
+    if a.ndim == 3:
+        if a.shape[2] == 4:
+            full = 65535 if a.dtype == np.uint16 else (255 if a.dtype == np.uint8 else 1.0)
+            if np.any(a[..., 3] != full):
+                raise InputError(
+                    f"{path}: trimap has transparent pixels (RGBA); save it as an opaque grey image "
+                    "(0 = background, 128 = unknown, 255 = foreground)", path=path)
+            a = a[..., :3]
+        if a.shape[2] == 3:
+            spread = a.max(axis=2).astype(np.float64) - a.min(axis=2).astype(np.float64)
+            scale = 65535.0 if a.dtype == np.uint16 else (255.0 if a.dtype == np.uint8 else 1.0)
+            if float(spread.max()) / scale > 16 / 255.0:
+                raise InputError(
+                    f"{path}: trimap is a colour image; save it as grey (0 = background, 128 = unknown, "
+                    "255 = foreground)", path=path)
+            a = a.mean(axis=2) if a.dtype != np.uint8 else a[..., 0]
+        else:
+            raise InputError(f"{path}: trimap has an unsupported channel layout {a.shape}", path=path)
+    if a.dtype == np.uint8:
+        g = a.astype(np.float64)
+    elif a.dtype == np.uint16:
+        g = a.astype(np.float64) * (255.0 / 65535.0)
+    elif np.issubdtype(a.dtype, np.floating):
+        g = np.asarray(a, np.float64) * 255.0
+    else:
+        g = a.astype(np.float64)
+    out = np.full(g.shape, 128, np.uint8)
+    out[g <= BG_MAX + 0.5] = 0
+    out[g >= FG_MIN - 0.5] = 255
+    return out
+
+
+def validate_trimap(t: np.ndarray, path: str | os.PathLike = "trimap", shape: tuple | None = None,
+                    image_path: str | os.PathLike | None = None) -> np.ndarray:
+    """Check size against ``shape`` (HxW) and that some pixel is unknown. Returns ``t``."""
+    if shape is not None and tuple(t.shape[:2]) != tuple(shape[:2]):
+        h, w = t.shape[:2]
+        H, W = shape[:2]
+        of = f" {image_path}" if image_path else ""
+        raise InputError(f"{path}: trimap is {w}x{h} but the image{of} is {W}x{H}; they must have the same size",
+                         path=path)
+    if not np.any(t == 128):
+        raise InputError(f"{path}: trimap has no unknown (grey) pixels, so there is nothing to solve; "
+                         f"mark the uncertain band with grey (values {BG_MAX + 1}..{FG_MIN - 1}, e.g. 128)", path=path)
+    return t
+
+
+def read_trimap(path: str | os.PathLike, shape: tuple | None = None,
+                image_path: str | os.PathLike | None = None) -> np.ndarray:
+    """Read, quantise and validate a trimap file -> HxW uint8 {0, 128, 255}."""
+    from .io import read_image
+
+    return validate_trimap(quantise_trimap(read_image(path), path), path, shape, image_path)
+
+
+def band_pixels(band: str | float | int, shape: tuple) -> int:
+    """``"12"``/``12`` -> 12 px; ``"2%"`` -> 2 % of the image diagonal; ``"0.02"`` (< 1) -> 2 % of the diagonal."""
+    s = str(band).strip()
+    try:
+        if s.endswith("%"):
+            frac = float(s[:-1]) / 100.0
+        else:
+            v = float(s)
+            frac = v if 0 < v < 1 else None
+            if frac is None:
+                if v < 0 or v != int(v):
+                    raise ValueError
+                return int(v)
+        if frac < 0:
+            raise ValueError
+    except ValueError:
+        raise UsageError(f"--band {band!r}: use pixels (12), a percentage of the image diagonal (2%) or a fraction (0.02)") from None
+    diag = math.hypot(shape[0], shape[1])
+    return max(1, int(round(frac * diag)))
+
+
+def _kernel(radius: int, shape: str):
+    import cv2
+
+    if shape not in KERNELS:
+        raise UsageError(f"--kernel {shape!r}: use one of {', '.join(KERNELS)}")
+    kind = {"ellipse": cv2.MORPH_ELLIPSE, "rect": cv2.MORPH_RECT, "cross": cv2.MORPH_CROSS}[shape]
+    return cv2.getStructuringElement(kind, (2 * radius + 1, 2 * radius + 1))
+
+
+def _erode(m: np.ndarray, radius: int, shape: str) -> np.ndarray:
+    """Binary erosion; pixels outside the image count as set (the border never erodes)."""
+    import cv2
+
+    if radius <= 0:
+        return m
+    k = _kernel(radius, shape)
+    return cv2.erode(m.astype(np.uint8), k, borderType=cv2.BORDER_CONSTANT, borderValue=1).astype(bool)
+
+
+def make_trimap(fg: np.ndarray, bg: np.ndarray, band: int, kernel: str = "ellipse") -> np.ndarray:
+    """fg/bg boolean masks (disjoint) -> uint8 trimap, each region shrunk by ``band`` px, the rest unknown."""
+    _kernel(max(band, 0), kernel)  # validates the shape name
+    fg_e = _erode(fg, band, kernel)
+    bg_e = _erode(bg, band, kernel)
+    out = np.full(fg.shape, 128, np.uint8)
+    out[bg_e] = 0
+    out[fg_e] = 255
+    return out
+
+
+def trimap_from_mask(mask: np.ndarray, band: int, kernel: str = "ellipse", threshold: float = 0.5) -> np.ndarray:
+    """Coarse mask (binary or soft, float [0,1]) -> trimap: binarise at ``threshold``, then an unknown band of
+    ``band`` px on each side of the edge."""
+    m = np.asarray(mask, np.float32)
+    fg = m >= threshold
+    return make_trimap(fg, ~fg, band, kernel)
+
+
+def trimap_from_alpha(alpha: np.ndarray, band: int = 0, kernel: str = "ellipse", lo: float = ALPHA_LO,
+                      hi: float = ALPHA_HI) -> np.ndarray:
+    """Alpha matte (float [0,1]) -> trimap: alpha <= lo background, alpha >= hi foreground, the soft pixels in between
+    unknown, then both known regions eroded by ``band`` px."""
+    if not 0.0 <= lo < hi <= 1.0:
+        raise UsageError(f"--lo {lo} / --hi {hi}: need 0 <= lo < hi <= 1")
+    a = np.asarray(alpha, np.float32)
+    return make_trimap(a >= hi, a <= lo, band, kernel)
+
+
+def trimap_from_labels(labels: np.ndarray, selected: list[int], band: int, kernel: str = "ellipse") -> np.ndarray:
+    """Segmentation class map -> trimap: pixels of the selected classes are foreground."""
+    fg = np.isin(np.asarray(labels), np.asarray(selected))
+    return make_trimap(fg, ~fg, band, kernel)

@@ -1,0 +1,369 @@
+"""Video and image-sequence reading for ``mattecli video``.
+
+- :class:`VideoSource` opens a video file (anything PyAV/FFmpeg reads) or an image sequence (a folder, natural sort,
+  or a printf pattern such as ``frames/%06d.png``) and yields :class:`Frame` objects: upright RGB ``uint8`` pixels
+  (the display matrix / rotation side data is applied) plus the frame's own ``pts`` and ``time_base``: timestamps are
+  carried through untouched, never re-numbered, so variable-frame-rate clips keep their timing.
+- The first frame is decoded when the source is opened: a file that is not a video, an audio-only file or a clip with
+  zero frames fails *before* any output is created, with a one-line :class:`~mattecli.errors.InputError`.
+- :class:`ThreadedReader` runs any frame iterator in a background thread behind a bounded queue (back-pressure: the
+  decoder never runs more than ``maxsize`` frames ahead, so memory stays flat whatever the length of the clip).
+"""
+from __future__ import annotations
+
+import os
+import queue
+import re
+import threading
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from ..errors import InputError, MissingInput
+
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".exr")
+_PATTERN_RE = re.compile(r"%0?(\d*)d")
+# swscale's colour matrices share their numbering with AVColorSpace for these values.
+_SWS_COLORSPACES = {1, 4, 5, 6, 7, 9}
+
+
+@dataclass
+class Frame:
+    index: int                 # 0-based decode order
+    image: np.ndarray          # HxWx3 uint8 RGB, upright (rotation applied)
+    pts: int | None            # in time_base units, exactly as decoded (None for sources without timestamps)
+    time_base: Fraction
+    time: float                # seconds (pts * time_base), for progress and syncing
+
+@dataclass
+class SourceInfo:
+    path: str
+    kind: str                          # "video" | "sequence"
+    width: int                         # display size (after rotation)
+    height: int
+    rotation: int = 0                  # display-matrix rotation, degrees counter-clockwise (PyAV convention)
+    frame_count: int | None = None     # exact for sequences, container's count or an estimate for video
+    rate: Fraction | None = None       # nominal frame rate (exact rational)
+    time_base: Fraction = Fraction(1, 25)
+    codec: str = ""
+    pix_fmt: str = ""
+    colorspace: int = 2                # AVColorSpace / AVColorRange / primaries / trc (2 = unspecified)
+    color_range: int = 0
+    color_primaries: int = 2
+    color_trc: int = 2
+    duration: float | None = None      # seconds
+    container_format: str = ""
+    n_audio: int = 0
+    n_subtitle: int = 0
+    files: list = field(default_factory=list)  # sequences: the frame files in order
+
+    @property
+    def has_audio(self) -> bool:
+        return self.n_audio > 0
+
+    def describe(self) -> str:
+        rate = f"{float(self.rate):.3f} fps" if self.rate else "unknown fps"
+        n = f"{self.frame_count} frames" if self.frame_count else "unknown length"
+        rot = f", rotation {self.rotation}" if self.rotation else ""
+        aud = f", {self.n_audio} audio" if self.n_audio else ""
+        return f"{self.width}x{self.height}, {n}, {rate}{rot}{aud}"
+
+
+def natural_key(s: str):
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", s)]
+
+
+def is_sequence_target(path: str | os.PathLike) -> bool:
+    """True for a folder or a printf-style pattern (``%06d``)."""
+    p = os.fspath(path)
+    return bool(_PATTERN_RE.search(os.path.basename(p))) or os.path.isdir(p)
+
+
+def list_sequence(path: str | os.PathLike) -> list[str]:
+    """Files of an image sequence: a folder (images, natural sort) or a ``%0Nd`` pattern (sorted by number)."""
+    p = os.fspath(path)
+    if os.path.isdir(p):
+        files = [os.path.join(p, f) for f in os.listdir(p)
+                 if f.lower().endswith(IMAGE_EXTS) and not f.startswith(".")]
+        return sorted(files, key=natural_key)
+    folder, base = os.path.split(p)
+    folder = folder or "."
+    m = _PATTERN_RE.search(base)
+    if not m:
+        return []
+    rx = re.compile("^" + re.escape(base[:m.start()]) + r"(\d+)" + re.escape(base[m.end():]) + "$")
+    if not os.path.isdir(folder):
+        return []
+    found = []
+    for f in os.listdir(folder):
+        mm = rx.match(f)
+        if mm:
+            found.append((int(mm.group(1)), os.path.join(folder, f)))
+    return [f for _, f in sorted(found)]
+
+
+def read_image_rgb(path: str, what: str = "frame") -> np.ndarray:
+    """Read an image file as HxWx3 uint8 RGB (16-bit and alpha are reduced; EXR is tone-clipped)."""
+    import cv2
+
+    a = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+    if a is None:
+        raise InputError(f"{path}: cannot read this {what} image; pass PNG/JPEG/TIFF files", path=path)
+    if a.ndim == 2:
+        a = np.repeat(a[..., None], 3, axis=2)
+    elif a.shape[2] == 4:
+        a = a[..., :3]
+    a = a[..., ::-1]
+    if a.dtype == np.uint16:
+        a = (a.astype(np.float32) / 257.0 + 0.5).astype(np.uint8)
+    elif a.dtype != np.uint8:
+        a = (np.clip(a.astype(np.float32), 0, 1) * 255.0 + 0.5).astype(np.uint8)
+    return np.ascontiguousarray(a)
+
+
+def rotate_upright(img: np.ndarray, rotation: int) -> np.ndarray:
+    """Apply a display-matrix rotation (degrees counter-clockwise, multiples of 90) to coded pixels."""
+    k = (int(round(rotation / 90.0))) % 4
+    return np.ascontiguousarray(np.rot90(img, k)) if k else img
+
+
+def rotate_coded(img: np.ndarray, rotation: int) -> np.ndarray:
+    """Inverse of :func:`rotate_upright`: upright pixels back to the coded orientation."""
+    k = (-int(round(rotation / 90.0))) % 4
+    return np.ascontiguousarray(np.rot90(img, k)) if k else img
+
+
+class VideoSource:
+    """One input clip. Iterate :meth:`frames` once (it decodes in the calling thread; wrap it in
+    :class:`ThreadedReader` for a background decode)."""
+
+    def __init__(self, path: str | os.PathLike, *, fps: float | Fraction | None = None, what: str = "input",
+                 gray: bool = False, threads: int = 0):
+        self.path = os.fspath(path)
+        self.what = what
+        self.gray = gray
+        self._container = None
+        self._first: Frame | None = None
+        self._threads = threads
+        p = self.path
+        if is_sequence_target(p) and not os.path.isfile(p):
+            files = list_sequence(p)
+            if not files:
+                if os.path.isdir(p) or os.path.isdir(os.path.dirname(p) or "."):
+                    raise InputError(f"{p}: no image files found for this {what} sequence; "
+                                     "pass a folder of frames or a pattern like frames/%06d.png", path=p)
+                raise MissingInput(f"{p}: no such folder for this {what} sequence", path=p)
+            rate = Fraction(fps).limit_denominator(1001000) if fps else Fraction(30)
+            first = read_image_rgb(files[0], what)
+            h, w = first.shape[:2]
+            self.info = SourceInfo(path=p, kind="sequence", width=w, height=h, frame_count=len(files), rate=rate,
+                                   time_base=1 / rate, codec="image", files=files,
+                                   duration=len(files) / float(rate), color_range=2)
+            self._first = Frame(0, first, 0, 1 / rate, 0.0)
+            return
+        if not os.path.exists(p):
+            raise MissingInput(f"{p}: no such file; pass an existing {what} video or image sequence", path=p)
+        if os.path.isdir(p):
+            raise InputError(f"{p}: folder holds no images for this {what} sequence", path=p)
+        self._open_video()
+
+    # -- video files -----------------------------------------------------------------------------------------
+    def _open_video(self) -> None:
+        import av
+
+        p = self.path
+        try:
+            c = av.open(p, "r")
+        except (av.error.FFmpegError, OSError, UnicodeDecodeError, ValueError) as e:
+            raise InputError(f"{p}: not a video FFmpeg can read ({_first_line(e)}); pass a video file or an image "
+                             "sequence folder", path=p) from None
+        self._container = c
+        if not c.streams.video:
+            kinds = sorted({s.type for s in c.streams})
+            c.close()
+            self._container = None
+            if not kinds:
+                raise InputError(f"{p}: holds no streams at all (empty or truncated file); pass a video with at "
+                                 "least one frame", path=p)
+            raise InputError(f"{p}: has no video stream (found: {', '.join(kinds)}); pass a video file, not an "
+                             "audio-only one", path=p)
+        st = c.streams.video[0]
+        st.thread_type = "AUTO"
+        if self._threads:
+            st.codec_context.thread_count = self._threads
+        self._stream = st
+        cc = st.codec_context
+        rate = st.average_rate or st.guessed_rate or st.base_rate
+        # average_rate of a VFR clip is an odd fraction (e.g. 3750/143); guessed_rate is the codec's nominal rate.
+        guessed = st.guessed_rate
+        if rate and guessed and abs(float(rate) - float(guessed)) / float(guessed) < 0.01:
+            rate = guessed
+        rate = Fraction(rate) if rate else None
+        tb = Fraction(st.time_base) if st.time_base else (1 / rate if rate else Fraction(1, 25))
+        dur = None
+        if st.duration and st.time_base:
+            dur = float(st.duration * st.time_base)
+        elif c.duration:
+            dur = c.duration / 1e6
+        count = st.frames or (int(round(dur * float(rate))) if dur and rate else None)
+        self._frames_iter = self._decode_video()
+        try:
+            first = next(self._frames_iter)
+        except StopIteration:
+            self.close()
+            raise InputError(f"{p}: contains no decodable video frames; pass a clip with at least one frame",
+                             path=p) from None
+        self._first = first
+        h, w = first.image.shape[:2]
+        self.info = SourceInfo(
+            path=p, kind="video", width=w, height=h, rotation=self._rotation, frame_count=count or None,
+            rate=rate, time_base=tb, codec=cc.name, pix_fmt=cc.pix_fmt or "",
+            colorspace=int(getattr(cc, "colorspace", 2) or 2), color_range=int(getattr(cc, "color_range", 0) or 0),
+            color_primaries=int(getattr(cc, "color_primaries", 2) or 2),
+            color_trc=int(getattr(cc, "color_trc", 2) or 2), duration=dur, container_format=c.format.name,
+            n_audio=len(c.streams.audio), n_subtitle=len(c.streams.subtitles),
+        )
+
+    def _decode_video(self) -> Iterator[Frame]:
+        import av
+
+        st = self._stream
+        self._rotation = 0
+        i = 0
+        try:
+            for f in self._container.decode(st):
+                if i == 0:
+                    self._rotation = int(round(f.rotation or 0))
+                kw = {}
+                if f.color_range:
+                    kw["src_color_range"] = int(f.color_range)
+                if f.colorspace in _SWS_COLORSPACES:
+                    kw["src_colorspace"] = int(f.colorspace)
+                if self.gray:
+                    img = f.to_ndarray(format="gray", **kw)
+                else:
+                    img = f.to_ndarray(format="rgb24", **kw)
+                img = rotate_upright(img, self._rotation)
+                tb = Fraction(f.time_base) if f.time_base else Fraction(st.time_base)
+                pts = f.pts
+                t = float(pts * tb) if pts is not None else float(i) / 25.0
+                yield Frame(i, img, pts, tb, t)
+                i += 1
+        except av.error.FFmpegError as e:
+            raise InputError(f"{self.path}: decoding failed at frame {i} ({_first_line(e)})", path=self.path) from None
+
+    # -- iteration -------------------------------------------------------------------------------------------
+    def frames(self) -> Iterator[Frame]:
+        """All frames in order (the first one was decoded at open time)."""
+        first, self._first = self._first, None
+        if first is None:
+            raise RuntimeError("VideoSource.frames() can be iterated once")
+        if self.info.kind == "sequence":
+            yield self._seq_frame(first) if self.gray else first
+            tb = self.info.time_base
+            for i, f in enumerate(self.info.files[1:], start=1):
+                img = read_image_rgb(f, self.what)
+                if img.shape[:2] != (self.info.height, self.info.width):
+                    raise InputError(f"{f}: frame is {img.shape[1]}x{img.shape[0]}, the sequence is "
+                                     f"{self.info.width}x{self.info.height}; all frames must have one size", path=f)
+                fr = Frame(i, img, i, tb, float(i * tb))
+                yield self._seq_frame(fr) if self.gray else fr
+            return
+        yield first
+        yield from self._frames_iter
+
+    @staticmethod
+    def _seq_frame(fr: Frame) -> Frame:
+        fr.image = np.ascontiguousarray(fr.image[..., 0])
+        return fr
+
+    def close(self) -> None:
+        if self._container is not None:
+            try:
+                self._container.close()
+            except Exception:  # noqa: BLE001 - closing a reader must never mask the real error
+                pass
+            self._container = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+_END = object()
+
+
+class _Failure:
+    def __init__(self, exc: BaseException):
+        self.exc = exc
+
+
+class ThreadedReader:
+    """Run an iterator in a daemon thread, handing items over through a bounded queue.
+
+    Exceptions raised by the iterator are re-raised in the consumer. :meth:`stop` makes the producer exit at its
+    next put (it never blocks forever on a full queue).
+    """
+
+    def __init__(self, iterator, maxsize: int = 8, name: str = "mattecli-decode"):
+        self._it = iterator
+        self._q: queue.Queue = queue.Queue(maxsize=max(1, maxsize))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _put(self, item) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        try:
+            for item in self._it:
+                if not self._put(item):
+                    return
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer
+            self._put(_Failure(e))
+            return
+        self._put(_END)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        while True:
+            try:
+                item = self._q.get(timeout=0.1)
+                break
+            except queue.Empty:
+                if not self._thread.is_alive() and self._q.empty():
+                    raise StopIteration from None
+        if item is _END:
+            self._q.put(_END)  # stay exhausted
+            raise StopIteration
+        if isinstance(item, _Failure):
+            raise item.exc
+        return item
+
+    def stop(self) -> None:
+        self._stop.set()
+        try:
+            while True:
+                self._q.get_nowait()
+        except queue.Empty:
+            pass
+        self._thread.join(timeout=5)
+
+
+def _first_line(e: BaseException) -> str:
+    s = str(e).strip()
+    return s.splitlines()[0] if s else type(e).__name__

@@ -1,0 +1,273 @@
+"""Streaming transfers into a ``.part`` file with the sha256 computed on the fly.
+
+- :func:`fetch_url`: http(s) with ``Range`` resume of an existing ``.part``, a per-read timeout (a stalled connection
+  fails after ``timeout`` seconds instead of hanging), refusal of HTML pages served in place of the file;
+  ``file://`` URLs are read directly (no socket).
+- :func:`copy_stream`: any readable binary stream -> ``.part`` (local paths, wheel members).
+
+Every function returns a :class:`Transfer` (sha256, size, resumed); verification against the registry and the final
+rename are the caller's job (see ``store.py``). Failures raise :class:`SourceFailed`; ``partial=True`` means the
+``.part`` holds a clean prefix of the file worth resuming.
+"""
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import os
+import socket
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+CHUNK = 1 << 20  # read1() returns what has arrived, so a big chunk does not delay a stall timeout
+USER_AGENT = "mattecli-weights/0.1 (+https://pypi.org/project/mattecli)"
+
+
+class SourceFailed(Exception):
+    """One source could not deliver the file; the caller moves on to the next source."""
+
+    def __init__(self, message: str, *, partial: bool = False):
+        super().__init__(message)
+        self.partial = partial
+
+
+@dataclass
+class Transfer:
+    sha256: str
+    size: int
+    resumed: bool = False
+
+
+def default_timeout() -> float:
+    try:
+        return float(os.environ.get("MATTECLI_TIMEOUT", "30"))
+    except ValueError:
+        return 30.0
+
+
+# -- progress -----------------------------------------------------------------------------------------------------
+class _NoBar:
+    def __init__(self, *a, **k):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def advance(self, n: int) -> None:
+        pass
+
+    def restart(self, completed: int = 0) -> None:
+        pass
+
+
+class _RichBar:
+    """A rich progress bar on stderr (only on a terminal; NO_COLOR respected)."""
+
+    def __init__(self, label: str, total: int | None, completed: int = 0):
+        from rich.console import Console
+        from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
+                                   TransferSpeedColumn)
+
+        console = Console(file=sys.stderr, no_color=bool(os.environ.get("NO_COLOR")), highlight=False)
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                                 TransferSpeedColumn(), TimeRemainingColumn(), console=console, transient=False)
+        self.task = self.progress.add_task(label, total=total, completed=completed)
+
+    def __enter__(self):
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.progress.stop()
+        return False
+
+    def advance(self, n: int) -> None:
+        self.progress.advance(self.task, n)
+
+    def restart(self, completed: int = 0) -> None:
+        self.progress.update(self.task, completed=completed)
+
+
+def progress_bar(label: str, total: int | None, completed: int = 0, enabled: bool = True):
+    if enabled and sys.stderr is not None and hasattr(sys.stderr, "isatty") and sys.stderr.isatty():
+        return _RichBar(label, total, completed)
+    return _NoBar()
+
+
+# -- helpers ------------------------------------------------------------------------------------------------------
+def _sidecar(part: Path) -> Path:
+    return part.with_name(part.name + ".json")
+
+
+def discard_part(part: Path) -> None:
+    for p in (part, _sidecar(part)):
+        try:
+            p.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def _hash_file(path: Path) -> tuple[hashlib._Hash, int]:
+    h = hashlib.sha256()
+    n = 0
+    with open(path, "rb") as f:
+        while True:
+            b = f.read(1 << 20)
+            if not b:
+                break
+            h.update(b)
+            n += len(b)
+    return h, n
+
+
+def _fsync(f) -> None:
+    f.flush()
+    try:
+        os.fsync(f.fileno())
+    except OSError:
+        pass
+
+
+def copy_stream(src, part: Path, *, total: int | None, label: str, progress: bool = True) -> Transfer:
+    """Copy a readable binary stream into ``part`` (truncated first), hashing as it goes."""
+    h = hashlib.sha256()
+    n = 0
+    with open(part, "wb") as f, progress_bar(label, total, enabled=progress) as bar:
+        while True:
+            b = src.read(CHUNK)
+            if not b:
+                break
+            f.write(b)
+            h.update(b)
+            n += len(b)
+            bar.advance(len(b))
+        _fsync(f)
+    return Transfer(h.hexdigest(), n)
+
+
+def copy_file(path: str | os.PathLike, part: Path, *, label: str, progress: bool = True) -> Transfer:
+    p = Path(path)
+    if not p.is_file():
+        raise SourceFailed(f"{p}: no such file")
+    try:
+        with open(p, "rb") as src:
+            return copy_stream(src, part, total=p.stat().st_size, label=label, progress=progress)
+    except OSError as e:
+        raise SourceFailed(f"{p}: {e.strerror or e}") from None
+
+
+def is_network_url(url: str) -> bool:
+    return urlparse(url).scheme.lower() not in ("file", "")
+
+
+# -- http(s) ------------------------------------------------------------------------------------------------------
+def _can_resume(part: Path, url: str, expected_sha: str | None) -> bool:
+    """A leftover .part is resumed when the final sha256 check will catch a wrong prefix (sha known), or when it
+    provably came from the same URL."""
+    if not part.is_file() or part.stat().st_size == 0:
+        return False
+    if expected_sha:
+        return True
+    try:
+        return json.loads(_sidecar(part).read_text()).get("url") == url
+    except (OSError, ValueError):
+        return False
+
+
+def fetch_url(url: str, part: Path, *, expected_sha: str | None = None, filename: str = "",
+              timeout: float | None = None, progress: bool = True, resume: bool = True) -> Transfer:
+    """Download ``url`` into ``part``. Resumes an existing ``part`` with an HTTP Range request when possible."""
+    from urllib.error import HTTPError, URLError
+    from urllib.request import Request, url2pathname, urlopen
+
+    parsed = urlparse(url)
+    scheme = parsed.scheme.lower()
+    label = filename or Path(parsed.path).name or url
+    if scheme == "file":
+        return copy_file(url2pathname(parsed.path), part, label=label, progress=progress)
+    if scheme not in ("http", "https"):
+        raise SourceFailed(f"{url}: unsupported URL scheme {scheme!r} (use https://, http:// or file://)")
+    timeout = default_timeout() if timeout is None else timeout
+
+    offset = 0
+    h = hashlib.sha256()
+    if resume and _can_resume(part, url, expected_sha):
+        h, offset = _hash_file(part)
+    else:
+        discard_part(part)
+
+    headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+    try:
+        resp = urlopen(Request(url, headers=headers), timeout=timeout)
+    except HTTPError as e:
+        if e.code == 416 and offset:  # the .part may already be complete; let the sha256 check decide
+            return Transfer(h.hexdigest(), offset, resumed=True)
+        raise SourceFailed(f"{url}: HTTP {e.code} {e.reason}", partial=bool(offset)) from None
+    except URLError as e:
+        reason = e.reason if not isinstance(e.reason, BaseException) else (str(e.reason) or type(e.reason).__name__)
+        raise SourceFailed(f"{url}: {reason}", partial=bool(offset)) from None
+    except (TimeoutError, socket.timeout):
+        raise SourceFailed(f"{url}: no response within {timeout:g}s", partial=bool(offset)) from None
+    except (OSError, http.client.HTTPException) as e:
+        raise SourceFailed(f"{url}: {type(e).__name__}: {e}", partial=bool(offset)) from None
+
+    with resp:
+        status = getattr(resp, "status", 200)
+        ctype = (resp.headers.get("Content-Type") or "").lower()
+        if ctype.startswith("text/html") and not filename.lower().endswith((".html", ".htm")):
+            raise SourceFailed(f"{url}: the server sent a web page (a sign-in, quota or confirmation page?), "
+                               "not the file", partial=bool(offset))
+        resumed = False
+        if offset and status == 206:
+            crange = resp.headers.get("Content-Range") or ""
+            try:
+                start = int(crange.split()[1].split("-")[0])
+            except (IndexError, ValueError):
+                start = -1
+            if start != offset:
+                raise SourceFailed(f"{url}: bad Content-Range {crange!r} for a resume at byte {offset}")
+            resumed = True
+            mode = "ab"
+        else:  # fresh download (or the server ignored our Range header)
+            offset = 0
+            h = hashlib.sha256()
+            mode = "wb"
+        length = resp.headers.get("Content-Length")
+        body = int(length) if length and length.isdigit() else None
+        total = None if body is None else body + offset
+        try:
+            _sidecar(part).write_text(json.dumps({"url": url, "sha256": expected_sha}))
+        except OSError:
+            pass
+        n = offset
+        read = getattr(resp, "read1", None) or resp.read  # read1: hand over what arrived, do not wait for a full chunk
+        with open(part, mode) as f, progress_bar(label, total, completed=offset, enabled=progress) as bar:
+            while True:
+                try:
+                    b = read(CHUNK)
+                except (TimeoutError, socket.timeout):
+                    _fsync(f)
+                    raise SourceFailed(f"{url}: connection stalled (no data for {timeout:g}s) after {n} bytes; "
+                                       "the partial file is kept and the next fetch resumes it",
+                                       partial=n > 0) from None
+                except (OSError, http.client.HTTPException) as e:
+                    _fsync(f)
+                    raise SourceFailed(f"{url}: connection lost after {n} bytes ({type(e).__name__}); "
+                                       "the next fetch resumes it", partial=n > 0) from None
+                if not b:
+                    break
+                f.write(b)  # a local write error (disk full) is not a source failure: it propagates
+                h.update(b)
+                n += len(b)
+                bar.advance(len(b))
+            _fsync(f)
+        if total is not None and n != total:
+            raise SourceFailed(f"{url}: connection closed after {n} of {total} bytes", partial=n > 0)
+    return Transfer(h.hexdigest(), n, resumed=resumed)

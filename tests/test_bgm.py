@@ -1,0 +1,158 @@
+"""Background Matting v1: oracle parity (generator, image-mode pipeline), segmenter path, converter."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import mattecli
+from mattecli.errors import ConverterError, InputError, MissingInput, WeightsUnavailable
+
+pytestmark = pytest.mark.shared
+
+
+@pytest.fixture(scope="module")
+def official():
+    from conftest import Oracle
+
+    return Oracle("bgmv1_netg").torch_weights()
+
+
+@pytest.fixture(scope="module")
+def model(official):
+    return mattecli.load_model("bgm", weights=official)
+
+
+def test_network(model, oracle):
+    z = oracle("bgmv1_netg").net_io()
+    args = [torch.from_numpy(z[k]) for k in ("image", "back", "seg", "multi")]
+    with torch.inference_mode():
+        alpha, fg = model.net(*args)
+        # the official forward never uses the motion branch: other motion frames give the same result
+        alpha2, fg2 = model.net(*args[:3], torch.zeros_like(args[3]))
+    np.testing.assert_allclose(alpha.numpy(), z["alpha"], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(fg.numpy(), z["fg"], rtol=0, atol=1e-4)
+    assert torch.equal(alpha, alpha2) and torch.equal(fg, fg2)
+
+
+def test_network_batch_of_two(model):
+    g = torch.Generator().manual_seed(0)
+    x = [torch.rand(2, c, 32, 48, generator=g) * 2 - 1 for c in (3, 3, 1, 4)]
+    with torch.inference_mode():
+        both = model.net(*x)
+        one = [model.net(*(t[i:i + 1] for t in x)) for i in range(2)]
+    for k in range(2):
+        torch.testing.assert_close(both[k], torch.cat([one[0][k], one[1][k]]), rtol=0, atol=1e-4)
+
+
+def test_preprocessing_exact(oracle):
+    from mattecli.backends.bgm.adapter import _crop_resize, get_bbox, process_mask
+
+    p = oracle("bgmv1_netg").pipeline_io()
+    bbox = get_bbox(p["mask_u8"])
+    np.testing.assert_array_equal(bbox, p["bbox"])
+    np.testing.assert_array_equal(process_mask(_crop_resize(p["mask_u8"], bbox)), p["net_seg_u8"])
+
+
+@pytest.mark.slow
+def test_pipeline_image_mode(model, oracle):
+    p = oracle("bgmv1_netg").pipeline_io()
+    r = model.predict(p["image_rgb_u8"], background=p["back_rgb_u8"], segmentation=p["mask_u8"])
+    assert r.alpha.shape == (157, 211) and r.foreground.shape == (157, 211, 3)
+    np.testing.assert_array_equal(r.extras["bbox"], p["bbox"])
+    np.testing.assert_array_equal(r.extras["net_seg_u8"], p["net_seg_u8"])
+    for got, ref in ((r.extras["alpha_crop_u8"], p["alpha_crop_u8"]),
+                     (np.round(r.alpha * 255), p["alpha_u8"]),
+                     (np.round(r.foreground * 255), p["fg_rgb_u8"])):
+        d = np.abs(got.astype(int) - ref.astype(int))
+        assert d.max() <= 1 and (d > 0).mean() < 1e-3  # bit-exact here; uint8 truncation may flip by 1 elsewhere
+
+
+def _small_reso(monkeypatch):
+    """Run the pipeline at 128x128 instead of 512x512 (keeps these tests fast; the logic is the same)."""
+    from mattecli.backends.bgm import adapter
+
+    monkeypatch.setattr(adapter, "RESO", 128)
+
+
+def test_segmenter_used_when_no_mask(model, monkeypatch, oracle):
+    from conftest import Oracle
+
+    _small_reso(monkeypatch)
+    w = Oracle("bisenetv2_coco").torch_weights()
+    p = oracle("bgmv1_netg").pipeline_io()
+    img = p["image_rgb_u8"]
+    # synthetic weights rarely predict "person": use the class they predict most, via the segmenter's option
+    labels = mattecli.load_model("bisenetv2.cocostuff", weights=w).predict(img).extras["labels"]
+    top = int(np.bincount(labels.ravel()).argmax())
+    seg = mattecli.load_model("bisenetv2.cocostuff", weights=w, classes=(top,))
+    monkeypatch.setattr(model, "_segmenter", seg)
+    s = seg.predict(img)
+    expected = np.isin(s.extras["labels"], s.extras["class_ids"]).astype(np.uint8) * 255
+    assert expected.any()
+    r = model.predict(img, background=p["back_rgb_u8"])
+    np.testing.assert_array_equal(r.extras["segmentation"], expected)
+    r2 = model.predict(img, background=p["back_rgb_u8"], segmentation=expected)
+    np.testing.assert_array_equal(r.alpha, r2.alpha)
+
+
+def test_segmenter_unavailable_message(official, isolated_home):
+    m = mattecli.load_model("bgm", weights=official)
+    img = np.zeros((40, 50, 3), np.uint8)
+    with pytest.raises(WeightsUnavailable, match=r"segmentation=.*|bisenetv2") as ei:
+        m.predict(img, background=img)
+    msg = str(ei.value)
+    assert "bisenetv2.cocostuff" in msg and "segmentation=" in msg and "model_final_v2_coco.pth" in msg
+    m2 = mattecli.load_model("bgm", weights=official, segmenter=None)
+    with pytest.raises(MissingInput, match="segmentation="):
+        m2.predict(img, background=img)
+
+
+def test_float_mask_motion_frames_and_empty(model, monkeypatch):
+    _small_reso(monkeypatch)
+    rng = np.random.default_rng(1)
+    img = rng.integers(0, 256, (60, 80, 3), dtype=np.uint8)
+    bg = rng.integers(0, 256, (60, 80, 3), dtype=np.uint8)
+    mask = np.zeros((60, 80), np.float32)
+    mask[10:50, 20:60] = 1.0
+    r = model.predict(img, background=bg, segmentation=mask)
+    r2 = model.predict(img, background=bg, segmentation=(mask * 255).astype(np.uint8),
+                       motion_frames=[img, bg, img, bg])
+    np.testing.assert_array_equal(r.alpha, r2.alpha)  # motion frames never reach the output (official forward)
+    assert r.alpha.shape == (60, 80)
+    with pytest.warns(UserWarning, match="empty"):
+        e = model.predict(img, background=bg, segmentation=np.zeros((60, 80), np.uint8))
+    assert e.alpha.max() == 0 and e.extras["empty"]
+    with pytest.raises(InputError, match="motion_frames"):
+        model.predict(img, background=bg, segmentation=mask, motion_frames=[img])
+    with pytest.raises(MissingInput, match="--bg"):
+        model.predict(img, segmentation=mask)
+
+
+def test_converter_round_trip(tmp_path, model, official):
+    from mattecli.backends.bgm import convert
+
+    path = tmp_path / "netG_epoch_12.pth"
+    convert.write_checkpoint(model.net.state_dict(), path)
+    sd = torch.load(path, weights_only=True)
+    assert list(sd) == ["module." + k for k in official]
+    m2 = mattecli.load_model("bgm.real-hand-held", weights=path)
+    for k, v in m2.net.state_dict().items():
+        assert torch.equal(v, official[k]), k
+    bad = dict(official, **{"model_enc_extra.0.weight": torch.zeros(1)})
+    with pytest.raises(ConverterError, match="unexpected keys model_enc_extra.0.weight"):
+        mattecli.load_model("bgm", weights=bad)
+    missing = dict(official)
+    missing.pop("model_enc_multi.1.weight")  # unused by forward, still required (strict, as officially)
+    with pytest.raises(ConverterError, match="missing key 'model_enc_multi.1.weight'"):
+        mattecli.load_model("bgm", weights=missing)
+
+
+def test_missing_weights_message(isolated_home):
+    with pytest.raises(WeightsUnavailable) as ei:
+        mattecli.load_model("bgm.syn-comp-adobe")
+    msg = str(ei.value)
+    assert "CC BY-NC-SA 4.0" in msg and "1WLDBC_Q-cA72QC8bB-Rdj53UB2vSPnXv" in msg
+    assert "mattecli models import bgm.syn-comp-adobe" in msg
+    with pytest.raises(WeightsUnavailable, match="netG_epoch_12.pth"):
+        mattecli.load_model("bgm")

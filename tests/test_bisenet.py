@@ -1,0 +1,113 @@
+"""BiSeNetV2 segmenters against the oracles of the official CoinCheung/BiSeNet code."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import mattecli
+from mattecli.errors import ConverterError, WeightsUnavailable
+
+CASES = [("bisenetv2.cityscapes", "bisenetv2_city"), ("bisenetv2.cocostuff", "bisenetv2_coco")]
+
+
+@pytest.fixture(scope="module", params=CASES, ids=[c[0] for c in CASES])
+def case(request):
+    from conftest import Oracle
+
+    name, folder = request.param
+    o = Oracle(folder)
+    return name, o, o.torch_weights()
+
+
+def test_network_matches_oracle(case):
+    import torch
+
+    name, o, sd = case
+    m = mattecli.load_model(name, weights=sd)
+    io = o.net_io()
+    with torch.inference_mode():
+        lo = m.net.forward_lowres(torch.from_numpy(io["input"]))
+        full = m.net(torch.from_numpy(io["input"]))
+    np.testing.assert_allclose(lo.numpy(), io["logits_lowres"], atol=1e-5)
+    np.testing.assert_allclose(full.max(1).values.numpy(), io["logits_max"], atol=1e-5)
+    assert (full.argmax(1).numpy() == io["pred"]).mean() > 0.999
+
+
+def test_pipeline_matches_oracle(case):
+    name, o, sd = case
+    m = mattecli.load_model(name, weights=sd)
+    io = o.pipeline_io()
+    logits, lo = m.logits(io["image_rgb_u8"])
+    np.testing.assert_allclose(lo.numpy(), io["logits_lowres"], atol=1e-5)
+    np.testing.assert_allclose(logits[0].max(0).values.numpy(), io["logits_max"], atol=1e-5)
+    r = m.predict(io["image_rgb_u8"])
+    assert (r.extras["labels"] == io["pred_u8"]).mean() > 0.999
+    assert r.alpha.shape == io["pred_u8"].shape and r.alpha.dtype == np.float32
+    if "pred_u8_cocostats" in io.files:
+        m2 = mattecli.load_model(name, weights=sd, normalization="dataset")
+        logits2, _ = m2.logits(io["image_rgb_u8"])
+        np.testing.assert_allclose(logits2[0].max(0).values.numpy(), io["logits_max_cocostats"], atol=1e-5)
+
+
+@pytest.mark.parametrize("hw", [(64, 64), (45, 77)])
+def test_other_sizes_and_classes(case, hw):
+    name, o, sd = case
+    m = mattecli.load_model(name, weights=sd, classes=["person", "car"])
+    img = np.random.default_rng(3).integers(0, 256, (*hw, 3), dtype=np.uint8)
+    r = m.predict(img)
+    assert r.alpha.shape == hw and r.extras["labels"].shape == hw
+    assert 0 <= r.alpha.min() and r.alpha.max() <= 1
+
+
+def test_batch_two_equals_two_singles(case):
+    import torch
+
+    name, o, sd = case
+    m = mattecli.load_model(name, weights=sd)
+    x = torch.from_numpy(np.random.default_rng(5).standard_normal((2, 3, 64, 96), dtype=np.float32))
+    with torch.inference_mode():
+        both = m.net.forward_lowres(x)
+        one = torch.cat([m.net.forward_lowres(x[i:i + 1]) for i in range(2)])
+    np.testing.assert_allclose(both.numpy(), one.numpy(), atol=1e-5)
+
+
+def test_converter_round_trip_and_leftovers(case, tmp_path):
+    import torch
+
+    name, o, sd = case
+    m = mattecli.load_model(name, weights=sd)
+    ours = m.net.state_dict()
+    path = tmp_path / "bisenet.pth"
+    from mattecli.backends.bisenet import convert
+
+    convert.write_checkpoint(ours, path)
+    m2 = mattecli.load_model(name, weights=str(path))
+    for k, v in m2.net.state_dict().items():
+        assert torch.equal(v, ours[k]), k
+    # the full training-mode file (with auxiliary heads) loads too, with every key consumed
+    full = tmp_path / "train_mode.pth"
+    torch.save(sd, full)
+    mattecli.load_model(name, weights=str(full))
+    bad = dict(sd)
+    bad["head.extra.weight"] = torch.zeros(1)
+    with pytest.raises(ConverterError, match="unexpected keys"):
+        mattecli.load_model(name, weights=bad)
+    missing = {k: v for k, v in sd.items() if not k.startswith("bga.conv")}
+    with pytest.raises(ConverterError, match="missing key"):
+        mattecli.load_model(name, weights=missing)
+
+
+def test_unknown_class_is_a_usage_error(case):
+    from mattecli.errors import UsageError
+
+    name, o, sd = case
+    with pytest.raises(UsageError, match="unknown class"):
+        mattecli.load_model(name, weights=sd, classes=["unicorn"])
+
+
+def test_missing_weights_message(isolated_home):
+    with pytest.raises(WeightsUnavailable) as e:
+        mattecli.load_model("bisenetv2.cocostuff")
+    msg = str(e.value)
+    assert "model_final_v2_coco.pth" in msg and "mattecli models import" in msg and "MIT" in msg
+    assert "\n" not in msg

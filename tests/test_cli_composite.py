@@ -1,0 +1,103 @@
+"""`mattecli composite` and imaging.composite: colours, image fits, blur, straight/premultiplied RGBA."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from foundation_helpers import invoke, one_line_error, small_example, write_example
+from mattecli.errors import UsageError
+from mattecli.imaging import composite as C
+from mattecli.imaging.io import read_image, read_png_text, write_image
+
+
+def test_parse_colour():
+    np.testing.assert_allclose(C.parse_colour("#ff8000"), [1, 128 / 255, 0])
+    np.testing.assert_allclose(C.parse_colour("#0f0"), [0, 1, 0])
+    np.testing.assert_allclose(C.parse_colour("0,0,255"), [0, 0, 1])
+    np.testing.assert_allclose(C.parse_colour("0.5, 0.5, 0.5"), [0.5, 0.5, 0.5])
+    np.testing.assert_allclose(C.parse_colour("White"), [1, 1, 1])
+    for bad in ("#12", "300,0,0", "purpleish", "1,2"):
+        with pytest.raises(UsageError):
+            C.parse_colour(bad)
+
+
+def test_fit_modes_geometry():
+    bg = np.zeros((10, 20, 3), np.float32)
+    bg[:, :10] = 1.0  # left half white
+    cover = C.fit_background(bg, (10, 10), "cover")
+    assert cover.shape == (10, 10, 3) and cover[:, :4].min() == 1.0 and cover[:, 6:].max() == 0.0
+    contain = C.fit_background(bg, (20, 20), "contain", fill=np.array([0, 0, 1], np.float32))
+    assert contain.shape == (20, 20, 3)
+    assert (contain[:5, :, 2] == 1).all() and (contain[15:, :, 2] == 1).all()  # letterbox bands
+    stretch = C.fit_background(bg, (5, 40), "stretch")
+    assert stretch.shape == (5, 40, 3) and stretch[:, :18].min() > 0.99
+    with pytest.raises(UsageError):
+        C.fit_background(bg, (5, 5), "tile")
+
+
+def test_rgba_and_blend_formulas():
+    fg = np.full((2, 2, 3), 0.8, np.float32)
+    a = np.array([[0, 0.25], [0.5, 1]], np.float32)
+    bg = np.full((2, 2, 3), 0.2, np.float32)
+    np.testing.assert_allclose(C.blend(fg, a, bg)[..., 0], 0.2 + 0.6 * a, atol=1e-6)
+    np.testing.assert_allclose(C.rgba(fg, a)[..., :3], fg)
+    np.testing.assert_allclose(C.rgba(fg, a, premultiplied=True)[..., 0], 0.8 * a, atol=1e-6)
+    np.testing.assert_allclose(C.blend_premultiplied(fg * a[..., None], a, bg), C.blend(fg, a, bg), atol=1e-6)
+
+
+@pytest.fixture
+def ex(tmp_path):
+    return write_example(tmp_path / "d", parts=("image", "alpha", "fg"))
+
+
+def test_colour_with_given_foreground_is_exact(tmp_path, ex):
+    r = invoke("composite", ex["image"], "--alpha", ex["alpha"], "--foreground", ex["fg"], "--bg-color", "white",
+               "-o", tmp_path / "o")
+    assert r.exit_code == 0, r.stderr
+    got = read_image(tmp_path / "o" / "hair_composite.png").astype(np.float32) / 255
+    e = small_example()
+    a = e["hair_alpha"][..., None] / 255.0
+    want = a * (e["hair_fg"] / 255.0) + (1 - a) * 1.0
+    assert np.abs(got - want).max() <= 1 / 255 + 1e-6
+
+
+def test_rgba_straight_and_premultiplied_metadata(tmp_path, ex):
+    r = invoke("composite", ex["image"], "--alpha", ex["alpha"], "--foreground", ex["fg"], "--rgba", "-o", tmp_path / "s")
+    assert r.exit_code == 0, r.stderr
+    s = tmp_path / "s" / "hair_rgba.png"
+    assert read_png_text(s)["alpha-mode"] == "straight"
+    np.testing.assert_array_equal(read_image(s)[..., :3], small_example()["hair_fg"])
+    r = invoke("composite", ex["image"], "--alpha", ex["alpha"], "--foreground", ex["fg"], "--rgba", "--premultiplied",
+               "-o", tmp_path / "p")
+    assert r.exit_code == 0, r.stderr
+    p = tmp_path / "p" / "hair_rgba.png"
+    assert read_png_text(p)["alpha-mode"] == "premultiplied"
+    px = read_image(p).astype(np.float32)
+    np.testing.assert_allclose(px[..., :3], small_example()["hair_fg"] * px[..., 3:] / 255.0, atol=1.0)
+
+
+def test_bg_image_fit_blur_and_estimated_foreground(tmp_path, ex):
+    write_image(tmp_path / "bg.png", np.full((30, 90, 3), (10, 20, 30), np.uint8))
+    r = invoke("composite", ex["image"], "--alpha", ex["alpha"], "--bg-image", tmp_path / "bg.png", "--fit", "contain",
+               "--bg-color", "red", "-o", tmp_path / "c")
+    assert r.exit_code == 0, r.stderr
+    c = read_image(tmp_path / "c" / "hair_composite.png")
+    assert tuple(c[0, 0]) == (255, 0, 0)  # top-left is padding of the letterboxed plate (alpha 0 there)
+    r = invoke("composite", ex["image"], "--alpha", ex["alpha"], "--bg-blur", "3", "--estimate", "none",
+               "-o", tmp_path / "b", "--report", tmp_path / "r.json")
+    assert r.exit_code == 0, r.stderr
+    assert read_image(tmp_path / "b" / "hair_composite.png").shape == (48, 48, 3)
+
+
+def test_composite_errors(tmp_path, ex):
+    r = invoke("composite", ex["image"], "--alpha", ex["alpha"], "-o", tmp_path / "o")
+    assert r.exit_code == 2 and "exactly one of" in one_line_error(r)
+    r = invoke("composite", ex["image"], "--alpha", ex["alpha"], "--rgba", "--bg-blur", "2", "-o", tmp_path / "o")
+    assert r.exit_code == 2
+    r = invoke("composite", ex["image"], "--alpha", ex["alpha"], "--rgba", "--format", "jpg", "-o", tmp_path / "o")
+    assert r.exit_code == 2 and "jpg" in one_line_error(r)
+    small = tmp_path / "small_alpha.png"
+    write_image(small, np.zeros((10, 10), np.uint8))
+    r = invoke("composite", ex["image"], "--alpha", small, "--bg-color", "black", "-o", tmp_path / "o")
+    assert r.exit_code == 1 and str(small) in one_line_error(r)
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())

@@ -1,0 +1,168 @@
+"""`mattecli models list|info|fetch|import|verify|path|licenses` on a private registry (offline, file:// sources)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from mattecli.cli.app import app
+from mattecli.registry import ModelEntry, Weights, WeightSource
+from weights_helpers import add_entry, make_entry, online_home, private_registry, sha  # noqa: F401
+
+DATA = os.urandom(20_000)
+
+
+def run(*args):
+    return CliRunner().invoke(app, list(args))
+
+
+@pytest.fixture
+def reg(private_registry, online_home, tmp_path):
+    official = tmp_path / "dl" / "toy_weights.bin"
+    official.parent.mkdir()
+    official.write_bytes(DATA)
+    second = Weights(tag="large", filename="toy_large.bin", sha256="ab" * 32, size=123,
+                     sources=(WeightSource("manual", "https://example.org/drive", note="Google Drive"),),
+                     license="Apache-2.0")
+    toy = add_entry(make_entry(name="toy", data=DATA, sources=[WeightSource("url", official.as_uri())],
+                               license="CC BY-NC 4.0", implemented=True, requires=frozenset({"trimap"}), outputs=("alpha", "foreground"),
+                               options={"refine_mode": "sampling", "downsample_ratio": 0.25},
+                               paper="Someone et al., Toy Matting, 2024", code_license="MIT",
+                               origin="github.com/someone/toy@abc123", precisions=("fp32", "fp16"),
+                               extra_sets=(second,)))
+    add_entry(ModelEntry(name="classic", family="classical", summary="closed-form test entry",
+                         requires=frozenset({"trimap"}), code_license="MIT"))
+    add_entry(make_entry(name="bgtoy", data=b"x", sources=[WeightSource("manual", "https://example.org/bg")],
+                         requires=frozenset({"background"}), license="GPL-3.0"))
+    add_entry(ModelEntry(name="seg", family="seg", summary="segmenter", kind="segmenter",
+                         classes=("background", "person"), implemented=False,
+                         weights=(Weights(tag="default", filename="seg.pth", license="MIT"),)))
+    return toy, official
+
+
+def test_list_table(reg):
+    r = run("models", "list")
+    assert r.exit_code == 0, r.output
+    lines = {ln.split()[0]: ln for ln in r.stdout.splitlines()[2:]}
+    assert set(lines) == {"toy", "classic", "bgtoy", "seg"}
+    assert "not cached" in lines["toy"] and "CC BY-NC 4.0" in lines["toy"] and "ready" in lines["toy"]
+    assert "none needed" in lines["classic"]
+    assert "manual download" in lines["bgtoy"]
+    assert "not implemented yet" in lines["seg"]
+
+
+def test_list_filters_json_and_all(reg):
+    r = run("models", "list", "--requires", "trimap")
+    assert r.exit_code == 0
+    names = [ln.split()[0] for ln in r.stdout.splitlines()[2:]]
+    assert names == ["toy", "classic"]
+    r = run("models", "list", "--requires", "none", "--json")
+    assert [d["name"] for d in json.loads(r.stdout)] == ["seg"]
+    r = run("models", "list", "--requires", "bogus")
+    assert r.exit_code == 2 and "--requires" in r.stderr
+    r = run("models", "list", "--all")
+    names = [ln.split()[0] for ln in r.stdout.splitlines()[2:]]
+    assert names == ["toy", "toy.large", "classic", "bgtoy", "seg"]
+    data = json.loads(run("models", "list", "--json").stdout)
+    toy = data[0]
+    assert toy["weights"][0]["sha256"] == sha(DATA) and toy["weights"][0]["cached"] is False
+    assert toy["weights"][0]["license_flags"] == ["non-commercial"]
+    assert toy["options"] == {"refine_mode": "sampling", "downsample_ratio": 0.25}
+
+
+def test_info_prints_everything(reg):
+    r = run("models", "info", "toy")
+    assert r.exit_code == 0, r.output
+    out = r.stdout
+    for needle in ["Toy Matting, 2024", "requires:     trimap", "alpha, foreground", "refine_mode = 'sampling'",
+                   "downsample_ratio = 0.25", "fp32, fp16", "code licence: MIT", "github.com/someone/toy@abc123",
+                   sha(DATA), "toy_weights.bin", "CC BY-NC 4.0  [NON-COMMERCIAL]", "trained on: toy data",
+                   "SAD=1.5", "weights toy.large", "manual: https://example.org/drive", "(Google Drive)",
+                   "cached:     no", "mattecli models import toy.large FILE", "20.0 KB (20,000 bytes)"]:
+        assert needle in out, needle
+    r = run("models", "info", "toy.large", "--json")
+    d = json.loads(r.stdout)
+    assert d["selected_weights"] == "large" and d["weights"][1]["size"] == 123
+    r = run("models", "info", "seg")
+    assert "not implemented yet" in r.stdout and "0=background, 1=person" in r.stdout
+    r = run("models", "info", "toyy")
+    assert r.exit_code == 2 and "did you mean toy" in r.stderr
+
+
+def test_fetch_verify_path(reg, online_home):
+    toy, _ = reg
+    r = run("models", "fetch", "toy")
+    assert r.exit_code == 0, r.output
+    target = online_home / "weights" / "toy" / "default" / "toy_weights.bin"
+    assert r.stdout.strip() == str(target) and target.read_bytes() == DATA
+    assert "CC BY-NC 4.0" in r.stderr and "NON-COMMERCIAL" in r.stderr
+    assert run("models", "path", "toy").stdout.strip() == str(target)
+    r = run("models", "list")
+    assert "cached" in [ln for ln in r.stdout.splitlines() if ln.startswith("toy ")][0]
+    r = run("models", "info", "toy")
+    assert f"cached:     yes, {target}" in r.stdout
+    r = run("models", "verify")
+    assert r.exit_code == 0 and "ok" in r.stdout and "toy_weights.bin" in r.stdout
+    assert "toy.large" not in r.stdout  # only cached sets without a NAME
+    r = run("models", "verify", "toy", "--json")
+    assert [row["status"] for row in json.loads(r.stdout)] == ["ok", "missing"]
+    target.write_bytes(DATA[::-1])
+    r = run("models", "verify", "toy")
+    assert r.exit_code == 1 and "mismatch" in r.stdout
+    r = run("models", "fetch", "toy", "--force", "-q")
+    assert r.exit_code == 0 and r.stderr == "" and target.read_bytes() == DATA
+
+
+def test_fetch_failures_are_one_line(reg, monkeypatch):
+    r = run("models", "fetch", "toy.large")
+    assert r.exit_code == 1
+    assert r.stderr.count("\n") >= 1 and r.stderr.splitlines()[-1].startswith("mattecli: error:")
+    assert "mattecli models import toy.large /path/to/toy_large.bin" in r.stderr
+    assert "https://example.org/drive" in r.stderr
+    r = run("models", "path", "toy")
+    assert r.exit_code == 1 and "not cached" in r.stderr
+    r = run("models", "fetch", "classic")
+    assert r.exit_code == 0 and "needs no weights" in r.stderr
+    monkeypatch.setenv("MATTECLI_OFFLINE", "1")
+    off = add_entry(make_entry(name="net", data=DATA, sources=[WeightSource("url", "https://example.org/x.bin")]))
+    r = run("models", "fetch", "net")
+    assert r.exit_code == 1 and "offline" in r.stderr and "skipped" not in r.stdout
+    assert off.name == "net"
+
+
+def test_import_cli(reg, tmp_path):
+    toy, official = reg
+    bad = tmp_path / "bad.bin"
+    bad.write_bytes(DATA + b"!")
+    r = run("models", "import", "toy", str(bad))
+    assert r.exit_code == 1 and sha(DATA) in r.stderr and sha(DATA + b"!") in r.stderr
+    r = run("models", "import", "toy", str(official))
+    assert r.exit_code == 0, r.output
+    assert r.stdout.strip().endswith("weights/toy/default/toy_weights.bin")
+    assert "NON-COMMERCIAL" in r.stderr
+    r = run("models", "verify", "toy")
+    assert r.exit_code == 0
+
+
+def test_licenses(reg):
+    r = run("models", "licenses", "--json")
+    rows = {d["name"]: d for d in json.loads(r.stdout)}
+    assert rows["toy"]["flags"] == ["non-commercial"] and rows["bgtoy"]["flags"] == ["copyleft (GPL)"]
+    assert rows["classic"]["weights_license"] == "-"
+    assert "toy.large" in run("models", "licenses").stdout
+
+
+@pytest.mark.parametrize("argv", [["models", "list"], ["models", "list", "--json", "--all"], ["models", "--help"],
+                                  ["models", "licenses"], ["models", "info", "--help"]])
+def test_models_list_and_help_do_not_import_torch(argv):
+    code = ("import sys\nfrom mattecli.cli.app import main\n"
+            f"try:\n    main({argv!r})\nexcept SystemExit as e:\n    assert e.code in (0, None), e.code\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'\nprint('NO-TORCH-OK')\n")
+    env = dict(os.environ, MATTECLI_OFFLINE="1")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "NO-TORCH-OK" in r.stdout

@@ -1,0 +1,126 @@
+"""Pairing by stem, Composition-1k pairing/compositing, the trimap recipe, dtSSD/MESSDdt on tiny sequences."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from mattecli.errors import InputError, MissingInput
+from mattecli.evaluation import datasets as D
+from mattecli.evaluation import metrics as M
+
+
+def _touch(p, arr=None):
+    p.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(p), np.zeros((4, 4), np.uint8) if arr is None else arr)
+
+
+def test_pair_folders_by_stem_any_extension(tmp_path):
+    for n in ("a.png", "b.png", "c10.png", "c9.png"):
+        _touch(tmp_path / "gt" / n)
+    for n in ("a.jpg", "c9.png", "c10.bmp", "z.png"):
+        _touch(tmp_path / "pred" / n)
+    (tmp_path / "pred" / "notes.txt").write_text("x")
+    items = D.pair_folders(tmp_path / "pred", tmp_path / "gt")
+    assert [i.name for i in items] == ["a", "b", "c9", "c10", "z"]  # natural order
+    by = {i.name: i for i in items}
+    assert by["a"].pred.endswith("a.jpg") and by["a"].error is None
+    assert "no prediction named b" in by["b"].error
+    assert "no ground truth named z" in by["z"].error
+    with pytest.raises(MissingInput):
+        D.pair_folders(tmp_path / "pred", tmp_path / "nope")
+
+
+def test_duplicate_stems_are_errors(tmp_path):
+    _touch(tmp_path / "gt" / "a.png")
+    _touch(tmp_path / "pred" / "a.png")
+    _touch(tmp_path / "pred" / "a.jpg")
+    items = D.pair_folders(tmp_path / "pred", tmp_path / "gt")
+    assert sum(1 for i in items if i.error and "same name stem" in i.error) == 1
+
+
+def test_read_alpha_channels_and_depths(tmp_path):
+    a = np.arange(12, dtype=np.uint8).reshape(3, 4) * 20
+    cv2.imwrite(str(tmp_path / "g.png"), a)
+    cv2.imwrite(str(tmp_path / "g16.png"), a.astype(np.uint16) * 257)
+    cv2.imwrite(str(tmp_path / "rgb.png"), np.dstack([np.zeros_like(a), np.zeros_like(a), a]))  # BGR: R = a
+    cv2.imwrite(str(tmp_path / "rgba.png"), np.dstack([np.zeros_like(a)] * 3 + [a]))
+    for n in ("g", "g16", "rgb", "rgba"):
+        np.testing.assert_array_equal(D.read_alpha(tmp_path / f"{n}.png"), a)
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    with pytest.raises(InputError, match="bad.png"):
+        D.read_alpha(tmp_path / "bad.png")
+
+
+def test_composition_pairing_is_deterministic(tmp_path):
+    for n in ("f2", "f1"):
+        _touch(tmp_path / "fg" / f"{n}.png")
+        _touch(tmp_path / "al" / f"{n}.png")
+    for j in range(5):
+        _touch(tmp_path / "bg" / f"b{j}.png")
+    items = D.pairs_composition(tmp_path / "fg", tmp_path / "al", tmp_path / "bg", 3)
+    assert [i.name for i in items] == ["f1_0", "f1_1", "f1_2", "f2_3", "f2_4", "f2_5"]
+    assert [i.background.rsplit("/", 1)[1] for i in items] == ["b0.png", "b1.png", "b2.png", "b3.png", "b4.png", "b0.png"]
+
+
+def test_background_cover_and_composite():
+    bg = np.zeros((10, 20, 3), np.uint8)
+    bg[:, :10] = 100
+    out = D.fit_background_cover(bg, 30, 30)  # ratio 3 -> 60x30 (w x h), top-left 30x30
+    assert out.shape == (30, 30, 3)
+    big = np.arange(50 * 60 * 3, dtype=np.uint32).reshape(50, 60, 3).astype(np.uint8)
+    np.testing.assert_array_equal(D.fit_background_cover(big, 20, 30), big[:20, :30])  # larger: crop only
+    fg = np.zeros((2, 2, 3), np.uint8)
+    a = np.array([[0, 255], [128, 65]], np.uint8)
+    comp = D.composite(fg, a, np.full((2, 2, 3), 255, np.uint8))
+    # black over white: (1 - a) * 255 in float32, truncated like DIM's composite4 (127 -> 126, 190 -> 189)
+    np.testing.assert_array_equal(comp[..., 0], [[255, 0], [126, 189]])
+
+
+def test_trimap_recipe():
+    a = np.zeros((40, 40), np.uint8)
+    a[10:30, 10:30] = 255
+    a[10:30, 9] = 100
+    t = D.trimap_from_alpha(a, radius=3)
+    assert set(np.unique(t)) == {0, 128, 255}
+    assert t[20, 20] == 255 and t[0, 0] == 0
+    assert t[20, 9] == 128 and t[20, 6] == 128 and t[20, 5] == 0  # dilate(alpha>0) by 3 from column 9
+    assert t[20, 12] == 128 and t[20, 13] == 255  # erode(alpha==255) by 3 from column 10
+    np.testing.assert_array_equal(D.trimap_from_alpha(a, 0) == 128, (a > 0) & (a < 255))
+
+
+def test_dtssd_hand_values():
+    z = np.zeros((2, 2), np.uint8)
+    one = z.copy()
+    one[1, 1] = 255
+    assert M.dtssd_sequence([z, one, one], [z, z, z]) == [0.0, pytest.approx(50.0), 0.0]
+    # a prediction that follows the ground truth's change exactly has no temporal error
+    assert M.dtssd_sequence([z, one], [z, one]) == [0.0, 0.0]
+    # half the pixels off by 0.2 in the temporal derivative: sqrt(2*0.04/4)*100
+    p1 = np.array([[51, 51], [0, 0]], np.uint8)
+    assert M.dtssd_sequence([z, p1], [z, z])[1] == pytest.approx(np.sqrt(2 * 0.04 / 4) * 100, rel=1e-6)
+
+
+def test_messddt_hand_values_with_explicit_flow():
+    z = np.zeros((2, 3), np.uint8)
+    p1 = z.copy()
+    p1[0, 2] = 255  # E_1 = 1 at (0, 2)
+    flow0 = np.zeros((2, 3, 2), np.float32)
+    assert M.messddt_sequence([z, p1], [z, z], [flow0]) == [pytest.approx(1 / 6 * 1000)]
+    flow = flow0.copy()
+    flow[..., 0] = 1.0  # everything moves one pixel right: (0,1) and (0,2) (clamped) both sample E_1(0,2)
+    assert M.messddt_sequence([z, p1], [z, z], [flow]) == [pytest.approx(2 / 6 * 1000)]
+    flow[..., 0] = 0.0
+    flow[..., 1] = 0.6  # rounds to one pixel down: rows 0 and 1 sample row 1 (clamped): E_1 there is 0
+    assert M.messddt_sequence([z, p1], [z, z], [flow]) == [0.0]
+    # default flow (Farneback on a static GT) is zero motion
+    assert M.messddt_sequence([z, p1], [z, z]) == [pytest.approx(1 / 6 * 1000)]
+
+
+def test_video_metrics_summary():
+    rng = np.random.default_rng(0)
+    gts = [rng.integers(0, 256, (12, 16), dtype=np.uint8) for _ in range(3)]
+    r = M.video_metrics(gts, [g.copy() for g in gts])
+    assert r == {"sad": 0.0, "mse": 0.0, "grad": 0.0, "conn": 0.0, "dtssd": 0.0, "messddt": 0.0, "frames": 3}
+    with pytest.raises(ValueError, match="frames"):
+        M.video_metrics(gts[:2], gts)

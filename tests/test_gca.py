@@ -1,0 +1,133 @@
+"""GCA Matting against the oracle of the authors' code (Yaoyi-Li/GCA-Matting@5a999be), converter, tiling, errors."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import mattecli
+from mattecli.errors import ConverterError, WeightsUnavailable
+from trimap_model_helpers import check_known, sample
+
+FOLDER = "gca_dist-all-data"
+
+
+@pytest.fixture(scope="module")
+def gca():
+    from conftest import Oracle
+
+    o = Oracle(FOLDER)
+    official = o.torch_weights()
+    return o, official, mattecli.load_model("gca", weights=official)
+
+
+def test_network_matches_oracle(gca):
+    import torch
+
+    o, _, m = gca
+    io = o.net_io()
+    with torch.inference_mode():
+        alpha, info = m.net(torch.from_numpy(io["image"]), torch.from_numpy(io["trimap"]))
+    np.testing.assert_allclose(alpha.numpy(), io["alpha"], atol=1e-5, rtol=0)
+    for i in (1, 2):
+        off, scale = info[f"offset_{i}"]
+        assert (off.numpy() != io[f"offset_{i}"]).mean() <= 0.02  # exact up to a rare argmax tie
+        np.testing.assert_allclose(scale.numpy(), io[f"softmax_scale_{i}"], atol=1e-6, rtol=0)
+
+
+def test_pipeline_matches_oracle(gca):
+    o, _, m = gca
+    io = o.pipeline_io()
+    img, tri = m.prepare(io["image_rgb_u8"], io["trimap_u8"])
+    np.testing.assert_allclose(img.numpy(), io["net_input_image"], atol=1e-5, rtol=0)
+    assert np.array_equal(tri.argmax(1).numpy(), io["net_input_trimap_class"])
+    r = m.predict(io["image_rgb_u8"], io["trimap_u8"])
+    np.testing.assert_allclose(r.alpha, io["alpha_float"], atol=1e-5, rtol=0)
+    assert np.abs(r.extras["alpha_u8"].astype(int) - io["alpha_u8"]).max() <= 1
+
+
+@pytest.mark.parametrize("hw", [(64, 96), (45, 77)])
+def test_other_sizes(gca, hw):
+    _, _, m = gca
+    img, tri = sample(*hw, seed=4)
+    r = m.predict(img, tri)
+    assert r.alpha.shape == hw and r.foreground is None
+    check_known(r.alpha, tri)
+    assert 0 < r.alpha[tri == 128].mean() < 1
+
+
+def test_trimap_thresholds_are_official(gca):
+    from mattecli.backends.gca.adapter import trimap_classes
+
+    t = np.array([[0, 84, 85, 128, 169, 170, 255]], np.uint8)
+    assert trimap_classes(t).tolist() == [[0, 0, 1, 1, 1, 2, 2]]
+
+
+def test_batch_of_two_equals_two_singles(gca):
+    import torch
+
+    o, _, m = gca
+    io = o.net_io()
+    img, tri = torch.from_numpy(io["image"]), torch.from_numpy(io["trimap"])
+    img2, tri2 = img.flip(-1), tri.flip(-1)
+    with torch.inference_mode():
+        both, info = m.net(torch.cat([img, img2]), torch.cat([tri, tri2]))
+        one, _ = m.net(img, tri)
+        two, _ = m.net(img2, tri2)
+    np.testing.assert_allclose(both[0:1].numpy(), one.numpy(), atol=1e-5)
+    np.testing.assert_allclose(both[1:2].numpy(), two.numpy(), atol=1e-5)
+    assert info["offset_1"][0].shape[0] == 2
+
+
+def test_tiling(gca):
+    _, official, m = gca
+    img, tri = sample(70, 100, seed=6)
+    full = m.predict(img, tri).alpha
+    big = mattecli.load_model("gca", weights=official, tile=512).predict(img, tri).alpha
+    np.testing.assert_array_equal(big, full)  # one tile covering the image = the plain pipeline
+    t = mattecli.load_model("gca", weights=official, tile=64, tile_overlap=16).predict(img, tri).alpha
+    assert t.shape == full.shape
+    check_known(t, tri)
+
+
+def test_converter_round_trip(gca, tmp_path):
+    import torch
+
+    from mattecli.backends.gca import convert
+
+    _, official, m = gca
+    path = tmp_path / "gca-dist-all-data.pth"
+    convert.write_checkpoint(convert.to_ours(official), path)
+    obj = torch.load(path, weights_only=True)
+    assert set(obj) == {"iter", "loss", "state_dict"}
+    assert all(k.startswith("module.") for k in obj["state_dict"])
+    m2 = mattecli.load_model("gca", weights=str(path))
+    for k, v in m.net.state_dict().items():
+        assert torch.equal(v, m2.net.state_dict()[k]), k
+    # the gca.dist tag has the same layout; a bare state dict without prefix also loads (remove_prefix_state_dict)
+    torch.save({"state_dict": dict(official)}, tmp_path / "gca-dist.pth")
+    m3 = mattecli.load_model("gca.dist", weights=str(tmp_path / "gca-dist.pth"))
+    assert m3.weights_set.tag == "dist"
+    assert torch.equal(m3.net.state_dict()["decoder.conv2.bias"], official["decoder.conv2.bias"])
+
+
+def test_converter_rejects_leftover_and_missing(gca):
+    from mattecli.backends.gca import convert
+
+    _, official, _ = gca
+    extra = {"module." + k: v for k, v in official.items()}
+    extra["module.decoder.extra.weight"] = official["decoder.conv2.bias"]
+    with pytest.raises(ConverterError, match="unexpected keys decoder.extra.weight"):
+        convert.to_ours(extra)
+    missing = dict(official)
+    missing.pop("encoder.gca.W.1.running_var")
+    with pytest.raises(ConverterError, match="missing key 'encoder.gca.W.1.running_var'"):
+        mattecli.load_model("gca", weights=missing)
+
+
+def test_missing_weights_message(isolated_home):
+    for name, fname in (("gca", "gca-dist-all-data.pth"), ("gca.dist", "gca-dist.pth")):
+        with pytest.raises(WeightsUnavailable) as e:
+            mattecli.load_model(name)
+        msg = str(e.value)
+        assert fname in msg and "drive.google.com" in msg and "non-commercial" in msg
+        assert f"mattecli models import {name} " in msg

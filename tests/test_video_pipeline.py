@@ -1,0 +1,299 @@
+"""Video pipeline: batching with carried state, OOM back-off, smoothing, auxiliary inputs, interruption, CLI errors."""
+from __future__ import annotations
+
+import os
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+import video_helpers as vh
+from video_helpers import (CrashBackend, FakeImage, FakeTemporal, OOMBackend, make_clip, read_video,
+                           register_fakes, synth_frame)
+
+from mattecli.errors import MatteError
+from mattecli.video.pipeline import (AlphaSmoother, VideoJob, parse_color, parse_smooth, run_video,
+                                     rvm_auto_downsample)
+from mattecli.video.reader import VideoSource
+from mattecli.video.writer import plan_output
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    d = tmp_path_factory.mktemp("clip")
+    p = d / "src.mp4"
+    make_clip(p, n=14)
+    return p
+
+
+def _alpha_seq(src, backend, out_dir, batch, **job):
+    """Run to a 16-bit alpha PNG sequence and return the frames."""
+    import cv2
+
+    plan = plan_output("alpha", str(out_dir) + "/", bits=16)
+    res = run_video(VideoSource(str(src)), backend, VideoJob([plan], batch_size=batch, progress=False, **job))
+    return res, [cv2.imread(str(out_dir / f), cv2.IMREAD_UNCHANGED) for f in sorted(os.listdir(out_dir))]
+
+
+def test_batch_1_equals_batch_4_temporal_state(clip, tmp_path):
+    b1 = FakeTemporal()
+    _, a1 = _alpha_seq(clip, b1, tmp_path / "b1", 1)
+    b4 = FakeTemporal()
+    _, a4 = _alpha_seq(clip, b4, tmp_path / "b4", 4)
+    assert b1.calls == [1] * 14 and b4.calls == [4, 4, 4, 2]
+    assert len(a1) == len(a4) == 14
+    for x, y in zip(a1, a4):
+        assert np.array_equal(x, y)
+    # state really is carried: a model reset every batch gives a different result
+    class Forgetful(FakeTemporal):
+        def predict_batch(self, images, trimaps=None, backgrounds=None):
+            self.state = None
+            return super().predict_batch(images, trimaps, backgrounds)
+    _, af = _alpha_seq(clip, Forgetful(), tmp_path / "bf", 4)
+    assert any(not np.array_equal(x, y) for x, y in zip(a1, af))
+
+
+def test_oom_halves_batch_and_goes_on(clip, tmp_path):
+    ref = FakeTemporal()
+    _, a_ref = _alpha_seq(clip, ref, tmp_path / "ref", 1)
+    be = OOMBackend()
+    be.limit = 1
+    res, a = _alpha_seq(clip, be, tmp_path / "oom", 4)
+    assert be.calls[:4] == [-4, -2, 1, 1]            # 4 -> OOM, 2 -> OOM, then 1s
+    assert all(c == 1 for c in be.calls[2:])
+    assert res.batch_size == 1 and res.frames == 14
+    assert any("batch size lowered to 2" in n for n in res.notes)
+    for x, y in zip(a_ref, a):
+        assert np.array_equal(x, y)
+    be0 = OOMBackend()
+    be0.limit = 0
+    with pytest.raises(MatteError, match="out of device memory even at --batch-size 1"):
+        _alpha_seq(clip, be0, tmp_path / "oom0", 2)
+    assert not (tmp_path / "oom0").exists()
+
+
+def test_smoothing(clip, tmp_path):
+    _, raw = _alpha_seq(clip, FakeImage(), tmp_path / "raw", 4)
+    raw_f = [r.astype(np.float64) / 65535 for r in raw]
+    _, med = _alpha_seq(clip, FakeImage(), tmp_path / "med", 4, smooth="median:3")
+    assert len(med) == len(raw)
+    for t in range(len(raw)):
+        win = [raw_f[max(0, min(len(raw) - 1, k))] for k in (t - 1, t, t + 1)]
+        assert np.abs(med[t] / 65535 - np.median(np.stack(win), axis=0)).max() <= 1.01 / 65535
+    _, ema = _alpha_seq(clip, FakeImage(), tmp_path / "ema", 3, smooth="ema:0.5")
+    s = raw_f[0]
+    for t in range(len(raw)):
+        s = raw_f[t] if t == 0 else 0.5 * raw_f[t] + 0.5 * s
+        assert np.abs(ema[t] / 65535 - s).max() <= 1.5 / 65535
+    assert parse_smooth("none") is None and parse_smooth("median") == ("median", 3)
+    for bad in ("median:4", "ema:0", "blur"):
+        with pytest.raises(MatteError):
+            parse_smooth(bad)
+    sm = AlphaSmoother(("median", 5))
+    assert sm.delay == 2
+
+
+def test_composite_over_colour_image_and_video(clip, tmp_path):
+    import cv2
+
+    red = plan_output("composite", str(tmp_path / "red") + "/")
+    run_video(VideoSource(str(clip)), FakeTemporal(), VideoJob([red], composite_bg="#ff0000", progress=False))
+    f = cv2.imread(str(tmp_path / "red" / "000000.png"))[..., ::-1]
+    assert tuple(f[2, 60]) == (255, 0, 0)                      # alpha 0 there (background of the clip)
+    assert tuple(f[24, 8]) == tuple(synth_frame(0)[24, 8]) or np.abs(f[24, 8].astype(int) - synth_frame(0)[24, 8]).max() < 6
+    bgimg = tmp_path / "bg.png"
+    big = np.zeros((96, 200, 3), np.uint8)
+    big[..., 1] = 200
+    cv2.imwrite(str(bgimg), big[..., ::-1])
+    pimg = plan_output("composite", str(tmp_path / "img") + "/")
+    run_video(VideoSource(str(clip)), FakeTemporal(), VideoJob([pimg], composite_bg=str(bgimg), progress=False))
+    f = cv2.imread(str(tmp_path / "img" / "000000.png"))[..., ::-1]
+    assert tuple(f[2, 60]) == (0, 200, 0)                      # cover-fit resize of a bigger image
+    bgvid = tmp_path / "bgv.mp4"
+    make_clip(bgvid, n=5, w=32, h=24, audio=False)             # shorter and smaller: fitted and looped
+    pv = plan_output("composite", str(tmp_path / "vid.mp4"))
+    res = run_video(VideoSource(str(clip)), FakeTemporal(), VideoJob([pv], composite_bg=str(bgvid), progress=False))
+    assert res.frames == 14
+    assert parse_color("green") == (120, 255, 155) and parse_color("10,20,30") == (10, 20, 30)
+    assert parse_color("#fff") == (255, 255, 255) and parse_color("nope") is None
+
+
+def test_plate_and_trimap_inputs(clip, tmp_path):
+    import cv2
+
+    plate = tmp_path / "plate.png"
+    cv2.imwrite(str(plate), synth_frame(0)[..., ::-1] * 0)
+    plan = plan_output("alpha", str(tmp_path / "pa") + "/")
+    res = run_video(VideoSource(str(clip)), vh.FakePlate(), VideoJob([plan], plate=str(plate), progress=False))
+    assert res.frames == 14
+    tri = tmp_path / "tri"
+    tri.mkdir()
+    for i in range(14):
+        t = np.zeros((48, 64), np.uint8)
+        t[:, : 4 * i + 4] = 128
+        t[:, : 2 * i + 2] = 255
+        cv2.imwrite(str(tri / f"t_{i:03d}.png"), t)
+    plan = plan_output("alpha", str(tmp_path / "ta") + "/")
+    run_video(VideoSource(str(clip)), vh.FakeTrimap(), VideoJob([plan], trimap=str(tri), progress=False))
+    out = cv2.imread(str(tmp_path / "ta" / "000005.png"), cv2.IMREAD_UNCHANGED)
+    assert out[0, 0] == 255 and out[0, 2 * 5 + 3] == 128 and out[0, 63] == 0
+    # too few trimaps: clear error, nothing written
+    os.remove(tri / "t_013.png")
+    with pytest.raises(MatteError, match="13 frames"):
+        run_video(VideoSource(str(clip)), vh.FakeTrimap(),
+                  VideoJob([plan_output("alpha", str(tmp_path / "tb.mp4"))], trimap=str(tri), progress=False))
+    assert not (tmp_path / "tb.mp4").exists() and not (tmp_path / "tb.partial.mp4").exists()
+
+
+@pytest.mark.parametrize("exc", [KeyboardInterrupt, RuntimeError])
+@pytest.mark.parametrize("name", ["o.mov", "o.mp4", "seq/"])
+def test_interrupt_leaves_partial_or_nothing(clip, tmp_path, exc, name):
+    be = CrashBackend()
+    be.exc = exc
+    be.after = 8
+    out = tmp_path / name
+    plan = plan_output("rgba" if name != "o.mp4" else "composite", str(out))
+    with pytest.raises(exc):
+        run_video(VideoSource(str(clip)), be, VideoJob([plan], batch_size=4, progress=False))
+    assert not out.exists()                                      # never a file at the final path
+    if name.endswith("/"):
+        partial = tmp_path / "seq.partial"
+        assert sorted(os.listdir(partial))[:2] == ["000000.png", "000001.png"]
+    else:
+        partial = tmp_path / name.replace(".", ".partial.")
+        stamps, frames, _ = read_video(partial)                  # playable, properly closed
+        assert 1 <= len(frames) <= 8
+    # --no-partial: nothing at all
+    be2 = CrashBackend()
+    be2.exc = exc
+    plan2 = plan_output(plan.type, str(tmp_path / ("n_" + name)))
+    with pytest.raises(exc):
+        run_video(VideoSource(str(clip)), be2, VideoJob([plan2], batch_size=4, progress=False, keep_partial=False))
+    assert os.listdir(tmp_path) == sorted(os.listdir(tmp_path)) and not any(
+        f.startswith("n_") for f in os.listdir(tmp_path))
+
+
+def test_rvm_auto_downsample_follows_authors_table():
+    # documentation/inference.md, "Downsample Ratio" (portrait / full-body columns)
+    assert rvm_auto_downsample(512, 512) == 1
+    assert rvm_auto_downsample(48, 64) == 1
+    assert rvm_auto_downsample(720, 1280) == pytest.approx(0.375)
+    assert rvm_auto_downsample(1080, 1920) == pytest.approx(0.25)
+    assert rvm_auto_downsample(2160, 3840) == pytest.approx(0.125)
+    assert rvm_auto_downsample(720, 1280, "full-body") == pytest.approx(0.6)
+    assert rvm_auto_downsample(1080, 1920, "full-body") == pytest.approx(0.4)
+    assert rvm_auto_downsample(2160, 3840, "full-body") == pytest.approx(0.2)
+    assert rvm_auto_downsample(1920, 1080) == pytest.approx(0.25)   # portrait-orientation video
+
+
+def test_progress_runs_on_non_tty(clip, tmp_path, capsys):
+    res = run_video(VideoSource(str(clip)), FakeTemporal(),
+                    VideoJob([plan_output("alpha", str(tmp_path / "p.mp4"))], progress=True))
+    assert res.frames == 14 and res.fps > 0
+    assert capsys.readouterr().out == ""                         # stdout stays clean
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# CLI
+# ------------------------------------------------------------------------------------------------------------------
+def _cli(args):
+    from typer.testing import CliRunner
+
+    from mattecli.cli.app import app
+
+    r = CliRunner().invoke(app, ["video", *args])
+    return r.exit_code, r.stdout, r.stderr
+
+
+def test_cli_outputs_and_template(clip, tmp_path, monkeypatch):
+    register_fakes(monkeypatch)
+    code, out, err = _cli([str(clip), "-m", "fake-temporal", "-t", "composite,alpha,rgba", "--template",
+                           str(tmp_path / "{stem}.{type}.{ext}"), "-q"])
+    assert code == 0, err
+    assert out.split() == [str(tmp_path / "src.composite.mp4"), str(tmp_path / "src.alpha.mp4"),
+                           str(tmp_path / "src.rgba.mov")]
+    assert all(os.path.isfile(p) for p in out.split())
+    code, out, err = _cli([str(clip), "-m", "fake-temporal", "-t", "rgba", "-o", str(tmp_path / "x.webm"),
+                           "--option", "gain=2"])
+    assert code == 0, err
+    assert "re-encoded to Opus" in err and "fps" in err
+    code, out, err = _cli([str(clip), "-m", "fake-image", "-o", str(tmp_path / "d"), "-t", "alpha,foreground",
+                           "--smooth", "ema:0.7", "-q"])
+    assert code == 0, err
+    assert sorted(os.listdir(tmp_path / "d")) == ["src_alpha.mp4", "src_foreground.mp4"]
+
+
+def _assert_clean(tmp_path, before):
+    after = set(os.listdir(tmp_path))
+    assert after == before, after - before
+
+
+@pytest.mark.parametrize("case", ["not-video", "audio-only", "zero-frames", "plate-size", "unwritable", "rgba-mp4",
+                                  "missing", "bad-option", "needs-plate"])
+def test_cli_bad_inputs(clip, tmp_path, monkeypatch, case):
+    import av
+    import cv2
+
+    register_fakes(monkeypatch)
+    work = tmp_path / "w"
+    work.mkdir()
+    src = str(clip)
+    extra: list[str] = []
+    model = "fake-temporal"
+    out = str(work / "out.mp4")
+    want = None
+    if case == "not-video":
+        src = str(tmp_path / "x.mp4")
+        open(src, "w").write("not a video at all")
+        want = "not a video"
+    elif case == "audio-only":
+        src = str(tmp_path / "a.m4a")
+        c = av.open(src, "w")
+        s = c.add_stream("aac", rate=48000)
+        f = av.AudioFrame.from_ndarray(np.zeros((1, 4800), np.float32), format="fltp", layout="mono")
+        f.sample_rate, f.pts = 48000, 0
+        for pk in list(s.encode(f)) + list(s.encode(None)):
+            c.mux(pk)
+        c.close()
+        want = "no video stream"
+    elif case == "zero-frames":
+        src = str(tmp_path / "z.avi")               # AVI keeps the stream header even with no frames
+        c = av.open(src, "w")
+        s = c.add_stream("mjpeg", rate=25)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuvj420p"
+        c.start_encoding()
+        c.close()
+        want = "no decodable video frames"
+    elif case == "plate-size":
+        plate = str(tmp_path / "plate.png")
+        cv2.imwrite(plate, np.zeros((32, 32, 3), np.uint8))
+        extra = ["--bg", plate]
+        model = "fake-plate"
+        want = "32x32 but the video is 64x48"
+    elif case == "unwritable":
+        blocker = tmp_path / "file.txt"
+        blocker.write_text("x")
+        out = str(blocker / "sub" / "out.mp4")
+        want = "cannot create the output folder"
+    elif case == "rgba-mp4":
+        extra = ["-t", "rgba"]
+        want = "cannot carry alpha"
+    elif case == "missing":
+        src = str(tmp_path / "nope.mp4")
+        want = "no such file"
+    elif case == "bad-option":
+        extra = ["--option", "nonsense=1"]
+        want = "unknown option"
+    elif case == "needs-plate":
+        model = "fake-plate"
+        want = "needs a clean background plate"
+    before = set(os.listdir(work))
+    code, stdout, err = _cli([src, "-m", model, "-o", out, "-q", *extra])
+    assert code != 0
+    assert want in err, err
+    lines = [l for l in err.strip().splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith("mattecli: error:"), err
+    assert stdout == ""
+    _assert_clean(work, before)

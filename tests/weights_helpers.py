@@ -1,0 +1,169 @@
+"""Helpers for the weights/models tests: a loopback HTTP server with Range support and stalls, tiny wheels, and a
+private registry holding test entries (never the internet)."""
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+import zipfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from mattecli import registry
+from mattecli.registry import ModelEntry, Weights, WeightSource  # noqa: F401 (re-exported for tests)
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class Route:
+    def __init__(self, data: bytes = b"", status: int = 200, ranges: bool = True, stall_after: int | None = None,
+                 ctype: str = "application/octet-stream", chunk_delay: float = 0.0):
+        self.data, self.status, self.ranges = data, status, ranges
+        self.stall_after, self.ctype, self.chunk_delay = stall_after, ctype, chunk_delay
+
+
+class LoopbackServer:
+    """http://127.0.0.1:PORT/<name> serving Routes; records every request (path, Range header)."""
+
+    def __init__(self):
+        self.routes: dict[str, Route] = {}
+        self.hits: list[tuple[str, str | None]] = []
+        self.bytes_sent: dict[str, int] = {}
+        self.release = threading.Event()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):  # noqa: N802
+                rng = self.headers.get("Range")
+                server.hits.append((self.path, rng))
+                route = server.routes.get(self.path)
+                if route is None or route.status == 404:
+                    self.send_error(404, "Not Found")
+                    return
+                if route.status != 200:
+                    self.send_error(route.status)
+                    return
+                data, start, code = route.data, 0, 200
+                if rng and route.ranges and rng.startswith("bytes="):
+                    start = int(rng[6:].split("-")[0])
+                    if start >= len(data):
+                        self.send_response(416)
+                        self.send_header("Content-Range", f"bytes */{len(data)}")
+                        self.send_header("Content-Length", "0")
+                        self.end_headers()
+                        return
+                    code = 206
+                body = data[start:]
+                self.send_response(code)
+                self.send_header("Content-Type", route.ctype)
+                self.send_header("Content-Length", str(len(body)))
+                if code == 206:
+                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+                if route.ranges:
+                    self.send_header("Accept-Ranges", "bytes")
+                self.end_headers()
+                sent = 0
+                try:
+                    for i in range(0, len(body), 4096):
+                        if route.stall_after is not None and sent >= route.stall_after:
+                            self.wfile.flush()
+                            server.release.wait(20)  # hold the connection open, send nothing
+                            return
+                        piece = body[i:i + 4096]
+                        self.wfile.write(piece)
+                        sent += len(piece)
+                        if route.chunk_delay:
+                            time.sleep(route.chunk_delay)
+                finally:
+                    server.bytes_sent[self.path] = server.bytes_sent.get(self.path, 0) + sent
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.httpd.block_on_close = False
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread.start()
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}{name}"
+
+    def gets(self, path: str) -> list:
+        return [h for h in self.hits if h[0] == path]
+
+    def close(self):
+        self.release.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def server():
+    s = LoopbackServer()
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def online_home(tmp_path, monkeypatch):
+    """A private MATTECLI_HOME with network sources allowed (the loopback server only)."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("MATTECLI_HOME", str(home))
+    monkeypatch.delenv("MATTECLI_OFFLINE", raising=False)
+    monkeypatch.delenv("MATTECLI_PIP_ARGS", raising=False)
+    return home
+
+
+@pytest.fixture
+def private_registry(monkeypatch):
+    """An empty registry; tests add their own entries with add_entry()."""
+    monkeypatch.setattr(registry, "_ENTRIES", {})
+    monkeypatch.setattr(registry, "_ALIASES", {})
+    monkeypatch.setattr(registry, "_LOADED", True)
+    return registry
+
+
+def make_entry(name: str = "toy", sources=(), data: bytes | None = None, filename: str = "toy_weights.bin",
+               fmt: str = "raw", license: str = "MIT", family: str = "toyfamily", adapter: str = "",
+               implemented: bool = False, size: bool = True, sha256: str | None = None, extra_sets=(),
+               **kw) -> ModelEntry:
+    w = Weights(tag="default", filename=filename, sources=tuple(sources), format=fmt,
+                sha256=(sha256 or None) if sha256 is not None else (sha(data) if data is not None else None),
+                size=len(data) if (data is not None and size) else None, license=license,
+                trained_on="toy data", metrics={"SAD": 1.5})
+    return ModelEntry(name=name, family=family, summary=f"{name} test entry", weights=(w,) + tuple(extra_sets),
+                      adapter=adapter, implemented=implemented, **kw)
+
+
+def add_entry(entry: ModelEntry) -> ModelEntry:
+    registry.register(entry)
+    return entry
+
+
+def build_wheel(folder: Path, dist: str, version: str, members: dict[str, bytes]) -> Path:
+    """A minimal valid wheel (pure python) holding ``members``."""
+    mod = dist.replace("-", "_")
+    folder.mkdir(parents=True, exist_ok=True)
+    whl = folder / f"{mod}-{version}-py3-none-any.whl"
+    info = f"{mod}-{version}.dist-info"
+    files = {f"{mod}/__init__.py": b"", **members,
+             f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n".encode(),
+             f"{info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: mattecli-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+    record = "".join(f"{k},,\n" for k in files) + f"{info}/RECORD,,\n"
+    files[f"{info}/RECORD"] = record.encode()
+    with zipfile.ZipFile(whl, "w", zipfile.ZIP_DEFLATED) as z:
+        for k, v in files.items():
+            z.writestr(k, v)
+    return whl
+
+
+def cache_listing(home: Path) -> list[str]:
+    w = home / "weights"
+    if not w.exists():
+        return []
+    return sorted(str(p.relative_to(w)) for p in w.rglob("*") if p.is_file())
