@@ -70,9 +70,18 @@ def hair_alpha_and_colour(h: int, w: int, rng: np.random.Generator):
             py += np.sin(direction) * length / steps
         pts = np.round(np.array(pts) * 16).astype(np.int32)  # 4 fractional bits
         opacity = 1.0 if i % 3 else rng.uniform(0.35, 0.8)   # some strands semi-transparent
-        strand = np.zeros((H, W), np.float32)
-        cv2.polylines(strand, [pts], False, 1.0, thickness=int(rng.integers(1, 3)), lineType=cv2.LINE_AA, shift=4)
-        alpha = np.maximum(alpha, strand * opacity)
+        thickness = int(rng.integers(1, 3))
+        # draw into a small canvas around the strand (fast), then take the max with the matte
+        x0 = max(int(pts[:, 0].min()) // 16 - 4, 0)
+        y0 = max(int(pts[:, 1].min()) // 16 - 4, 0)
+        x1 = min(int(pts[:, 0].max()) // 16 + 5, W)
+        y1 = min(int(pts[:, 1].max()) // 16 + 5, H)
+        if x1 <= x0 or y1 <= y0:
+            continue
+        strand = np.zeros((y1 - y0, x1 - x0), np.float32)
+        cv2.polylines(strand, [pts - np.array([x0 * 16, y0 * 16], np.int32)], False, 1.0, thickness=thickness,
+                      lineType=cv2.LINE_AA, shift=4)
+        np.maximum(alpha[y0:y1, x0:x1], strand * opacity, out=alpha[y0:y1, x0:x1])
     alpha = cv2.resize(alpha, (w, h), interpolation=cv2.INTER_AREA)
     alpha = np.clip(alpha, 0, 1)
     alpha[alpha < 1.0 / 512] = 0.0

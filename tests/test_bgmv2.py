@@ -312,3 +312,15 @@ def test_cli_matte_with_plate(tmp_path, weights):
     assert len(files) == 1
     a = np.asarray(Image.open(files[0]))
     assert a.shape == (50, 66)
+
+
+def test_bf16_close_to_fp32(weights, models):
+    m = models("mobilenetv2")
+    mb = mattecli.load_model("bgmv2.mobilenetv2", weights=weights("mobilenetv2"), refine_mode="full",
+                             precision="bf16")
+    rng = np.random.default_rng(2)
+    img = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    bg = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    a, b = m.predict(img, background=bg), mb.predict(img, background=bg)
+    assert b.alpha.dtype == np.float32 and b.foreground.dtype == np.float32
+    assert np.abs(a.alpha - b.alpha).mean() < 0.01

@@ -101,3 +101,27 @@ def test_composite_errors(tmp_path, ex):
     r = invoke("composite", ex["image"], "--alpha", small, "--bg-color", "black", "-o", tmp_path / "o")
     assert r.exit_code == 1 and str(small) in one_line_error(r)
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+def test_subprocess(tmp_path, ex):
+    import os
+    import subprocess
+    import sys
+
+    p = subprocess.run([sys.executable, "-m", "mattecli", "composite", str(ex["image"]), "--alpha", str(ex["alpha"]),
+                        "--foreground", str(ex["fg"]), "--bg-color", "0,0,255", "-o", str(tmp_path / "c.png")],
+                       capture_output=True, text=True, env=dict(os.environ, NO_COLOR="1"), timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == str(tmp_path / "c.png")
+    c = read_image(tmp_path / "c.png")
+    a = small_example()["hair_alpha"]
+    assert (c[a == 0] == [0, 0, 255]).all()
+
+
+def test_bg_image_folder_paired_by_stem(tmp_path):
+    ex = write_example(tmp_path / "d", parts=("image", "alpha", "fg", "bg"))
+    r = invoke("composite", ex["image"], "--alpha", ex["alpha"], "--foreground", ex["fg"],
+               "--bg-image", tmp_path / "d", "-o", tmp_path / "o")
+    assert r.exit_code == 0, r.stderr
+    got = read_image(tmp_path / "o" / "hair_composite.png").astype(int)
+    assert np.abs(got - small_example()["hair"]).max() <= 2  # re-composited onto its own background

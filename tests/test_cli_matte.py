@@ -213,3 +213,99 @@ def test_subprocess_python_m(tmp_path, ex):
     p = subprocess.run([sys.executable, "-m", "mattecli", "matte", str(tmp_path / "missing.png"), "-o",
                         str(tmp_path / "out")], capture_output=True, text=True, env=env, timeout=60)
     assert p.returncode == 2 and p.stderr.strip().count("\n") == 0 and "missing.png" in p.stderr
+
+
+# --- --model auto and model-predicted foregrounds, with fake registry entries -------------------------------
+from mattecli.backends.base import Backend, MatteResult  # noqa: E402
+from mattecli.registry import ModelEntry, Weights  # noqa: E402
+
+
+class FakeFGModel(Backend):
+    """Trimap-free model predicting alpha 0.5 everywhere and a pure red foreground."""
+
+    def predict(self, image, trimap=None, background=None):
+        h, w = image.shape[:2]
+        fg = np.zeros((h, w, 3), np.float32)
+        fg[..., 0] = 1.0
+        return MatteResult(alpha=np.full((h, w), 0.5, np.float32), foreground=fg)
+
+    def __init__(self, entry, wset=None, weights=None, device=None, precision=None, **options):
+        super().__init__(entry, wset, **options)
+
+
+@pytest.fixture
+def fake_entries(monkeypatch):
+    from mattecli import registry
+
+    registry._load()
+    w = Weights(tag="v1", filename="fake.pth")
+    tri = ModelEntry(name="faketri", family="test", summary="t", requires=frozenset({"trimap"}), quality=90,
+                     adapter="test_cli_matte:FakeFGModel", weights=(w,))
+    free = ModelEntry(name="fakefree", family="test", summary="t", quality=90, outputs=("alpha", "foreground"),
+                      adapter="test_cli_matte:FakeFGModel", weights=(w,))
+    monkeypatch.setitem(registry._ENTRIES, "faketri", tri)
+    monkeypatch.setitem(registry._ENTRIES, "fakefree", free)
+    return tri, free
+
+
+def _cache(entry):
+    from mattecli.weights import cache_dir
+
+    d = cache_dir(entry, entry.weights[0])
+    d.mkdir(parents=True, exist_ok=True)
+    (d / entry.weights[0].filename).write_bytes(b"x")
+
+
+def test_pick_auto_prefers_cached_high_quality(isolated_home, fake_entries):
+    from mattecli.cli.matte import pick_auto
+    from mattecli.errors import UsageError
+
+    tri, free = fake_entries
+    assert pick_auto(True, False)[0] == "closed-form"     # faketri not cached yet
+    _cache(tri)
+    assert pick_auto(True, False)[0] == "faketri"
+    try:  # fakefree is not cached: another trimap-free model may be (none is in an isolated home)
+        name = pick_auto(False, False)[0]
+    except UsageError:
+        name = None
+    assert name != "fakefree"
+    _cache(free)
+    assert pick_auto(False, False)[0] == "fakefree"
+
+
+def test_model_foreground_used_when_predicted(tmp_path, ex, isolated_home, fake_entries):
+    _cache(fake_entries[1])
+    r = invoke("matte", ex["image"], "-o", tmp_path / "o", "-T", "foreground,rgba")
+    assert r.exit_code == 0, r.stderr
+    assert "using fakefree" in r.stderr
+    fg = read_image(tmp_path / "o" / "hair_foreground.png")
+    assert (fg[..., 0] == 255).all() and (fg[..., 1:] == 0).all()
+    assert read_png_text(tmp_path / "o" / "hair_rgba.png")["foreground"] == "model"
+    r = invoke("matte", ex["image"], "-o", tmp_path / "o2", "-T", "foreground", "--model", "fakefree",
+               "--foreground", "none")
+    assert r.exit_code == 0, r.stderr
+    np.testing.assert_array_equal(read_image(tmp_path / "o2" / "hair_foreground.png"), small_example()["hair"])
+
+
+def test_16bit_and_exif_rotated_inputs(tmp_path, ex):
+    from PIL import Image
+
+    e = small_example()
+    img16 = e["hair"].astype(np.uint16) * 257
+    write_image(tmp_path / "in16" / "hair.png", img16, bits=16)
+    r = invoke("matte", tmp_path / "in16" / "hair.png", "--trimap", ex["trimap"], "-o", tmp_path / "o16", "--model", "cf")
+    assert r.exit_code == 0, r.stderr
+    base = invoke("matte", ex["image"], "--trimap", ex["trimap"], "-o", tmp_path / "o8", "--model", "cf")
+    assert base.exit_code == 0
+    a16 = read_image(tmp_path / "o16" / "hair_alpha.png").astype(int)
+    a8 = read_image(tmp_path / "o8" / "hair_alpha.png").astype(int)
+    assert np.abs(a16 - a8).max() <= 1  # same picture, 16-bit precision kept through the pipeline
+    # stored rotated with EXIF orientation 6 (display = rotate 90 CW): the upright trimap must fit
+    stored = np.rot90(e["hair"], 1)  # rotating it back 90 CW gives the upright image
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    (tmp_path / "rot").mkdir()
+    Image.fromarray(np.ascontiguousarray(stored)).save(tmp_path / "rot" / "hair.png", exif=exif.tobytes())
+    r = invoke("matte", tmp_path / "rot" / "hair.png", "--trimap", ex["trimap"], "-o", tmp_path / "orot", "--model", "cf")
+    assert r.exit_code == 0, r.stderr
+    np.testing.assert_array_equal(read_image(tmp_path / "orot" / "hair_alpha.png"), a8)

@@ -115,3 +115,27 @@ def test_matting_model_as_segmenter(tmp_path, fake_models):
     assert r.exit_code == 0, r.stderr
     t = read_image(tmp_path / "t" / "hair_trimap.png")
     assert (t[:, :21] == 0).all() and (t[:, 21:25] == 128).all() and (t[:, 25:] == 255).all()
+
+
+def test_subprocess(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    ex = write_example(tmp_path / "d", parts=("image", "alpha"))
+    p = subprocess.run([sys.executable, "-m", "mattecli", "trimap", str(ex["image"]), "--from-alpha", str(ex["alpha"]),
+                        "-o", str(tmp_path / "t"), "--json"], capture_output=True, text=True,
+                       env=dict(os.environ, NO_COLOR="1"), timeout=120)
+    assert p.returncode == 0, p.stderr
+    import json
+
+    doc = json.loads(p.stdout)
+    assert doc["items"][0]["status"] == "ok" and doc["items"][0]["size"] == "48x48"
+    assert read_image(tmp_path / "t" / "hair_trimap.png").shape == (48, 48)
+
+
+def test_alpha_files_as_inputs_are_named_after_the_image(tmp_path):
+    ex = write_example(tmp_path / "d", parts=("alpha",))
+    r = invoke("trimap", "--from-alpha", ex["alpha"], "-o", tmp_path / "t", "--template", "{stem}.tri.{ext}")
+    assert r.exit_code == 0, r.stderr
+    assert (tmp_path / "t" / "hair.tri.png").is_file()

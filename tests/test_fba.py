@@ -182,3 +182,38 @@ def test_missing_weights_message(isolated_home):
     assert "FBA.pth" in msg and "drive.google.com" in msg and "non-commercial" in msg
     assert "mattecli models import fba" in msg
     assert "\n" not in msg
+
+
+def test_cli_matte_writes_alpha_and_model_foreground(fba, tmp_path):
+    pytest.importorskip("mattecli.cli.matte")
+    from foundation_helpers import invoke
+    from mattecli.backends.fba import convert
+    from mattecli.imaging.io import read_image, write_image
+
+    _, official, m = fba
+    wpath = tmp_path / "FBA.pth"
+    convert.write_checkpoint(convert.to_ours(official), wpath)
+    img, tri = sample(40, 48, seed=21)
+    write_image(tmp_path / "img.png", img)
+    write_image(tmp_path / "t.png", tri)
+    out = tmp_path / "out"
+    r = invoke("matte", tmp_path / "img.png", "--trimap", tmp_path / "t.png", "--model", "fba", "--weights", wpath,
+               "--device", "cpu", "--precision", "fp32", "-o", out, "-T", "alpha,rgba")
+    assert r.exit_code == 0, r.stderr
+    want = m.predict(img, tri)
+    alpha = read_image(out / "img_alpha.png")
+    assert np.abs(alpha.astype(int) - (want.alpha * 255 + 0.5).astype(int)).max() <= 1
+    rgba = read_image(out / "img_rgba.png")
+    sel = want.alpha > 0.5  # the RGBA colours are FBA's own foreground, not an estimate made afterwards
+    assert np.abs(rgba[..., :3][sel].astype(int) - (want.foreground[sel] * 255 + 0.5).astype(int)).max() <= 1
+
+
+def test_tiling(fba):
+    _, official, m = fba
+    img, tri = sample(60, 90, seed=13)
+    full = m.predict(img, tri)
+    one = mattecli.load_model("fba", weights=official, tile=256).predict(img, tri)
+    np.testing.assert_array_equal(one.alpha, full.alpha)  # one tile covering the image = the plain pipeline
+    t = mattecli.load_model("fba", weights=official, tile=64, tile_overlap=16).predict(img, tri)
+    assert t.alpha.shape == full.alpha.shape and t.foreground.shape == full.foreground.shape
+    check_known(t.alpha, tri)

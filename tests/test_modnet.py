@@ -166,3 +166,8 @@ def test_cli_matte_trimap_free(tmp_path, model):
     assert res.exit_code == 0, res.output
     files = list((tmp_path / "out").rglob("*.png"))
     assert len(files) == 1 and np.asarray(Image.open(files[0])).shape == (45, 61)
+
+
+def test_bf16_not_offered(official):
+    with pytest.raises(UsageError, match="bf16"):
+        mattecli.load_model("modnet", weights=official, precision="bf16")

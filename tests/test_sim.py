@@ -91,7 +91,7 @@ def test_padding_always_adds_rows():
     a = np.arange(16 * 8, dtype=np.uint8).reshape(16, 8)
     p = pad_bottom_right(a)
     assert p.shape == (24, 16)                                # a full 8 px even when already a multiple of 8
-    assert np.array_equal(p[16], a[15]) and np.array_equal(p[:16, 8], a[:, 7])  # BORDER_REFLECT repeats the edge
+    assert np.array_equal(p[16, :8], a[15]) and np.array_equal(p[:16, 8], a[:, 7])  # BORDER_REFLECT repeats the edge
 
 
 @pytest.mark.parametrize("hw", [(48, 64), (37, 53)])
@@ -168,3 +168,22 @@ def test_missing_weights_messages(isolated_home, sim):
     assert "classifier_resnet50_best.pth.tar" in msg and "mattecli models import sim.classifier" in msg
     with pytest.raises(UsageError, match="not a matting model"):
         mattecli.load_model("sim.classifier", weights=official)
+
+
+def test_models_import_of_both_files_then_load_from_cache(sim, tmp_path, isolated_home):
+    from mattecli.backends.sim import convert
+    from mattecli.registry import resolve
+    from mattecli.weights.store import import_file
+
+    _, _, official, clf, m = sim
+    mp, cp = tmp_path / "ckpt_best.pth", tmp_path / "classifier_resnet50_best.pth.tar"
+    convert.write_checkpoint(convert.to_ours(official), mp)
+    convert.write_classifier_checkpoint(convert.classifier_to_ours(clf), cp)
+    import_file(*resolve("sim"), mp, echo=None, progress=False)
+    import_file(*resolve("sim.classifier"), cp, echo=None, progress=False)
+    m2 = mattecli.load_model("sim")
+    import torch
+
+    for k, v in m.classifier.state_dict().items():
+        assert torch.equal(v, m2.classifier.state_dict()[k]), k
+    assert torch.equal(m2.net.state_dict()["encoder.conv1.weight"], official["encoder.conv1.weight"])

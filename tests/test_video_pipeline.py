@@ -165,6 +165,7 @@ def test_interrupt_leaves_partial_or_nothing(clip, tmp_path, exc, name):
         partial = tmp_path / name.replace(".", ".partial.")
         stamps, frames, _ = read_video(partial)                  # playable, properly closed
         assert 1 <= len(frames) <= 8
+        assert vh.audio_seconds(partial) <= len(frames) / 25 + 0.6   # audio up to the last frame, not the whole clip
     # --no-partial: nothing at all
     be2 = CrashBackend()
     be2.exc = exc
@@ -297,3 +298,45 @@ def test_cli_bad_inputs(clip, tmp_path, monkeypatch, case):
     assert len(lines) == 1 and lines[0].startswith("mattecli: error:"), err
     assert stdout == ""
     _assert_clean(work, before)
+
+
+SLOW_RUN = """
+import sys, time
+sys.path.insert(0, {tests!r})
+import video_helpers as vh
+from mattecli import registry
+registry.list_models()
+class Slow(vh.FakeTemporal):
+    def predict_batch(self, images, trimaps=None, backgrounds=None):
+        time.sleep(0.05)
+        return super().predict_batch(images, trimaps, backgrounds)
+vh.Slow = Slow
+e = vh.ModelEntry(name="fake-slow", family="fake", summary="slow", adapter="video_helpers:Slow", options={{"gain": 4.0}})
+registry.register(e)
+from mattecli.cli.app import main
+main(["video", {src!r}, "-m", "fake-slow", "-t", "rgba", "-o", {out!r}, "-b", "2", "-q"])
+"""
+
+
+def test_cli_ctrl_c_in_a_real_process(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    src = tmp_path / "long.mp4"
+    make_clip(src, n=150)
+    out = tmp_path / "o.mov"
+    code = SLOW_RUN.format(tests=os.path.dirname(__file__), src=str(src), out=str(out))
+    p = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True)
+    partial = tmp_path / "o.partial.mov"
+    t0 = time.time()
+    while time.time() - t0 < 60 and not (partial.exists() and partial.stat().st_size > 20000):
+        time.sleep(0.1)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130, err
+    assert "interrupted" in err and "partial output kept" in err
+    assert not out.exists()
+    _, frames, _ = read_video(partial)
+    assert 0 < len(frames) < 150

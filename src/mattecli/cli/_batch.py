@@ -88,7 +88,7 @@ class Item:
 
     @property
     def stem(self) -> str:
-        return self.path.stem
+        return self.rel.stem
 
     @property
     def relstem(self) -> str:

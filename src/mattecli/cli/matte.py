@@ -157,6 +157,8 @@ def register(app: typer.Typer) -> None:
             raise UsageError(f"--foreground model: {entry.name} does not predict a foreground; use ml or cf")
         if trimap is not None and "trimap" not in entry.requires | entry.optional and not quiet:
             print(f"mattecli: warning: {entry.name} does not use a trimap; --trimap is ignored", file=sys.stderr)
+        if bg is not None and "background" not in entry.requires | entry.optional and not quiet:
+            print(f"mattecli: warning: {entry.name} does not use a background plate; --bg is ignored", file=sys.stderr)
 
         comp_colour = comp_image = None
         if "composite" in types:
@@ -227,7 +229,7 @@ def matte_one(it, backend, entry, types, outs, *, foreground="auto", premultipli
     if "trimap" in it.partners and ("trimap" in entry.requires or "trimap" in entry.optional):
         tri = read_trimap(it.partners["trimap"], (H, W), it.path)
     plate = None
-    if "bg" in it.partners:
+    if "bg" in it.partners and ("background" in entry.requires or "background" in entry.optional):
         plate = read_rgb(it.partners["bg"])
         if plate.shape[:2] != (H, W):
             p = it.partners["bg"]

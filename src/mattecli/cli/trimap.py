@@ -105,6 +105,10 @@ def register(app: typer.Typer) -> None:
             items = _batch.expand_inputs([partner], what="--mask" if mask else "--from-alpha")
             for it in items:
                 it.partners[kind] = it.path
+                # name outputs after the image: masks/img_mask.png -> img_trimap.png
+                base = _batch._strip(it.path.stem, _batch.SUFFIXES[kind])
+                if base:
+                    it.rel = it.rel.with_name(base + it.rel.suffix)
         if not items:
             raise UsageError("no inputs left after removing the mask/alpha files")
 

@@ -41,9 +41,10 @@ def output_targets(input_path: str, types: list[str], output: str | None, templa
 
     src = input_path.rstrip("/\\")
     stem = os.path.splitext(os.path.basename(src))[0] or "video"
-    if "%" in stem:
-        stem = os.path.basename(os.path.dirname(src)) or "frames"
     in_dir = os.path.dirname(os.path.abspath(src))
+    if "%" in stem:   # a pattern: name outputs after its folder, and put them beside that folder
+        stem = os.path.basename(in_dir) or "frames"
+        in_dir = os.path.dirname(in_dir)
     if output and template:
         raise UsageError("give either -o/--output or --template, not both")
     if output and "{" in output:
@@ -51,6 +52,9 @@ def output_targets(input_path: str, types: list[str], output: str | None, templa
     if output:
         if len(types) == 1:
             return {types[0]: output}
+        if os.path.splitext(output.rstrip("/\\"))[1].lower() in (".mp4", ".mov", ".webm", ".mkv", ".m4v", ".png"):
+            raise UsageError(f"-o {output}: with several --output-type values -o is a folder; use --template "
+                             "'out/{stem}_{type}.{ext}' to name files")
         return {t: os.path.join(output, f"{stem}_{t}.{_default_ext(t)}") for t in types}
     template = template or "{dir}/{stem}_{type}.{ext}"
     if len(types) > 1 and "{type}" not in template:
@@ -63,6 +67,35 @@ def output_targets(input_path: str, types: list[str], output: str | None, templa
             raise UsageError(f"--template {template!r}: unknown placeholder {e}; use {{stem}} {{type}} {{ext}} "
                              "{dir}") from None
     return out
+
+
+def _interrupt_on_sigterm():
+    """During a run, SIGTERM (and a SIGINT that a parent shell set to 'ignore') stop it like Ctrl-C: outputs are
+    closed as playable ``*.partial.*`` files instead of being left half-written. Returns a function that restores
+    the previous handlers."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    saved = {}
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            saved[sig] = signal.signal(sig, handler)
+        except (ValueError, OSError):
+            pass
+
+    def restore():
+        for sig, h in saved.items():
+            try:
+                signal.signal(sig, h)
+            except (ValueError, OSError, TypeError):
+                pass
+    return restore
 
 
 def register(app: typer.Typer) -> None:
@@ -169,9 +202,11 @@ def register(app: typer.Typer) -> None:
                            composite_bg=composite_bg, smooth=smooth, audio=not no_audio,
                            progress=not quiet, keep_partial=keep_partial)
             notes: list[str] = []
+            restore = _interrupt_on_sigterm()
             try:
                 res = run_video(source, backend, job, notes=notes)
             finally:
+                restore()
                 for n in dict.fromkeys(notes):
                     warn_line(n)
         finally:

@@ -102,6 +102,8 @@ def _orientation(pil_img) -> int:
 
 def apply_orientation(a: np.ndarray, orientation: int) -> np.ndarray:
     """Apply an EXIF orientation (1..8) to an HxW[xC] array, like ``PIL.ImageOps.exif_transpose``."""
+    if orientation not in (2, 3, 4, 5, 6, 7, 8):
+        return a
     if orientation == 2:
         a = a[:, ::-1]
     elif orientation == 3:
@@ -175,7 +177,7 @@ def _decode_pil(img, path) -> np.ndarray:
         img = img.convert("RGBA")
     elif mode not in ("L", "RGB", "RGBA"):
         img = img.convert("RGBA" if "A" in mode else "RGB")
-    return np.asarray(img).copy()
+    return np.array(img)
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
@@ -349,7 +351,7 @@ def encode_image(a: np.ndarray, ext: str, *, bits: int = 8, metadata: Mapping[st
         q = q[..., [2, 1, 0, 3]]
     q = np.ascontiguousarray(q)
     if ext == ".png":
-        ok, buf = cv2.imencode(".png", q, [cv2.IMWRITE_PNG_COMPRESSION, 3])
+        ok, buf = cv2.imencode(".png", q, [cv2.IMWRITE_PNG_COMPRESSION, 1])
         data = add_png_text(buf.tobytes(), metadata or {}) if ok else b""
     elif is_jpeg:
         ok, buf = cv2.imencode(".jpg", q, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])

@@ -42,35 +42,43 @@ KERNELS = ("ellipse", "rect", "cross")
 def quantise_trimap(a: np.ndarray, path: str | os.PathLike = "trimap") -> np.ndarray:
     """Decoded trimap (HxW, HxWx3, HxWx4; uint8/uint16/float) -> HxW uint8 with values {0, 128, 255}."""
     a = np.asarray(a)
+    if a.dtype == np.uint8:
+        to8 = 1.0
+    elif a.dtype == np.uint16:
+        to8 = 255.0 / 65535.0
+    elif np.issubdtype(a.dtype, np.floating):
+        to8 = 255.0
+    else:
+        to8, a = 1.0, a.astype(np.float64)
     if a.ndim == 3:
         if a.shape[2] == 4:
-            full = 65535 if a.dtype == np.uint16 else (255 if a.dtype == np.uint8 else 1.0)
+            full = 255.0 / to8
             if np.any(a[..., 3] != full):
                 raise InputError(
                     f"{path}: trimap has transparent pixels (RGBA); save it as an opaque grey image "
                     "(0 = background, 128 = unknown, 255 = foreground)", path=path)
             a = a[..., :3]
-        if a.shape[2] == 3:
-            spread = a.max(axis=2).astype(np.float64) - a.min(axis=2).astype(np.float64)
-            scale = 65535.0 if a.dtype == np.uint16 else (255.0 if a.dtype == np.uint8 else 1.0)
-            if float(spread.max()) / scale > 16 / 255.0:
+        if a.shape[2] != 3:
+            raise InputError(f"{path}: trimap has an unsupported channel layout {a.shape}", path=path)
+        r, g, b = a[..., 0], a[..., 1], a[..., 2]
+        if np.array_equal(r, g) and np.array_equal(g, b):
+            a = r
+        else:
+            # element-wise on channel slices (a reduction over the last axis is slow)
+            spread = np.maximum(np.maximum(r, g), b) - np.minimum(np.minimum(r, g), b)
+            if float(spread.max()) * to8 > 16:
                 raise InputError(
                     f"{path}: trimap is a colour image; save it as grey (0 = background, 128 = unknown, "
                     "255 = foreground)", path=path)
-            a = a.mean(axis=2) if a.dtype != np.uint8 else a[..., 0]
-        else:
-            raise InputError(f"{path}: trimap has an unsupported channel layout {a.shape}", path=path)
+            a = (r.astype(np.float64) + g + b) / 3.0
     if a.dtype == np.uint8:
-        g = a.astype(np.float64)
-    elif a.dtype == np.uint16:
-        g = a.astype(np.float64) * (255.0 / 65535.0)
-    elif np.issubdtype(a.dtype, np.floating):
-        g = np.asarray(a, np.float64) * 255.0
+        bg, fg = a <= BG_MAX, a >= FG_MIN
     else:
-        g = a.astype(np.float64)
-    out = np.full(g.shape, 128, np.uint8)
-    out[g <= BG_MAX + 0.5] = 0
-    out[g >= FG_MIN - 0.5] = 255
+        grey = np.asarray(a, np.float64) * to8
+        bg, fg = grey <= BG_MAX + 0.5, grey >= FG_MIN - 0.5
+    out = np.full(a.shape, 128, np.uint8)
+    out[bg] = 0
+    out[fg] = 255
     return out
 
 

@@ -59,6 +59,8 @@ class SourceInfo:
     n_audio: int = 0
     n_subtitle: int = 0
     files: list = field(default_factory=list)  # sequences: the frame files in order
+    metadata: dict = field(default_factory=dict)         # container tags (title, creation_time, ...)
+    stream_metadata: dict = field(default_factory=dict)  # video stream tags (language, handler_name, ...)
 
     @property
     def has_audio(self) -> bool:
@@ -225,6 +227,7 @@ class VideoSource:
             color_primaries=int(getattr(cc, "color_primaries", 2) or 2),
             color_trc=int(getattr(cc, "color_trc", 2) or 2), duration=dur, container_format=c.format.name,
             n_audio=len(c.streams.audio), n_subtitle=len(c.streams.subtitles),
+            metadata=dict(c.metadata or {}), stream_metadata=dict(st.metadata or {}),
         )
 
     def _decode_video(self) -> Iterator[Frame]:

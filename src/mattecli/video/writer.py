@@ -281,11 +281,12 @@ class StreamCopier:
     def _flush_decoder(self, idx: int) -> None:
         pass
 
-    def finish(self) -> None:
+    def finish(self, all_packets: bool = True) -> None:
         if not self.active:
             self.close()
             return
-        self.pump(None)
+        if all_packets:
+            self.pump(None)
         for o in self._transcode.values():
             for op in o.encode(None):
                 self._out.mux(op)
@@ -407,6 +408,13 @@ class VideoFileSink(Sink):
             s.codec_tag = "hvc1"
         if self.rotation:
             s.set_display_rotation(self.rotation)
+        skip = {"encoder", "major_brand", "minor_version", "compatible_brands", "duration", "rotate"}
+        for k, v in (info.metadata or {}).items():
+            if k.lower() not in skip:
+                self.out.metadata[k] = v
+        for k, v in (info.stream_metadata or {}).items():
+            if k.lower() in ("language", "title", "timecode"):
+                s.metadata[k] = v
         self.stream = s
         from .reader import _SWS_COLORSPACES
 
@@ -462,11 +470,11 @@ class VideoFileSink(Sink):
         if self.copier is not None:
             self.copier.pump(t + 0.5)
 
-    def _close_container(self) -> None:
+    def _close_container(self, partial: bool = False) -> None:
         for p in self.stream.encode(None):
             self.out.mux(p)
         if self.copier is not None:
-            self.copier.finish()
+            self.copier.finish(all_packets=not partial)   # a partial file gets audio up to its last frame only
         self.out.close()
 
     def finish(self) -> str:
@@ -493,7 +501,7 @@ class VideoFileSink(Sink):
         self._done = True
         if keep_partial and self.frames_written:
             try:
-                self._close_container()
+                self._close_container(partial=True)
                 return self.tmp
             except Exception:  # noqa: BLE001 - fall through to removal
                 pass

@@ -40,7 +40,7 @@ ENTRIES = [
                "Adobe)",
                "netG_epoch_*.pth (import it under any name)"),
         ),
-        precisions=("fp32", "bf16"),
+        precisions=("fp32", "fp16"),
         code_license="CC BY-NC-SA 4.0",
         origin=_ORIGIN,
         options={

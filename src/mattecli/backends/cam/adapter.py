@@ -38,6 +38,21 @@ def imresize_like_scipy(arr: np.ndarray, size) -> np.ndarray:
     return np.stack(bands, -1)
 
 
+def _size_option(name: str, k: str, v):
+    """[h, w], (h, w), "h,w" or "hxw" -> (h, w); None stays None."""
+    if v is None:
+        return None
+    if isinstance(v, str):
+        v = v.lower().replace("x", ",").split(",")
+    try:
+        h, w = (int(x) for x in v)
+    except (TypeError, ValueError):
+        raise UsageError(f"{name}: option {k} must be HEIGHT,WIDTH (e.g. 2101,2101), got {v!r}") from None
+    if h < 17 or w < 17:
+        raise UsageError(f"{name}: option {k} must be at least 17,17, got {h},{w}")
+    return (h, w)
+
+
 class CAMAdapter(TorchBackend):
     color = False
 
@@ -45,9 +60,7 @@ class CAMAdapter(TorchBackend):
         from .net import CAMNet
 
         for k in ("vis_patch_crop_size", "vis_comp_crop_size"):
-            v = self.options.get(k)
-            if v is not None and (len(v) != 2 or any(int(x) < 17 for x in v)):
-                raise UsageError(f"{self.entry.name}: option {k} must be [height, width] (each >= 17), got {v!r}")
+            self.options[k] = _size_option(self.entry.name, k, self.options.get(k))
         tile = self.options.get("tile") or 0
         if tile and (int(tile) < 65 or (int(tile) - 1) % 16):
             raise UsageError(f"{self.entry.name}: option tile must be 0 (off) or 16k+1 >= 65, got {tile!r}")
@@ -98,12 +111,12 @@ class CAMAdapter(TorchBackend):
     def canvases(self, img: np.ndarray, tri: np.ndarray):
         h, w = tri.shape
         psize = self.options.get("vis_patch_crop_size")
-        psize = (auto_crop(h), auto_crop(w)) if psize is None else (int(psize[0]), int(psize[1]))
+        psize = (auto_crop(h), auto_crop(w)) if psize is None else psize
         if h > psize[0] or w > psize[1]:
             raise InputError(f"image {w}x{h} is larger than vis_patch_crop_size {psize[1]}x{psize[0]} (height, "
                              "width); pass a larger crop size or leave it unset")
         csize = self.options.get("vis_comp_crop_size")
-        csize = psize if csize is None else (int(csize[0]), int(csize[1]))
+        csize = psize if csize is None else csize
         patch = np.full((1, psize[0], psize[1], 4), 127.5, np.float32)
         patch[..., 3] = 0
         patch[0, :h, :w, :3] = img

@@ -121,7 +121,7 @@ def to_official(ours: Mapping[str, Any]) -> dict:
             a = a.reshape(cout, 1, kh, kw).transpose(2, 3, 0, 1)
         elif kind == "scalar":
             a = np.asarray(a, dtype=np.int64).reshape(())
-        out[name] = np.ascontiguousarray(a)
+        out[name] = np.asarray(a, order="C")
     return out
 
 

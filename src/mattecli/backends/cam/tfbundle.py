@@ -365,7 +365,8 @@ def write_bundle(tensors: Mapping[str, np.ndarray], prefix: str) -> list[str]:
     data = bytearray()
     entries = []
     for name in sorted(tensors, key=lambda s: s.encode("utf-8")):
-        a = np.ascontiguousarray(np.asarray(tensors[name]))
+        a = np.asarray(tensors[name])
+        a = np.asarray(a, order="C")
         dt = a.dtype.newbyteorder("=") if a.dtype.byteorder not in ("=", "|") else a.dtype
         code = _DTYPE_CODES.get(np.dtype(dt))
         if code is None:

@@ -31,7 +31,7 @@ ENTRIES = [
         precisions=("fp32", "bf16", "fp16"),
         code_license="MIT (MarcoForte/FBA_Matting)",
         origin="https://github.com/MarcoForte/FBA_Matting@8dd100d760186150710510ee8d78ed916cdb17a4",
-        options={"tta": False},
+        options={"tta": False, "tile": None, "tile_overlap": 128},
         quality=90,
     ),
 ]

@@ -7,6 +7,9 @@ Pipeline (official, reproduced exactly):
 4. ImageNet normalisation; network; (1,7,h8,w8) output.
 5. back to the input size with cv2.resize whose 3rd positional argument is ``dst``: effectively INTER_LINEAR.
 6. alpha forced on the known regions; F = image where alpha == 1, B = image where alpha == 0.
+
+Opt-in extras: ``tta`` (8 dihedral views averaged, or 'flip'), ``tile=N`` / ``tile_overlap`` (the pipeline on
+overlapping N x N crops, linear blending; bounded memory for very large images, slightly different results).
 """
 from __future__ import annotations
 
@@ -72,6 +75,9 @@ class FBAAdapter(TorchBackend):
         tta = self.options.get("tta", False)
         if tta not in (False, True, None, "flip", "d4", 0, 1):
             raise UsageError(f"model fba: tta must be True/False, 'flip' or 'd4', got {tta!r}")
+        tile = self.options.get("tile")
+        if tile is not None and int(tile) < 64:
+            raise UsageError(f"model fba: tile must be at least 64 pixels, got {tile}")
         return FBANet()
 
     def convert(self, official):
@@ -129,10 +135,27 @@ class FBAAdapter(TorchBackend):
             raise InputError(f"trimap size {tri_u8.shape[::-1]} differs from image size {image_np.shape[1::-1]}")
         trimap_np = two_channel_trimap(tri_u8)
         tta = self.options.get("tta", False)
-        if not tta:
-            alpha, fg, bg = self._predict_once(image_np, trimap_np)
+        tile = self.options.get("tile")
+
+        def run(im, tr):
+            if not tta:
+                return self._predict_once(im, tr)
+            return self._predict_tta(im, tr, "flip" if tta == "flip" else "d4")
+
+        if tile:
+            from ..layers.tiling import tiled
+
+            def fn(im, tr):
+                if not ((tr[:, :, 0] == 0) & (tr[:, :, 1] == 0)).any():   # no unknown pixel: the trimap decides
+                    a = tr[:, :, 1].astype(np.float32)
+                    return {"alpha": a, "fg": im, "bg": im}  # image colours: exact where they matter
+                a, f, b = run(im, tr)
+                return {"alpha": a, "fg": f, "bg": b}
+
+            out = tiled(fn, image_np, trimap_np, int(tile), int(self.options.get("tile_overlap") or 0))
+            alpha, fg, bg = out["alpha"], out["fg"], out["bg"]
         else:
-            alpha, fg, bg = self._predict_tta(image_np, trimap_np, "flip" if tta == "flip" else "d4")
+            alpha, fg, bg = run(image_np, trimap_np)
         return MatteResult(alpha=np.ascontiguousarray(alpha, np.float32),
                            foreground=np.ascontiguousarray(fg, np.float32),
                            background=np.ascontiguousarray(bg, np.float32),

@@ -35,7 +35,7 @@ ENTRIES = [
                 notes="same layout as the photographic checkpoint",
             ),
         ),
-        precisions=("fp32", "fp16", "bf16"),
+        precisions=("fp32", "fp16"),
         code_license="Apache-2.0",
         origin=_ORIGIN,
         options={"ref_size": 512},

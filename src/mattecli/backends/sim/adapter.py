@@ -22,7 +22,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..base import MatteResult, TorchBackend, as_float_trimap, as_uint8_image
-from ...errors import InputError, UsageError
+from ...errors import ConverterError, InputError, UsageError
 
 MEAN = np.array([[[0.485, 0.456, 0.406]]])
 STD = np.array([[[0.229, 0.224, 0.225]]])
@@ -100,6 +100,10 @@ class SIMAdapter(TorchBackend):
                                  "classifier_weights", path=path)
             obj = safe_torch_load(path)
             if is_ours(obj):
+                meta = obj["mattecli"]
+                if meta.get("family") not in (None, "sim") or meta.get("tag") not in (None, "classifier"):
+                    raise ConverterError(f"{path}: converted weights are {meta.get('entry')}.{meta.get('tag')}, "
+                                         "not the SIM classifier", path=path)
                 ours = to_tensor_dict(obj["state_dict"])
             else:
                 ours = classifier_to_ours(read_classifier_checkpoint(path))

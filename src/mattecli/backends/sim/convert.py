@@ -93,3 +93,11 @@ def write_classifier_checkpoint(ours: Mapping, path: str | os.PathLike) -> None:
 
     sd = {k: v.detach().clone() for k, v in classifier_to_official(ours).items()}
     torch.save({"state_dict": sd}, os.fspath(path))
+
+
+def convert_file(path: str | os.PathLike, wset=None):
+    """Import hook used by ``mattecli models import``: the classifier file (tag ``classifier``) and the matting
+    checkpoints have different layouts. Returns (our state dict, meta)."""
+    if wset is not None and getattr(wset, "tag", None) == "classifier":
+        return classifier_to_ours(read_classifier_checkpoint(path)), {"part": "classifier"}
+    return to_ours(read_checkpoint(path)), {"part": "matting"}

@@ -1,0 +1,72 @@
+"""GFM, Glance and Focus Matting (registry data only): one entry, seven released weight sets (backbone-RoSTa tags)."""
+from ...registry import ModelEntry, Weights, WeightSource
+
+_ORIGIN = "github.com/JizhiziLi/GFM @ 4b15ee01a02e"
+_GD = "https://drive.google.com/uc?export=download&id="
+_BD = "https://pan.baidu.com/s/"
+_WHERE = "GFM README 'GFM' table / core/README.md 'Pretrained Models' (column {col}); put it in models/pretrained/"
+
+# tag, file, README column, Google Drive id, Baidu share id, Baidu password
+_SETS = (
+    ("r34-tt", "gfm_r34_tt.pth", "GFM(r)-TT", "1AdtoIdYTLsjXfVe_a50tin0cFwZMSz93", "14TfNWeDGzXm4w91eHWu28w", "svcv"),
+    ("r34-ft", "gfm_r34_ft.pth", "GFM(r)-FT", "1heWT3fodV5so--tG6hoytB11OHBfhd1_", "1GmaXfiWbK09X4zhsRgooBg", "jfli"),
+    ("r34-bt", "gfm_r34_bt.pth", "GFM(r)-BT", "1vRWJtD8liZjb7GbNnmJCuO_xN4-bj-2l", "1oaT5R8GnMW-zbbCwie1SlA", "80k8"),
+    ("r34-2b-tt", "gfm_r34_2b_tt.pth", "GFM(r2b)-TT", "1Y8dgOprcPWdUgHUPSdue0lkFAUVvW10Q", "1yfRGgI9QFUW9jb878AXHTg",
+     "34hf"),
+    ("r101-tt", "gfm_r101_tt.pth", "GFM(r')-TT", "1oQMOfVkuxLujgFEQReWJM95chPlQBTiM", "1aKUEB1MYIDbt-8iOHq67zQ", "7p8j"),
+    ("d121-tt", "gfm_d121_tt.pth", "GFM(d)-TT", "1knbK5uU8AitE5OFpul9FXaQm47pZO0N8", "1AzuMphkNtt5-fJh-VqPnCA", "l6bd"),
+    ("d121-rim", "gfm_d121_rim.pth", "GFM(d)-RIM", "1aMY5tJQ79IB-0NJ9WzcTu6ZOQTowiFWv", "1V-YjxUsyzUsTRO8m6JoR_Q",
+     "mrf7"),
+)
+
+_BACKBONE_NAMES = {"r34": "ResNet-34", "r34-2b": "ResNet-34 + 2 extra blocks", "r101": "ResNet-101",
+                   "d121": "DenseNet-121"}
+
+
+def _weights(tag, filename, col, gd, bd, pw):
+    bb, _, rosta = tag.rpartition("-")
+    return Weights(
+        tag=tag, filename=filename, format="torch",
+        sources=(
+            WeightSource("manual", _GD + gd, note="Google Drive; " + _WHERE.format(col=col)),
+            WeightSource("manual", _BD + bd, note=f"Baidu Wangpan, password {pw}; " + _WHERE.format(col=col)),
+        ),
+        license="MIT (the GFM README: 'This project is under the MIT license'; no separate terms for the weights)",
+        trained_on="AM-2k ORI-Track (1,800 natural animal training images; core/README.md 'Pretrained Models')",
+        notes=(f"backbone {_BACKBONE_NAMES[bb]}, RoSTa {rosta.upper()}; plain state_dict (official load: strict=True) "
+               "holding every backbone tensor twice (resnet./densenet. and encoderN. aliases, checked equal) plus the "
+               "unused ImageNet classifier" + ("; the sample results in the GFM README use this model"
+                                               if tag == "r34-2b-tt" else "")),
+    )
+
+
+ENTRIES = [
+    ModelEntry(
+        name="gfm",
+        family="gfm",
+        summary="GFM (Glance and Focus Matting), trimap-free end-to-end matting of animals and other salient "
+                "objects; variants backbone-RoSTa (r34-tt default, r34-ft, r34-bt, r34-2b-tt, r101-tt, d121-tt, "
+                "d121-rim)",
+        paper="Li et al., Bridging Composite and Real: Towards End-to-end Deep Image Matting, IJCV 2022 "
+              "(arXiv:2010.16188)",
+        outputs=("alpha",),
+        adapter="mattecli.backends.gfm.adapter:GFMAdapter",
+        weights=tuple(_weights(*s) for s in _SETS),
+        precisions=("fp32", "fp16", "bf16"),
+        code_license="MIT",
+        origin=_ORIGIN + " (core/gfm.py, core/test.py, core/util.py)",
+        options={
+            # core/test.py --test_choice: 'HYBRID' (1/3-scale glance + 1/2-scale focus) or 'RESIZE' (one 1/2 pass);
+            # the RIM variant always runs its own single 1/3-scale pass
+            "test_choice": "HYBRID",
+            # core/test.py --pred_choice: 1 glance, 2 focus, 3 fusion (RIM: 1 TT, 2 FT, 3 BT, 4 RIM);
+            # None = 3, or 4 for RIM (scripts/test/test_dataset.sh)
+            "pred_choice": None,
+            # core/config.py: images whose short side exceeds it are first resized so it equals it (test_samples);
+            # None or 0 disables. MAX_SIZE_H/W cap the network input per side.
+            "shorter_path_limitation": 1080,
+            "max_size": 1600,
+        },
+        quality=55,
+    ),
+]

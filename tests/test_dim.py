@@ -1,0 +1,326 @@
+"""Deep Image Matting (huochaitiantang VGG16 stage 1 = ``dim``; foamliu SegNet = ``dim.foamliu``)."""
+from __future__ import annotations
+
+import os
+import pickle
+
+import numpy as np
+import pytest
+
+import mattecli
+from mattecli.errors import ConverterError, InputError, UsageError, WeightsUnavailable
+
+HUO = "dim_huochaitiantang-vgg16-skip-stage1"
+FOAM = "dim_foamliu-segnet"
+
+
+@pytest.fixture(scope="module")
+def huo():
+    from conftest import Oracle
+
+    o = Oracle(HUO)
+    w = o.torch_weights()
+    return o, w, mattecli.load_model("dim", weights=w)
+
+
+@pytest.fixture(scope="module")
+def foam():
+    from conftest import Oracle
+
+    o = Oracle(FOAM)
+    w = o.torch_weights()
+    return o, w, mattecli.load_model("dim.foamliu", weights=w)
+
+
+def _same_state(a, b):
+    sa, sb = a.net.state_dict(), b.net.state_dict()
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        assert sa[k].dtype == sb[k].dtype and bool((sa[k] == sb[k]).all()), k
+
+
+# -- registry ----------------------------------------------------------------------------------------------------
+def test_names_resolve():
+    from mattecli.registry import resolve
+
+    assert resolve("dim")[0].name == "dim" and resolve("dim")[1].tag == "huochaitiantang"
+    assert resolve("dim.huochaitiantang")[1].filename == "stage1_skip_sad_52.9.pth"
+    e, w = resolve("dim.foamliu")
+    assert e.name == "dim.foamliu" and w.filename == "BEST_checkpoint.tar"
+    assert "trimap" in e.requires
+
+
+# -- huochaitiantang -----------------------------------------------------------------------------------------------
+def test_huo_net_oracle(huo):
+    import torch
+
+    o, _, m = huo
+    io = o.net_io()
+    with torch.no_grad():
+        y = m.net(torch.from_numpy(io["x"])).numpy()
+    np.testing.assert_allclose(y, io["pred_mattes"], atol=1e-5, rtol=0)
+
+
+def test_huo_pipeline_oracle(huo):
+    o, _, m = huo
+    p = o.pipeline_io()
+    r = m.predict(p["image_rgb_u8"], p["trimap_u8"])
+    np.testing.assert_allclose(r.extras["raw_alpha"], p["pred_float"], atol=1e-5, rtol=0)
+    u8 = (r.extras["raw_alpha"] * 255).astype(np.uint8)
+    u8[p["trimap_u8"] == 255] = 255
+    u8[p["trimap_u8"] == 0] = 0
+    assert np.abs(u8.astype(int) - p["alpha_u8"]).max() <= 1
+    assert r.alpha.shape == p["trimap_u8"].shape and r.alpha.dtype == np.float32
+    assert (r.alpha[p["trimap_u8"] == 255] == 1).all() and (r.alpha[p["trimap_u8"] == 0] == 0).all()
+
+
+def _sample(h, w, seed):
+    rng = np.random.default_rng(seed)
+    img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    tri = np.full((h, w), 128, np.uint8)
+    tri[: h // 4] = 0
+    tri[-h // 4:] = 255
+    return img, tri
+
+
+@pytest.mark.parametrize("size", [(64, 96), (67, 101), (33, 45)])
+def test_huo_other_sizes(huo, size):
+    _, _, m = huo
+    img, tri = _sample(*size, seed=size[0])
+    r = m.predict(img, tri)
+    assert r.alpha.shape == size and np.isfinite(r.alpha).all()
+    assert 0 <= r.alpha.min() and r.alpha.max() <= 1
+    # float inputs give the same result as uint8 inputs
+    r2 = m.predict(img.astype(np.float32) / 255, tri.astype(np.float32) / 255)
+    np.testing.assert_allclose(r2.alpha, r.alpha, atol=1e-6)
+
+
+def test_huo_too_small_and_bad_trimap(huo):
+    _, _, m = huo
+    img, tri = _sample(20, 40, 1)
+    with pytest.raises(InputError, match="32x32"):
+        m.predict(img, tri)
+    img, tri = _sample(40, 40, 1)
+    with pytest.raises(InputError, match="trimap size"):
+        m.predict(img, tri[:30])
+    with pytest.raises(mattecli.errors.MissingInput, match="--trimap"):
+        m.predict(img)
+
+
+def test_huo_batch2_equals_batch1(huo):
+    import torch
+
+    _, _, m = huo
+    x = torch.from_numpy(np.random.default_rng(5).standard_normal((2, 4, 64, 96)).astype(np.float32))
+    with torch.no_grad():
+        both = m.net(x)
+        one = torch.cat([m.net(x[:1]), m.net(x[1:])])
+    np.testing.assert_allclose(both.numpy(), one.numpy(), atol=1e-6)
+
+
+def test_huo_resize_and_crop_modes(huo):
+    _, w, m = huo
+    img, tri = _sample(70, 100, 7)
+    saved = dict(m.options)
+    try:
+        for mode in ("resize", "crop"):
+            m.options.update(crop_or_resize=mode, size_h=64, size_w=64)
+            r = m.predict(img, tri)
+            assert r.alpha.shape == (70, 100) and np.isfinite(r.alpha).all()
+    finally:
+        m.options.clear()
+        m.options.update(saved)
+    with pytest.raises(UsageError, match="crop_or_resize"):
+        mattecli.load_model("dim", weights=w, crop_or_resize="tiles")
+    with pytest.raises(UsageError, match="unknown option"):
+        mattecli.load_model("dim", weights=w, stage=2)
+
+
+def test_huo_max_size(huo):
+    """max_size caps the network input: an image 100 px tall with max_size 64 runs at 64 rows."""
+    _, w, _ = huo
+    m = mattecli.load_model("dim", weights=w, max_size=64)
+    seen = []
+    orig = m._run
+    m._run = lambda a, b: (seen.append(a.shape), orig(a, b))[1]
+    img, tri = _sample(100, 130, 3)
+    assert m.predict(img, tri).alpha.shape == (100, 130)
+    assert seen == [(64, 64, 3)]
+
+
+def test_huo_round_trip_wrappings(huo, tmp_path):
+    import torch
+
+    from mattecli.backends.dim import convert
+
+    _, w, m = huo
+    ours = m.net.state_dict()
+    p = tmp_path / "stage1_skip_sad_52.9.pth"
+    convert.write_checkpoint(ours, p, epoch=12, best_sad=52.9)
+    obj = torch.load(p, weights_only=True)
+    assert set(obj) == {"epoch", "state_dict", "best_sad"}
+    _same_state(mattecli.load_model("dim", weights=p), m)
+    # DataParallel-style prefix and a plain state dict
+    q = tmp_path / "prefixed.pth"
+    torch.save({"module." + k: v for k, v in w.items()}, q)
+    _same_state(mattecli.load_model("dim.huochaitiantang", weights=q), m)
+    # a leftover key and a missing key
+    bad = dict(w, extra_layer=torch.zeros(3))
+    with pytest.raises(ConverterError, match="extra_layer"):
+        mattecli.load_model("dim", weights=bad)
+    missing = dict(w)
+    missing.pop("deconv1.bias")
+    with pytest.raises(ConverterError, match="deconv1.bias"):
+        mattecli.load_model("dim", weights=missing)
+    stage2 = dict(w, **{"refine_conv1.weight": torch.zeros(64, 4, 3, 3)})
+    with pytest.raises(ConverterError, match="stage 2"):
+        mattecli.load_model("dim", weights=stage2)
+
+
+# -- foamliu -------------------------------------------------------------------------------------------------------
+def test_foam_net_oracle(foam):
+    import torch
+
+    o, _, m = foam
+    io = o.net_io()
+    with torch.no_grad():
+        y = m.net(torch.from_numpy(io["x"]))[:, 0].numpy()
+    np.testing.assert_allclose(y, io["pred"], atol=1e-5, rtol=0)
+
+
+def test_foam_pipeline_oracle(foam):
+    o, _, m = foam
+    p = o.pipeline_io()
+    r = m.predict(p["image_rgb_u8"], p["trimap_u8"])
+    np.testing.assert_allclose(r.extras["raw_alpha"], p["pred_raw"], atol=1e-5, rtol=0)
+    np.testing.assert_allclose(r.alpha, p["alpha"], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("size", [(45, 61), (64, 64)])
+def test_foam_other_sizes_and_batch(foam, size):
+    import torch
+
+    _, _, m = foam
+    img, tri = _sample(*size, seed=11)
+    assert m.predict(img, tri).alpha.shape == size
+    x = torch.from_numpy(np.random.default_rng(2).standard_normal((2, 4) + size).astype(np.float32))
+    with torch.no_grad():
+        np.testing.assert_allclose(m.net(x).numpy(), torch.cat([m.net(x[:1]), m.net(x[1:])]).numpy(), atol=1e-6)
+
+
+@pytest.mark.parametrize("legacy", [True, False], ids=["legacy-format", "zip-format"])
+def test_foam_pickled_whole_model_round_trip(foam, tmp_path, legacy):
+    import torch
+
+    from mattecli.backends.dim import convert
+
+    _, w, m = foam
+    p = tmp_path / "BEST_checkpoint.tar"
+    convert.write_checkpoint_foamliu(m.net.state_dict(), p, legacy=legacy)
+    with pytest.raises(pickle.UnpicklingError):  # torch's own safe loader refuses whole pickled objects
+        torch.load(p, weights_only=True)
+    back = convert.read_checkpoint_foamliu(p)
+    assert set(back) == set(w)
+    for k in w:
+        assert torch.equal(back[k], w[k]), k
+    _same_state(mattecli.load_model("dim.foamliu", weights=p), m)
+
+
+def test_foam_file_structure_is_the_official_one(foam, tmp_path):
+    """The written file references the official class names (models.DIMModel, DataParallel, Adam ...)."""
+    from mattecli.backends.dim import convert, restricted_pickle
+
+    _, _, m = foam
+    p = tmp_path / "BEST_checkpoint.tar"
+    convert.write_checkpoint_foamliu(m.net.state_dict(), p, legacy=False)
+    obj = restricted_pickle.restricted_torch_load(p)
+    assert set(obj) == {"epoch", "epochs_since_improvement", "loss", "model", "optimizer"}
+    dp = obj["model"]
+    assert (dp._module, dp._qualname) == ("torch.nn.parallel.data_parallel", "DataParallel")
+    inner = dp.state()["_modules"]["module"]
+    assert (inner._module, inner._qualname) == ("models", "DIMModel")
+    assert inner.state()["_modules"]["down1"]._qualname == "segnetDown2"
+    assert obj["optimizer"]._module.startswith("torch.optim")
+
+
+class _Evil:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+class _EvalEvil:
+    def __reduce__(self):
+        return (eval, ("__import__('os').getcwd()",))
+
+
+@pytest.mark.parametrize("zip_format", [True, False])
+def test_foam_malicious_pickle_refused_not_executed(tmp_path, zip_format):
+    import torch
+
+    marker = tmp_path / "pwned"
+    p = tmp_path / "BEST_checkpoint.tar"
+    torch.save({"model": _Evil(str(marker)), "epoch": 1}, p, _use_new_zipfile_serialization=zip_format)
+    with pytest.raises(ConverterError, match="refused") as e:
+        mattecli.load_model("dim.foamliu", weights=p)
+    assert "system" in str(e.value) and "\n" not in str(e.value)
+    assert not marker.exists()
+    q = tmp_path / "eval.tar"
+    torch.save({"model": _EvalEvil()}, q, _use_new_zipfile_serialization=zip_format)
+    with pytest.raises(ConverterError, match=r"\.eval, which is not part"):
+        mattecli.load_model("dim.foamliu", weights=q)
+
+
+def test_foam_plain_state_dict_and_leftovers(foam, tmp_path):
+    import torch
+
+    _, w, m = foam
+    p = tmp_path / "plain.pth"
+    torch.save({"module." + k: v for k, v in w.items()}, p)
+    _same_state(mattecli.load_model("dim.foamliu", weights=p), m)
+    with pytest.raises(ConverterError, match="unexpected"):
+        mattecli.load_model("dim.foamliu", weights=dict(w, **{"up0.conv.weight": torch.zeros(1)}))
+    old = {k: v for k, v in w.items() if not k.endswith("num_batches_tracked")}  # torch < 0.4.1 files
+    _same_state(mattecli.load_model("dim.foamliu", weights=old), m)
+    # huochaitiantang's loader refuses the whole-object pickle with a pointer to dim.foamliu
+    from mattecli.backends.dim import convert
+
+    q = tmp_path / "BEST_checkpoint.tar"
+    convert.write_checkpoint_foamliu(m.net.state_dict(), q, legacy=False)
+    with pytest.raises(ConverterError, match="dim.foamliu"):
+        mattecli.load_model("dim", weights=q)
+
+
+# -- weights missing / CLI ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name,file,cmd", [
+    ("dim", "stage1_skip_sad_52.9.pth", "mattecli models import dim "),
+    ("dim.foamliu", "BEST_checkpoint.tar", "mattecli models import dim.foamliu "),
+])
+def test_missing_weights_message(isolated_home, name, file, cmd):
+    with pytest.raises(WeightsUnavailable) as e:
+        mattecli.load_model(name)
+    msg = str(e.value)
+    assert file in msg and cmd in msg and "github.com" in msg and "non-commercial" in msg
+    assert "\n" not in msg
+
+
+def test_cli_matte_with_official_file(huo, tmp_path):
+    pytest.importorskip("mattecli.cli.matte")
+    from foundation_helpers import invoke
+    from mattecli.backends.dim import convert
+    from mattecli.imaging.io import read_image, write_image
+
+    _, _, m = huo
+    ck = tmp_path / "stage1_skip_sad_52.9.pth"
+    convert.write_checkpoint(m.net.state_dict(), ck)
+    img, tri = _sample(40, 52, 9)
+    write_image(tmp_path / "a.png", img)
+    write_image(tmp_path / "a_trimap.png", tri)
+    r = invoke("matte", tmp_path / "a.png", "--trimap", tmp_path / "a_trimap.png", "-o", tmp_path / "out",
+               "--model", "dim", "--weights", ck, "--device", "cpu", "-q")
+    assert r.exit_code == 0, r.stderr
+    got = read_image(tmp_path / "out" / "a_alpha.png")
+    want = m.predict(img, tri).alpha
+    assert got.shape == (40, 52) and np.abs(got.astype(float) / 255 - want).max() <= 1 / 255 + 1e-6
