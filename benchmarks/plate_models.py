@@ -151,7 +151,8 @@ def main(argv=None) -> None:
     rows = []
     hdr = f"{'model':<20}{'mode':<14}{'size':>11}{'s/img':>9}{'img/s':>8}{'ref%':>7}{'video fps':>11}{'peak RSS MB':>13}"
     if not a.json:
-        print(f"# device={a.device} precision={a.precision} repeat={a.repeat}; synthetic (random-init) weights")
+        print(f"# device={a.device} precision={a.precision} repeat={a.repeat}; synthetic (random-init) weights; "
+              f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} (other processes skew CPU timings)")
         print(hdr)
     for name, mode in configs:
         for h, w in sizes:

@@ -12,7 +12,8 @@ the first frame).
   ort   : onnxruntime.InferenceSession(ONNX, CPUExecutionProvider); batch B = B frames through the graph's batch axis
           (the export has no time axis), states carried
 
-Configurations: 512x512 with downsample_ratio 1.0 and 1920x1080 with 0.25, batch 1 and 4.
+Configurations: 512x512 with downsample_ratio 1.0 and 1920x1080 with 0.25, batch 1 and 4. ``cpu ms/fr`` is the
+process CPU time (user + sys) per frame: on a shared, oversubscribed machine it is steadier than wall time.
 Extra rows with ``--variants`` show what the gap analysis tried (channels_last, 1 vs 2 threads, unfolded BN).
 
     python benchmarks/rvm.py                    # default: 8 timed frames per configuration, 2 threads
@@ -107,16 +108,18 @@ def worker(args) -> dict:
                 t = t.contiguous(memory_format=torch.channels_last)
             return m.predict_batch(t)["alpha"]
     base = rss_mb()
-    times = []
+    times, cpu = [], []
     for i in range(0, n, batch):
         x = frames[i:i + batch]
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         step(x)
         times.append(time.perf_counter() - t0)
-    timed = times[args.warmup:]
-    per_call = float(np.median(timed))
+        cpu.append(time.process_time() - c0)
+    per_call = float(np.median(times[args.warmup:]))
+    cpu_call = float(np.median(cpu[args.warmup:]))
     return {"impl": args.impl, "size": f"{w}x{h}", "ratio": ratio, "batch": batch, "threads": args.threads,
-            "fps": batch / per_call, "ms_per_frame": 1000 * per_call / batch, "base_mb": base,
+            "fps": batch / per_call, "ms_per_frame": 1000 * per_call / batch,
+            "cpu_ms_per_frame": 1000 * cpu_call / batch, "base_mb": base,
             "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
@@ -183,21 +186,24 @@ def main() -> None:
     configs = [c for c in CONFIGS if args.only is None or str(c[0][0]) == args.only]
     rows = []
     print(f"{'impl':8} {'size':>9} {'ratio':>5} {'B':>2} {'thr':>3} {'frames/s':>9} {'ms/frame':>9} "
-          f"{'base MB':>8} {'peak MB':>8}", flush=True)
+          f"{'cpu ms/fr':>9} {'base MB':>8} {'peak MB':>8}", flush=True)
     for size, ratio in configs:
         for b in args.batch:
             for impl in impls:
                 r = run_child(impl, size, ratio, b, args)
                 rows.append(r)
                 print(f"{r['impl']:8} {r['size']:>9} {r['ratio']:>5} {r['batch']:>2} {r['threads']:>3} "
-                      f"{r['fps']:9.2f} {r['ms_per_frame']:9.1f} {r['base_mb']:8.0f} {r['peak_mb']:8.0f}",
+                      f"{r['fps']:9.2f} {r['ms_per_frame']:9.1f} {r['cpu_ms_per_frame']:9.1f} {r['base_mb']:8.0f} "
+                      f"{r['peak_mb']:8.0f}",
                       flush=True)
-    print("\nratio ours/ort (frames/s; >1 = ours faster):")
+    print("\nratio ours/ort (frames/s by wall clock, and by CPU time per frame; >1 = ours faster):")
     for size, ratio in configs:
         for b in args.batch:
             sel = {r["impl"]: r for r in rows if r["size"] == f"{size[1]}x{size[0]}" and r["batch"] == b}
             if "ours" in sel and "ort" in sel:
-                print(f"  {size[1]}x{size[0]} r={ratio} B={b}: {sel['ours']['fps'] / sel['ort']['fps']:.2f}x  "
+                cpu_ratio = sel["ort"]["cpu_ms_per_frame"] / sel["ours"]["cpu_ms_per_frame"]
+                print(f"  {size[1]}x{size[0]} r={ratio} B={b}: wall {sel['ours']['fps'] / sel['ort']['fps']:.2f}x, "
+                      f"cpu {cpu_ratio:.2f}x  "
                       f"(peak MB ours {sel['ours']['peak_mb']:.0f} / ort {sel['ort']['peak_mb']:.0f})")
 
 

@@ -3,13 +3,13 @@
 
 Per model, size and precision: seconds per image through ``predict`` (the full official pipeline), peak resident
 memory of a fresh subprocess (ru_maxrss, so each configuration is measured alone), and for bf16 the max / mean
-|alpha difference| against fp32 on the same input. ``--tiling`` adds GCA's opt-in tiled mode and reports how far
-its alpha moves from the full pass on the alphamatting.com images in ../shared/data/alphamatting (if present).
+|alpha difference| against fp32 on the same input. ``--tiling`` runs the opt-in tiled mode of FBA or GCA and
+reports how far its alpha moves from the full pass on the alphamatting.com images in ../shared/data/alphamatting (if present).
 
     python benchmarks/trimap_models.py                       # fba,gca,sim at 512 and 1024, fp32 (a few minutes)
     python benchmarks/trimap_models.py --models fba --sizes 512 --precisions fp32,bf16
     python benchmarks/trimap_models.py --models gca --sizes 2160x3840 --tile 1024   # 4K with tiling
-    python benchmarks/trimap_models.py --tiling              # accuracy cost of GCA tiling on alphamatting
+    python benchmarks/trimap_models.py --tiling --tiling-model fba   # accuracy cost of tiling on alphamatting
 
 Synthetic weights: the oracle recipe of ../shared/oracles/synthetic_weights.py when present (realistic activation
 scales), else a fallback (He-normal convs, spectral-norm vectors from one power iteration). Timings of a loaded,
@@ -111,7 +111,7 @@ def worker(args) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     h, w = args.hw
-    opts = {"tile": args.tile} if args.tile else {}
+    opts = {"tile": args.tile} if args.tile and args.model.split(".")[0] in ("fba", "gca") else {}
     m = load(args.model, args.precision, **opts)
     rss_loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     m.predict(*sample(64, 64, seed=1))  # warm-up (first-call allocator / oneDNN set-up), not timed
@@ -152,8 +152,8 @@ def parse_size(s: str):
     return int(s), int(s)
 
 
-def tiling_accuracy(tile: int, overlap: int, limit: int) -> None:
-    """|tiled - full| of GCA's alpha on the alphamatting.com images (synthetic weights: a proxy, not a score)."""
+def tiling_accuracy(model: str, tile: int, overlap: int, limit: int) -> None:
+    """|tiled - full| of the alpha on the alphamatting.com images (synthetic weights: a proxy, not a score)."""
     import numpy as np
     from PIL import Image
 
@@ -161,9 +161,9 @@ def tiling_accuracy(tile: int, overlap: int, limit: int) -> None:
     if not d.is_dir():
         print(f"{d} not found: skipping the tiling accuracy check")
         return
-    full = load("gca", "fp32")
-    tiled = load("gca", "fp32", tile=tile, tile_overlap=overlap)
-    print(f"\nGCA tile={tile} overlap={overlap} vs full pass, alphamatting.com trimap1 (synthetic weights)")
+    full = load(model, "fp32")
+    tiled = load(model, "fp32", tile=tile, tile_overlap=overlap)
+    print(f"\n{model} tile={tile} overlap={overlap} vs full pass, alphamatting.com trimap1 (synthetic weights)")
     print(f"{'image':8} {'size':>9} {'SAD/1000':>9} {'MSE':>10} {'max':>7}")
     for p in sorted((d / "image").glob("*.png"))[:limit]:
         img = np.array(Image.open(p).convert("RGB"))
@@ -183,8 +183,9 @@ def main() -> None:
     ap.add_argument("--precisions", default="fp32", help="comma-separated fp32,bf16 (default: fp32)")
     ap.add_argument("--repeat", type=int, default=1, help="timed runs per configuration (the minimum is shown)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
-    ap.add_argument("--tile", type=int, default=0, help="GCA only: opt-in tile size in px (0 = off)")
-    ap.add_argument("--tiling", action="store_true", help="measure GCA tiling's deviation on alphamatting images")
+    ap.add_argument("--tile", type=int, default=0, help="FBA/GCA: opt-in tile size in px (0 = off)")
+    ap.add_argument("--tiling", action="store_true", help="measure tiling's deviation on alphamatting images")
+    ap.add_argument("--tiling-model", default="gca", help="fba or gca for --tiling (default gca)")
     ap.add_argument("--tiling-size", type=int, default=256, help="tile size for --tiling (default 256)")
     ap.add_argument("--tiling-images", type=int, default=4, help="how many alphamatting images for --tiling")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -197,7 +198,7 @@ def main() -> None:
         worker(args)
         return
     if args.tiling:
-        tiling_accuracy(args.tiling_size, 64, args.tiling_images)
+        tiling_accuracy(args.tiling_model, args.tiling_size, 64, args.tiling_images)
         return
     import tempfile
 
@@ -210,7 +211,7 @@ def main() -> None:
             hw = parse_size(s)
             ref = None
             for prec in args.precisions.split(","):
-                tile = args.tile if model == "gca" else 0
+                tile = args.tile if model in ("fba", "gca") else 0
                 save = os.path.join(tmp, f"{model}_{s}_{prec}.npy")
                 r = run_config(model, hw, prec, tile, args.repeat, args.threads, save=save)
                 if "error" in r:

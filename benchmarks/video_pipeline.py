@@ -124,7 +124,7 @@ def phase(args) -> dict:
     import torch
 
     from mattecli.video.pipeline import VideoJob, VideoPipeline, rvm_auto_downsample
-    from mattecli.video.reader import ThreadedReader, VideoSource
+    from mattecli.video.reader import VideoSource
     from mattecli.video.writer import plan_output
 
     if args.threads:

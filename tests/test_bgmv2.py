@@ -119,6 +119,24 @@ def test_sampling_default_k_on_small_image_is_clamped(models, oracle):
     assert torch.isfinite(pha).all() and pha.shape == (1, 1, 96, 128)
 
 
+def test_patch_chunks_give_identical_results(models, oracle):
+    z = oracle("bgmv2_mobilenetv2").net_io()
+    m = models("mobilenetv2")
+    src, bgr = torch.from_numpy(z["src"]), torch.from_numpy(z["bgr"])
+    _set_mode(m, "thresholding", threshold=float(z["thr_threshold"]))
+    try:
+        with torch.inference_mode():
+            whole = m.net(src, bgr)
+            m.net.refiner.chunk = 7
+            chunked = m.net(src, bgr)
+    finally:
+        m.net.refiner.chunk = 16384
+        _set_mode(m, "full")
+    assert whole[5].sum() > 7
+    for a, b in zip(whole, chunked):
+        assert torch.equal(a, b)
+
+
 @pytest.mark.parametrize("size", [(61, 83), (50, 70), (64, 96)])
 def test_any_size_padded_and_cropped(size, models):
     m = models("mobilenetv2")
@@ -324,3 +342,27 @@ def test_bf16_close_to_fp32(weights, models):
     a, b = m.predict(img, background=bg), mb.predict(img, background=bg)
     assert b.alpha.dtype == np.float32 and b.foreground.dtype == np.float32
     assert np.abs(a.alpha - b.alpha).mean() < 0.01
+
+
+def test_cli_video_with_plate(tmp_path, weights):
+    pytest.importorskip("mattecli.cli.video")
+    pytest.importorskip("av")
+    from PIL import Image
+    from typer.testing import CliRunner
+    from video_helpers import make_clip, synth_frame
+
+    from mattecli.backends.bgmv2 import convert
+    from mattecli.cli.app import app
+
+    ck = tmp_path / "pytorch_mobilenetv2.pth"
+    convert.write_checkpoint(weights("mobilenetv2"), ck)
+    make_clip(tmp_path / "in.mp4", n=6, audio=False)
+    plate = synth_frame(0).copy()
+    plate[:] = plate[:, :1]  # the background without the moving square
+    Image.fromarray(plate).save(tmp_path / "plate.png")
+    out = tmp_path / "alpha.mp4"
+    res = CliRunner().invoke(app, ["video", str(tmp_path / "in.mp4"), "--model", "bgmv2.mobilenetv2", "--bg",
+                                   str(tmp_path / "plate.png"), "--weights", str(ck), "-t", "alpha", "-o", str(out),
+                                   "--device", "cpu", "--batch-size", "3", "--option", "refine_mode=full"])
+    assert res.exit_code == 0, res.output
+    assert out.is_file() and out.stat().st_size > 0

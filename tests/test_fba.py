@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import mattecli
-from mattecli.errors import ConverterError, WeightsUnavailable
+from mattecli.errors import ConverterError, UsageError, WeightsUnavailable
 from trimap_model_helpers import check_known, sample
 
 FOLDER = "fba_resnet50-gn-ws"
@@ -128,17 +128,17 @@ def test_batch_of_two_equals_two_singles(fba):
     np.testing.assert_allclose(both[1:2].numpy(), other.numpy(), atol=2e-3)
 
 
-def test_tta_is_equivariant_and_keeps_known_regions(fba):
-    _, official, _ = fba
-    m = mattecli.load_model("fba", weights=official, tta=True)
+def test_tta_is_equivariant_and_keeps_known_regions(fba, monkeypatch):
+    _, _, m = fba
     img, tri = sample(24, 40, seed=9)
+    plain = m.predict(img, tri)
+    monkeypatch.setitem(m.options, "tta", True)  # same as load_model("fba", ..., tta=True), without a reload
     r = m.predict(img, tri)
     check_known(r.alpha, tri)
     assert r.foreground.shape == (24, 40, 3)
     # the 8-view average is invariant under the dihedral group: a flipped input gives the flipped output
     rf = m.predict(np.ascontiguousarray(img[:, ::-1]), np.ascontiguousarray(tri[:, ::-1]))
     np.testing.assert_allclose(rf.alpha[:, ::-1], r.alpha, atol=1e-4)  # summation order differs: ~2e-5
-    plain = mattecli.load_model("fba", weights=official).predict(img, tri)
     assert np.abs(plain.alpha - r.alpha).max() > 0  # it is not the single pass
 
 
@@ -208,12 +208,19 @@ def test_cli_matte_writes_alpha_and_model_foreground(fba, tmp_path):
     assert np.abs(rgba[..., :3][sel].astype(int) - (want.foreground[sel] * 255 + 0.5).astype(int)).max() <= 1
 
 
-def test_tiling(fba):
+def test_tiling(fba, monkeypatch):
     _, official, m = fba
     img, tri = sample(60, 90, seed=13)
     full = m.predict(img, tri)
-    one = mattecli.load_model("fba", weights=official, tile=256).predict(img, tri)
-    np.testing.assert_array_equal(one.alpha, full.alpha)  # one tile covering the image = the plain pipeline
-    t = mattecli.load_model("fba", weights=official, tile=64, tile_overlap=16).predict(img, tri)
+    monkeypatch.setitem(m.options, "tile", 256)
+    one = m.predict(img, tri)
+    np.testing.assert_allclose(one.alpha, full.alpha, atol=1e-3)  # one tile = the plain pipeline (run-to-run ~1e-4)
+    monkeypatch.setitem(m.options, "tile", 64)
+    monkeypatch.setitem(m.options, "tile_overlap", 16)
+    t = m.predict(img, tri)
     assert t.alpha.shape == full.alpha.shape and t.foreground.shape == full.foreground.shape
     check_known(t.alpha, tri)
+    with pytest.raises(UsageError, match="tile must be at least 64"):
+        mattecli.load_model("fba", weights=official, tile=10)
+    with pytest.raises(UsageError, match="unknown option"):
+        mattecli.load_model("fba", weights=official, tiles=512)

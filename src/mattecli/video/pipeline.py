@@ -333,7 +333,6 @@ class VideoPipeline:
         self.plans = {p.type: p for p in job.outputs}
         self._smoother = AlphaSmoother(parse_smooth(job.smooth)) if parse_smooth(job.smooth) else None
         self._pending: deque = deque()   # frames waiting for smoothed alpha (median delay)
-        self._oom_warned = False
 
     # -- model call with OOM back-off ------------------------------------------------------------------------
     def _predict(self, x, tri, bg) -> dict:
@@ -346,9 +345,8 @@ class VideoPipeline:
         while i < n:
             j = min(n, i + step)
             try:
-                if True:
-                    o = self.backend.predict_batch(x[i:j], None if tri is None else tri[i:j],
-                                                   None if bg is None else bg[i:j])
+                o = self.backend.predict_batch(x[i:j], None if tri is None else tri[i:j],
+                                               None if bg is None else bg[i:j])
             except torch.OutOfMemoryError:
                 if step == 1:
                     raise MatteError("out of device memory even at --batch-size 1; try --device cpu, a smaller "
@@ -357,8 +355,6 @@ class VideoPipeline:
                 self.batch_size = step
                 if x.device.type == "cuda":
                     torch.cuda.empty_cache()
-                if not self._oom_warned:
-                    self._oom_warned = True
                 self.notes.append(f"out of device memory: batch size lowered to {step}")
                 continue
             outs.append(o)
@@ -409,7 +405,7 @@ class VideoPipeline:
         fg = out.get("foreground")
         fg = x.float() if fg is None else fg.float().clamp_(0, 1)
         if self._smoother is None:
-            self._emit(frames, list(imgs), list(alpha), list(fg), writer)
+            self._emit(frames, imgs, alpha, fg, writer)
             return
         for f, im, g in zip(frames, imgs, fg):
             self._pending.append((f, im, g))
@@ -422,30 +418,31 @@ class VideoPipeline:
         self._emit([i[0] for i in items], [i[1] for i in items], alphas, [i[2] for i in items], writer)
 
     def _emit(self, frames, imgs, alphas, fgs, writer) -> None:
+        """Build the requested outputs frame by frame (temporaries stay one frame big) and queue them."""
         import torch
 
-        a = torch.stack(list(alphas))          # [B,1,H,W]
-        fg = torch.stack(list(fgs))            # [B,3,H,W]
-        arrays: dict[str, Any] = {}
-        for t in self.types:
-            plan = self.plans[t]
-            bits16 = plan.bits == 16
-            if t == "alpha":
-                arrays[t] = _quant(a[:, 0], bits16)
-            elif t == "foreground":
-                arrays[t] = _quant(fg.permute(0, 2, 3, 1), bits16)
-            elif t == "rgba":
-                rgba = torch.cat([fg * (a > 0), a], dim=1).permute(0, 2, 3, 1)
-                arrays[t] = _quant(rgba, bits16)
-            elif t == "composite":
-                if self.comp_feed is not None:
-                    cb = self._to_device(np.stack([self.comp_feed.next() for _ in frames]), torch.float32)
-                else:
-                    cb = self.comp_const
-                comp = fg * a + cb * (1 - a)
-                arrays[t] = _quant(comp.permute(0, 2, 3, 1), bits16)
+        a_all = alphas if torch.is_tensor(alphas) else torch.stack(list(alphas))   # [B,1,H,W]
+        fg_all = fgs if torch.is_tensor(fgs) else torch.stack(list(fgs))           # [B,3,H,W]
+        cbs = None
+        if "composite" in self.types and self.comp_feed is not None:
+            cbs = self._to_device(np.stack([self.comp_feed.next() for _ in frames]), torch.float32)
         for k, f in enumerate(frames):
-            writer.put((f, {t: v[k] for t, v in arrays.items()}))
+            a, fg = a_all[k], fg_all[k]
+            arrays: dict[str, Any] = {}
+            for t in self.types:
+                bits16 = self.plans[t].bits == 16
+                if t == "alpha":
+                    arrays[t] = _quant(a[0], bits16)
+                elif t == "foreground":
+                    arrays[t] = _quant(fg.permute(1, 2, 0), bits16)
+                elif t == "rgba":
+                    rgba = torch.cat([fg * (a > 0), a], dim=0)
+                    arrays[t] = _quant(rgba.permute(1, 2, 0), bits16, inplace=True)
+                elif t == "composite":
+                    cb = cbs[k] if cbs is not None else self.comp_const[0]
+                    comp = torch.lerp(cb.expand_as(fg), fg, a)          # fg * a + cb * (1 - a)
+                    arrays[t] = _quant(comp.permute(1, 2, 0), bits16, inplace=True)
+            writer.put((f, arrays))
         self.progress.advance(len(frames))
         self.frames_done += len(frames)
 
@@ -531,18 +528,19 @@ class VideoPipeline:
                         self.notes.append(feed.note)
                     feed.close()
             self.source.close()
-        if info.frame_count and info.kind == "video" and abs(self.frames_done - info.frame_count) > 2:
-            pass  # container frame counts are estimates for some formats; nothing to report
         return VideoResult(done, self.frames_done, time.perf_counter() - t0, self.batch_size, self.notes)
 
 
-def _quant(t, bits16: bool) -> np.ndarray:
-    """float [0,1] tensor -> uint8 / uint16 numpy on the host."""
+def _quant(t, bits16: bool, inplace: bool = False) -> np.ndarray:
+    """float [0,1] tensor -> uint8 / uint16 numpy on the host (``inplace``: t is a temporary we may scale)."""
     import torch
 
+    scale = 65535.0 if bits16 else 255.0
+    q = t.mul_(scale) if inplace else t * scale
+    q = q.add_(0.5).clamp_(0, scale)
     if bits16:
-        return (t * 65535.0 + 0.5).to(torch.int32).cpu().numpy().astype(np.uint16)
-    return (t * 255.0 + 0.5).to(torch.uint8).cpu().numpy()
+        return q.to(torch.int32).cpu().numpy().astype(np.uint16)
+    return q.to(torch.uint8).cpu().numpy()
 
 
 def run_video(source: VideoSource, backend, job: VideoJob, notes: list[str] | None = None) -> VideoResult:

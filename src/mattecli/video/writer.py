@@ -261,8 +261,8 @@ class StreamCopier:
             if pkt is None:
                 return
             if pkt.dts is None and pkt.pts is None:
-                if pkt.stream.index in self._transcode:   # flush packet of a decoder
-                    self._flush_decoder(pkt.stream.index)
+                if pkt.stream.index in self._transcode:   # end of stream: drain the decoder
+                    self._transcode_packet(pkt)
                 continue
             t = float((pkt.pts if pkt.pts is not None else pkt.dts) * pkt.time_base)
             if until is not None and t > until:
@@ -273,13 +273,14 @@ class StreamCopier:
                 pkt.stream = self._map[idx]
                 self._out.mux(pkt)
             else:
-                for fr in pkt.decode():
-                    fr.pts = None
-                    for op in self._transcode[idx].encode(fr):
-                        self._out.mux(op)
+                self._transcode_packet(pkt)
 
-    def _flush_decoder(self, idx: int) -> None:
-        pass
+    def _transcode_packet(self, pkt) -> None:
+        enc = self._transcode[pkt.stream.index]
+        for fr in pkt.decode():
+            fr.pts = None          # the encoder numbers samples from 0 (its own priming handled by FFmpeg)
+            for op in enc.encode(fr):
+                self._out.mux(op)
 
     def finish(self, all_packets: bool = True) -> None:
         if not self.active:
@@ -418,6 +419,9 @@ class VideoFileSink(Sink):
         self.stream = s
         from .reader import _SWS_COLORSPACES
 
+        from av.video.reformatter import VideoReformatter
+
+        self._rf = VideoReformatter()   # one swscale context per output (a fresh one per frame is ~20 ms at 1080p)
         self._dst_cs = info.colorspace if info.colorspace in _SWS_COLORSPACES else None
         self._dst_range = cc.color_range or None
 
@@ -443,13 +447,13 @@ class VideoFileSink(Sink):
         else:
             f = av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), format="rgba")
         if plan.pix_fmt in ("bgra", "bgr0"):
-            return f.reformat(format=plan.pix_fmt)
+            return self._rf.reformat(f, format=plan.pix_fmt)
         kw = {"format": plan.pix_fmt, "src_color_range": 2}
         if self._dst_cs is not None:
             kw["src_colorspace"] = kw["dst_colorspace"] = self._dst_cs
         if self._dst_range:
             kw["dst_color_range"] = self._dst_range
-        return f.reformat(**kw)
+        return self._rf.reformat(f, **kw)
 
     def write(self, arr, pts, time_base, t) -> None:
         if self._rec is not None:

@@ -69,12 +69,19 @@ class CAMAdapter(TorchBackend):
 
     # -- weights ----------------------------------------------------------------------------------------------
     def load_weights(self, weights):
-        from .convert import index_path
+        from ...errors import ConverterError
+        from .convert import TAG_DIRS, index_path
 
         if isinstance(weights, (str, os.PathLike)) and not os.path.isfile(os.fspath(weights)):
-            idx = index_path(weights)
+            tag = self.weights_set.tag if self.weights_set else "lap"
+            idx = index_path(weights, tag)
             if idx is not None:
                 weights = idx
+            elif os.path.isdir(os.fspath(weights)):
+                raise ConverterError(
+                    f"{os.fspath(weights)}: no model.ckpt.index here (nor in {TAG_DIRS.get(tag, tag)}/): pass the "
+                    "folder holding model.ckpt.index and model.ckpt.data-00000-of-00001, the .index file, or "
+                    "the authors' model.tgz", path=os.fspath(weights))
         super().load_weights(weights)
 
     def read_checkpoint(self, path):
@@ -189,6 +196,8 @@ class CAMAdapter(TorchBackend):
         out = {}
         for k, v in acc.items():
             out[k] = v / (safe[..., None] if v.ndim == 3 else safe)
+        if "color" in out:  # tiles without unknown pixels were skipped: their colour is the image's
+            out["color"][wsum == 0] = img[wsum == 0].astype(np.float32) / 255.0
         if not out:  # no unknown pixels anywhere
             out = {"alpha": np.zeros((h, w), np.float32), "mat_logits": np.zeros((h, w), np.float32)}
             if self.color:

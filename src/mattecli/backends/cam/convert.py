@@ -135,13 +135,18 @@ def write_checkpoint(ours: Mapping[str, Any], path: str | os.PathLike) -> list:
     return tfbundle.write_bundle(to_official(ours), path)
 
 
-def index_path(path: str | os.PathLike) -> str | None:
-    """A folder, a ``.index`` file or a ``model.ckpt`` prefix -> the ``.index`` path (None if there is none)."""
+def index_path(path: str | os.PathLike, tag: str = "lap") -> str | None:
+    """A folder, a ``.index`` file or a ``model.ckpt`` prefix -> the ``.index`` path (None if there is none).
+
+    The authors' ``model/`` folder (sub-folders ``lap``, ``lap_fea_da``, ``lap_fea_da_color``) is accepted too: the
+    sub-folder of the weight set ``tag`` is used.
+    """
     path = os.fspath(path)
     if os.path.isdir(path):
-        cand = os.path.join(path, "model.ckpt.index")
-        if os.path.isfile(cand):
-            return cand
+        for cand in (os.path.join(path, "model.ckpt.index"),
+                     os.path.join(path, TAG_DIRS.get(tag, tag), "model.ckpt.index")):
+            if os.path.isfile(cand):
+                return cand
         found = sorted(f for f in os.listdir(path) if f.endswith(".index"))
         return os.path.join(path, found[0]) if len(found) == 1 else None
     if path.endswith(".index") and os.path.isfile(path):
@@ -180,7 +185,7 @@ def read_checkpoint(path: str | os.PathLike, tag: str = "lap") -> dict:
     path = os.fspath(path)
     if os.path.isfile(path) and tarfile.is_tarfile(path):
         return _read_tgz(path, tag)
-    idx = index_path(path)
+    idx = index_path(path, tag)
     if idx is None:
         raise ConverterError(f"{path}: not a TensorFlow checkpoint: pass the folder holding model.ckpt.index and "
                              "model.ckpt.data-00000-of-00001, the .index file, or the authors' model.tgz", path=path)

@@ -63,7 +63,7 @@ class Conv(nn.Module):
         x = F.conv2d(x, self.weight, self.bias, self.stride, pad, self.rate, self.groups)
         if self.BatchNorm is not None:
             x = self.BatchNorm(x)
-        return F.relu(x) if self.relu else x
+        return F.relu(x, inplace=True) if self.relu else x
 
 
 def _ns() -> nn.Module:

@@ -27,8 +27,9 @@ from typing import Any
 from ...errors import ConverterError
 
 # modules whose classes may appear in a pickled model/optimiser; they become inert placeholders
+# (torch.nn.backends: nn.Module.__dict__ held a THNN backend object in torch <= 1.1)
 PLACEHOLDER_MODULES = ("models", "__main__", "model", "torch.nn.modules", "torch.nn.parallel", "torch.optim",
-                       "torch.nn.parameter")
+                       "torch.nn.parameter", "torch.nn.backends")
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 _SAFE_BUILTINS = {"dict": dict, "list": list, "tuple": tuple, "set": set, "frozenset": frozenset, "int": int,
                   "float": float, "bool": bool, "complex": complex, "str": str, "bytes": bytes, "slice": slice}

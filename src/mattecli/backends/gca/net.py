@@ -252,6 +252,7 @@ class GuidedCxtAtten(nn.Module):
             yi.mul_(scale[0] * mmi.gt(0.0).to(alpha) + scale[1] * mmi.le(0.0).to(alpha))
             flat = yi.view(L, L)
             flat[eye, eye] += -1e4 * mmi.view(L)
+            del flat
             yi = F.softmax(yi, dim=1)
             off = torch.argmax(yi, dim=1)
             offsets.append(torch.stack([off // fw, off % fw], dim=1))

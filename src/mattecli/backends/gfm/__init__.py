@@ -4,7 +4,7 @@ from ...registry import ModelEntry, Weights, WeightSource
 _ORIGIN = "github.com/JizhiziLi/GFM @ 4b15ee01a02e"
 _GD = "https://drive.google.com/uc?export=download&id="
 _BD = "https://pan.baidu.com/s/"
-_WHERE = "GFM README 'GFM' table / core/README.md 'Pretrained Models' (column {col}); put it in models/pretrained/"
+_WHERE = "GFM README 'GFM' table and core/README.md 'Pretrained Models', column {col}"
 
 # tag, file, README column, Google Drive id, Baidu share id, Baidu password
 _SETS = (
@@ -29,7 +29,7 @@ def _weights(tag, filename, col, gd, bd, pw):
         tag=tag, filename=filename, format="torch",
         sources=(
             WeightSource("manual", _GD + gd, note="Google Drive; " + _WHERE.format(col=col)),
-            WeightSource("manual", _BD + bd, note=f"Baidu Wangpan, password {pw}; " + _WHERE.format(col=col)),
+            WeightSource("manual", f"{_BD}{bd} (Baidu Wangpan, password {pw})", note=_WHERE.format(col=col)),
         ),
         license="MIT (the GFM README: 'This project is under the MIT license'; no separate terms for the weights)",
         trained_on="AM-2k ORI-Track (1,800 natural animal training images; core/README.md 'Pretrained Models')",

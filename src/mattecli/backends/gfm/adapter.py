@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...errors import UsageError
+from ...errors import InputError, UsageError
 from ..base import MatteResult, TorchBackend
 from . import convert
 
@@ -83,7 +83,11 @@ class GFMAdapter(TorchBackend):
             raise UsageError(f"{self.entry.name}: pred_choice must be 1 (glance), 2 (focus) or 3 (fusion)"
                              f"{'; RIM: 1 TT, 2 FT, 3 BT, 4 RIM' if self.rosta == 'RIM' else ''}; got {pred}")
         self.pred_choice = pred
-        return GFM(self.backbone, self.rosta)
+        import torch
+
+        with torch.device("meta"):  # no random init: every tensor is overwritten by the strict load that follows
+            net = GFM(self.backbone, self.rosta)
+        return net.to_empty(device="cpu")
 
     def read_checkpoint(self, path):
         return convert.read_checkpoint(path)
@@ -97,13 +101,12 @@ class GFMAdapter(TorchBackend):
 
     # -- pieces of the pipeline -------------------------------------------------------------------------------
     def prepare(self, image: np.ndarray) -> np.ndarray:
-        """Input image -> the float64 [0,1] HxWx3 array the official code resizes (after the short-side rule)."""
+        """Input image -> the HxWx3 array the official code resizes, after the short-side rule: uint8 RGB as PIL
+        reads it (uint16 reduced to 8 bits), or float in [0,1] (resized like uint8 / 255)."""
         import cv2
 
         a = np.asarray(image)
         if a.ndim != 3 or a.shape[2] < 3:
-            from ...errors import InputError
-
             raise InputError(f"image must be HxWx3 RGB, got shape {a.shape}")
         a = a[:, :, :3]
         if a.dtype == np.uint16:
@@ -150,7 +153,6 @@ class GFMAdapter(TorchBackend):
             o = self.run_net(x)
             res = {f"{r}_fusion": sk_resize(o[f"fusion_{r}"][0, 0], (h, w)) for r in ("tt", "ft", "bt", "rim")}
             res["net_input"] = x
-            res["alpha"] = res[("tt_fusion", "ft_fusion", "bt_fusion", "rim_fusion")[self.pred_choice - 1]]
             return res
         if choice == "RESIZE":
             x = self._input_exact(img, 2)
@@ -177,8 +179,14 @@ class GFMAdapter(TorchBackend):
                 fusion = glance / 255.0 + focus
                 fusion[fusion > 1] = 1
             res = {"glance": glance, "focus": focus, "fusion": fusion, "net_input": xa, "net_input_focus": xb}
-        res["alpha"] = (res["glance"] / 255.0, res["focus"], res["fusion"])[self.pred_choice - 1]
         return res
+
+    def select(self, res: dict, pred_choice: int | None = None) -> np.ndarray:
+        """The map ``pred_choice`` picks from ``infer``'s result, as an alpha in [0,1] (glance map / 255)."""
+        pred = self.pred_choice if pred_choice is None else int(pred_choice)
+        if self.rosta == "RIM":
+            return res[("tt_fusion", "ft_fusion", "bt_fusion", "rim_fusion")[pred - 1]]
+        return (res["glance"] / 255.0, res["focus"], res["fusion"])[pred - 1]
 
     def _input_exact(self, img, div: int) -> np.ndarray:
         """RESIZE and RIM passes size the input with ``int(side / div)`` (HYBRID uses ``int(side * ratio)``)."""
@@ -188,10 +196,9 @@ class GFMAdapter(TorchBackend):
         h, w = np.asarray(image).shape[:2]
         img = self.prepare(image)
         res = self.infer(img)
-        alpha = np.asarray(res["alpha"], np.float64)
+        alpha = np.asarray(self.select(res), np.float64)
         if alpha.shape != (h, w):
             alpha = sk_resize(alpha, (h, w))
-        extras = {k: np.asarray(v, np.float32) for k, v in res.items() if k not in ("alpha",)
-                  and not k.startswith("net_input")}
+        extras = {k: np.asarray(v, np.float32) for k, v in res.items() if not k.startswith("net_input")}
         return MatteResult(alpha=np.clip(alpha, 0.0, 1.0).astype(np.float32), extras=extras)
 

@@ -234,7 +234,15 @@ def convert_file(path: str | os.PathLike, entry=None, wset=None) -> tuple[dict, 
         ours = to_ours(official)
     except ConverterError as e:
         raise ConverterError(f"{os.fspath(path)}: {e}", path=os.fspath(path)) from None
+    variant = detect_variant(ours)
+    tag = getattr(wset, "tag", None)
+    wanted = tag.split("-")[0] if tag else None
+    if wanted in VARIANT_KEYS and wanted != variant:
+        name = getattr(entry, "name", "rvm")
+        fix = name if variant == "mobilenetv3" else f"{name}.{variant}"
+        raise ConverterError(f"{os.fspath(path)}: this is the RVM {variant} network, not {wanted}; "
+                             f"import it as `mattecli models import {fix} FILE`", path=os.fspath(path))
     meta = {k: v for k, v in meta.items() if k in ("format",)}
-    meta.update({"variant": detect_variant(ours), "folded": is_folded_layout(ours),
+    meta.update({"variant": variant, "folded": is_folded_layout(ours),
                  "segmentation": "project_seg.conv.weight" in ours})
     return ours, meta
