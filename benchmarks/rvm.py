@@ -18,7 +18,8 @@ Extra rows with ``--variants`` show what the gap analysis tried (channels_last, 
 
     python benchmarks/rvm.py                    # default: 8 timed frames per configuration, 2 threads
     python benchmarks/rvm.py --frames 16 --threads 1
-    python benchmarks/rvm.py --variants         # + ours with channels_last / unfolded BatchNorm
+    python benchmarks/rvm.py --threads 2 --passive   # shared/busy machine: no spin-waiting threads
+    python benchmarks/rvm.py --variants         # + ours with an extra channels_last pass / unfolded BatchNorm
 """
 from __future__ import annotations
 
@@ -78,6 +79,8 @@ def worker(args) -> dict:
         so = ort.SessionOptions()
         so.intra_op_num_threads = args.threads
         so.inter_op_num_threads = 1
+        if os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE":  # --passive: no spinning on either side
+            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         sess = ort.InferenceSession(args.weights, so, providers=["CPUExecutionProvider"])
         rec = [np.zeros((1, 1, 1, 1), np.float32)] * 4
         r = np.array([ratio], np.float32)
@@ -153,7 +156,10 @@ def run_child(impl, size, ratio, batch, args) -> dict:
     cmd = [sys.executable, __file__, "--worker", impl, "--size", str(size[0]), str(size[1]), "--ratio", str(ratio),
            "--batch", str(batch), "--frames", str(args.frames), "--threads", str(args.threads),
            "--warmup", str(args.warmup), "--weights", str(args.weights), "--photo", str(args.photo)]
-    p = subprocess.run(cmd, capture_output=True, text=True)
+    env = dict(os.environ)
+    if args.passive:
+        env["OMP_WAIT_POLICY"] = "PASSIVE"  # read by OpenMP when torch loads: idle threads sleep instead of spinning
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if p.returncode != 0:
         raise SystemExit(f"{impl} {size} failed:\n{p.stderr[-2000:]}")
     return json.loads(p.stdout.strip().splitlines()[-1])
@@ -169,6 +175,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2, help="intra-op threads for both sides (default 2)")
     ap.add_argument("--batch", type=int, nargs="+", default=[1, 4])
     ap.add_argument("--only", choices=["512", "1080"], help="run one resolution only")
+    ap.add_argument("--passive", action="store_true",
+                    help="idle worker threads sleep instead of spinning (OMP_WAIT_POLICY=PASSIVE for torch, "
+                         "allow_spinning=0 for onnxruntime): much faster with >1 thread on a busy machine")
     ap.add_argument("--variants", action="store_true", help="also ours with channels_last and with unfolded BN")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--size", type=int, nargs=2, help=argparse.SUPPRESS)

@@ -94,6 +94,8 @@ def sample(h: int, w: int, seed: int = 0):
 def load(name: str, precision: str, **opts):
     import mattecli
 
+    if os.environ.get("MATTECLI_BENCH_CACHED") == "1":   # --cached-weights: the user's imported real weights
+        return mattecli.load_model(name, device="cpu", precision=precision, **opts)
     base = name.split(".")[0]
     kw = dict(opts)
     if base == "sim":
@@ -188,9 +190,13 @@ def main() -> None:
     ap.add_argument("--tiling-model", default="gca", help="fba or gca for --tiling (default gca)")
     ap.add_argument("--tiling-size", type=int, default=256, help="tile size for --tiling (default 256)")
     ap.add_argument("--tiling-images", type=int, default=4, help="how many alphamatting images for --tiling")
+    ap.add_argument("--cached-weights", action="store_true",
+                    help="use the cached real weights (mattecli models import ...) instead of synthetic ones")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--save", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.cached_weights:
+        os.environ["MATTECLI_BENCH_CACHED"] = "1"  # inherited by the worker subprocesses
     if args.worker:
         args.model = args.models
         args.hw = parse_size(args.sizes)

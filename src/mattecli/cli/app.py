@@ -8,11 +8,18 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import warnings
 
 import typer
 
 from .. import __version__
 from ..errors import MatteError
+
+def _one_line_warning(message, category, filename, lineno, line=None):
+    return f"mattecli: warning: {str(message).splitlines()[0] if str(message) else category.__name__}\n"
+
+
+warnings.formatwarning = _one_line_warning
 
 VERBS = ("trimap", "matte", "composite", "video", "evaluate", "models")
 

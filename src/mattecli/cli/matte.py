@@ -97,7 +97,8 @@ def register(app: typer.Typer) -> None:
         fmt: str = typer.Option("png", "--format", help="png, tif or jpg (jpg only for foreground/composite)."),
         bits: int = typer.Option(8, "--bits", help="8 or 16 bits per channel (png/tif)."),
         template: str = typer.Option("{relpath}_{type}.{ext}", "--template", help="Output names under -o DIR. Fields: {stem} {relpath} {name} {model} {type} {ext}."),
-        tta: bool = typer.Option(False, "--tta", help="Test-time augmentation: average with the horizontally flipped prediction."),
+        tta: bool = typer.Option(False, "--tta", help="Test-time augmentation: the model's own (FBA: flips and scales as in the paper) where it has one, else the average with the horizontally flipped prediction."),
+        align: bool = typer.Option(False, "--align", help="Background models: align the plate to a hand-held shot (feature matching + homography); a failed match warns and uses the plate as is."),
         skip_existing: bool = typer.Option(False, "--skip-existing", help="Skip inputs whose outputs all exist and decode."),
         fail_fast: bool = typer.Option(False, "--fail-fast", help="Stop at the first failing input (default: keep going, exit 1 at the end)."),
         report: Optional[str] = typer.Option(None, "--report", help="Write a per-input report: run.json or run.csv."),
@@ -177,6 +178,14 @@ def register(app: typer.Typer) -> None:
         model_label = entry.name if name == entry.name else name
         planned = {id(it): [plan.path(it, type=t, model=model_label) for t in types] for it in items}
         _batch.check_plan(items, [p for ps in planned.values() for p in ps])
+
+        if tta and "tta" in entry.options:
+            opts["tta"] = True      # the model's own test-time augmentation
+            tta = False
+        if align:
+            if "align" not in entry.options:
+                raise UsageError(f"--align: model {entry.name} takes no background plate to align")
+            opts["align"] = True
 
         import mattecli
 

@@ -366,6 +366,10 @@ class VideoFileSink(Sink):
         except BaseException:
             self._discard()
             raise
+        if plan.codec == "prores_ks" and plan.alpha and _ffmpeg_major() < 7:
+            self.notes.append(f"{self.final}: PyAV's FFmpeg is {_ffmpeg_major()}.x; ProRes 4444 alpha written by FFmpeg "
+                              "< 7.0 shows opaque or flickers in some editors (Final Cut, Resolve, Premiere on Apple "
+                              "Silicon); upgrade PyAV or prefer a PNG sequence")
         self._last_pts = None
         self._done = False
         self._fixed_pts = 0
@@ -615,6 +619,15 @@ def open_sink(plan: OutputPlan, info: SourceInfo, *, audio: bool = True, notes: 
     if plan.kind == "sequence":
         return PngSequenceSink(plan, info, notes)
     return VideoFileSink(plan, info, audio=audio, notes=notes)
+
+
+def _ffmpeg_major() -> int:
+    import av
+
+    try:
+        return int(str(av.ffmpeg_version_info).lstrip("n").split(".")[0])
+    except (ValueError, AttributeError):
+        return 0
 
 
 def _remove(path: str) -> None:
