@@ -102,7 +102,6 @@ class InvertedResidual(nn.Module):
         layers.append(ConvBNAct(cnf.expanded_channels, cnf.out_channels, 1, activation=None))
         self.block = nn.Sequential(*layers)
         self.out_channels = cnf.out_channels
-        self._is_cn = cnf.stride > 1
 
     def forward(self, x):
         y = self.block(x)

