@@ -25,3 +25,11 @@ def test_warnings_are_one_line():
 
     text = warnings.formatwarning("plate alignment failed\nsecond line", UserWarning, "x.py", 1)
     assert text == "mattecli: warning: plate alignment failed\n"
+
+
+def test_video_align_refused_for_rvm(tmp_path):
+    clip = tmp_path / "in.mp4"
+    clip.write_bytes(b"")  # never opened: the flag check comes first
+    r = CliRunner().invoke(app, ["video", str(clip), "--model", "rvm", "--align", "-o", str(tmp_path / "o.mp4")])
+    assert r.exit_code == 2 and "--align" in r.output
+    assert not (tmp_path / "o.mp4").exists()

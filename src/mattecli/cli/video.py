@@ -119,6 +119,7 @@ def register(app: typer.Typer) -> None:
         preset: Optional[str] = typer.Option(None, "--preset", help="x264/x265 preset (default: fast)."),
         bits: int = typer.Option(8, "--bits", help="PNG sequence bit depth: 8 or 16."),
         option: Optional[List[str]] = typer.Option(None, "--option", help="Model option KEY=VALUE (official names; repeatable)."),
+        align: bool = typer.Option(False, "--align", help="Plate models: align the plate to each frame of a hand-held shot (feature matching + homography); a failed match warns and uses the plate as is."),
         fps: Optional[float] = typer.Option(None, "--fps", help="Frame rate of an image-sequence input (default 30)."),
         no_audio: bool = typer.Option(False, "--no-audio", help="Do not copy audio/subtitles."),
         keep_partial: bool = typer.Option(True, "--keep-partial/--no-partial", help="On Ctrl-C/failure keep playable *.partial.* outputs."),
@@ -146,6 +147,10 @@ def register(app: typer.Typer) -> None:
             raise UsageError(f"model {entry.name} needs a clean background plate: pass --bg plate.png|plate.mp4")
         if "trimap" in entry.requires and not trimap:
             raise UsageError(f"model {entry.name} needs a trimap per frame: pass --trimap FOLDER|PATTERN|VIDEO")
+        if align:
+            if "align" not in entry.options:
+                raise UsageError(f"--align: model {entry.name} takes no background plate to align")
+            opts["align"] = True
 
         source = VideoSource(input, fps=fps)
         try:
