@@ -7,7 +7,6 @@ backbone) gives mean errors of ~10, far outside them.
 """
 from __future__ import annotations
 
-import json
 import tarfile
 
 import numpy as np
@@ -215,9 +214,7 @@ def test_tiling_runs(lap):
 
 # -- converter ---------------------------------------------------------------------------------------------------
 def test_checkpoint_files_round_trip(lap, tmp_path):
-    """ours -> TF bundle (folder / .index / model.tgz) -> load_model -> identical tensors."""
-    import torch
-
+    """ours -> TF bundle (folder / .index / model.tgz) -> identical tensors; the CLI loads the folder."""
     from mattecli.backends.cam import convert
 
     _, w, m = lap
@@ -232,11 +229,7 @@ def test_checkpoint_files_round_trip(lap, tmp_path):
     idx = str(folder / "model.ckpt.index")
     assert convert.index_path(folder) == convert.index_path(str(folder / "model.ckpt")) == idx
     assert convert.index_path(tmp_path / "model", "lap") == idx  # the authors' model/ folder, by weight set
-    m2 = mattecli.load_model("cam.lap", weights=tmp_path / "model")
-    s2 = m2.net.state_dict()
-    assert all(torch.equal(s2[k], ours[k]) for k in ours)
-    del m2, s2
-    # CLI with the .index file
+    # load_model(weights=<file>) through the CLI, with the authors' model/ folder (the lap sub-folder is picked)
     pytest.importorskip("mattecli.cli.matte")
     from foundation_helpers import invoke
     from mattecli.imaging.io import read_image, write_image
@@ -245,7 +238,7 @@ def test_checkpoint_files_round_trip(lap, tmp_path):
     write_image(tmp_path / "a.png", img)
     write_image(tmp_path / "a_trimap.png", tri)
     r = invoke("matte", tmp_path / "a.png", "--trimap", tmp_path / "a_trimap.png", "-o", tmp_path / "out",
-               "--model", "cam", "--weights", folder / "model.ckpt.index", "--device", "cpu", "-q")
+               "--model", "cam", "--weights", tmp_path / "model", "--device", "cpu", "-q")
     assert r.exit_code == 0, r.stderr
     got = read_image(tmp_path / "out" / "a_alpha.png").astype(float) / 255
     assert got.shape == (40, 53)

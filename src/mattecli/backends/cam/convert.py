@@ -16,7 +16,6 @@ alpha-only models, the colour decoder and its heads. Anything else raises Conver
 """
 from __future__ import annotations
 
-import io
 import os
 import tarfile
 from typing import Any, Mapping
