@@ -163,7 +163,7 @@ def tiling_eval(args) -> None:
     names = sorted(p.name for p in (folder / "image").glob("*.png"))[: args.images]
     print(f"\nCAM tiling (tile={args.tile}, overlap tile/4) vs untiled, alphamatting images scaled by {args.scale}:")
     print(f"{'image':8} {'size':>9} {'untiled s':>10} {'tiled s':>8} {'max|d|':>8} {'mean|d| unknown':>16} "
-          f"{'SAD diff':>9}")
+          f"{'SAD diff':>9}" + (f" {'fp32-vs-fp64 mean':>16}" if args.noise_floor else ""))
     for n in names:
         img = Image.open(folder / "image" / n).convert("RGB")
         tri = Image.open(folder / "trimap1" / n).convert("L")
@@ -181,8 +181,17 @@ def tiling_eval(args) -> None:
         t_tile = time.perf_counter() - t
         unk = (tri != 0) & (tri != 255)
         d = np.abs(a - b)
+        floor = ""
+        if args.noise_floor:  # the same untiled pass in float64: how chaotic the synthetic-weight network is
+            m.options["tile"] = 0
+            m.net.double()
+            m.dtype = torch.float64
+            f = np.abs(m.predict(img, tri).alpha - a)
+            m.net.float()
+            m.dtype = torch.float32
+            floor = f" {f[unk].mean():16.4f}"
         print(f"{n[:-4]:8} {img.shape[1]:>4}x{img.shape[0]:<4} {t_full:10.1f} {t_tile:8.1f} {d.max():8.3f} "
-              f"{d[unk].mean():16.4f} {d.sum() / 1000:9.2f}", flush=True)
+              f"{d[unk].mean():16.4f} {d.sum() / 1000:9.2f}{floor}", flush=True)
 
 
 def main() -> None:
@@ -199,6 +208,7 @@ def main() -> None:
     ap.add_argument("--tile", type=int, default=257, help="tile size for --tiling (16k+1)")
     ap.add_argument("--images", type=int, default=2, help="alphamatting images for --tiling")
     ap.add_argument("--scale", type=float, default=0.5, help="downscale alphamatting images for --tiling")
+    ap.add_argument("--noise-floor", action="store_true", help="--tiling: also report untiled float32 vs float64")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
