@@ -72,6 +72,10 @@ def test_list_filters_json_and_all(reg):
     assert toy["weights"][0]["sha256"] == sha(DATA) and toy["weights"][0]["cached"] is False
     assert toy["weights"][0]["license_flags"] == ["non-commercial"]
     assert toy["options"] == {"refine_mode": "sampling", "downsample_ratio": 0.25}
+    rows = json.loads(run("models", "list", "--all", "--json").stdout)
+    assert [d["name"] for d in rows] == ["toy", "toy.large", "classic", "bgtoy", "seg"]
+    assert rows[1]["model"] == "toy" and rows[1]["weight_set"]["tag"] == "large"
+    assert rows[2]["weight_set"] is None
 
 
 def test_info_prints_everything(reg):
@@ -166,3 +170,20 @@ def test_models_list_and_help_do_not_import_torch(argv):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "NO-TORCH-OK" in r.stdout
+
+
+def test_import_refuses_pickle_without_unsafe_advice(tmp_path, monkeypatch):
+    torch = pytest.importorskip("torch")
+    monkeypatch.setenv("MATTECLI_HOME", str(tmp_path / "home"))
+    evil = tmp_path / "evil.pth"
+    torch.save({"a": _Evil()}, evil)
+    r = run("models", "import", "fba", str(evil))
+    assert r.exit_code == 1
+    err = r.stderr.strip().splitlines()[-1]
+    assert "refused to load" in err and "only plain state dicts" in err and str(evil) in err
+    assert "weights_only" not in err and "False" not in err
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.getcwd, ())

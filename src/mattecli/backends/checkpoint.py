@@ -16,6 +16,14 @@ from ..errors import ConverterError
 OURS_KEY = "mattecli"
 
 
+def _pickle_reason(e: BaseException) -> str:
+    """The offending global from PyTorch's refusal, without its advice to disable the safe loader."""
+    import re
+
+    m = re.search(r"GLOBAL\s+([\w.]+)", str(e)) or re.search(r"Unsupported global:\s*([\w.]+)", str(e))
+    return f" (it references {m.group(1)})" if m else ""
+
+
 def safe_torch_load(path: str | os.PathLike) -> Any:
     import pickle
 
@@ -24,10 +32,9 @@ def safe_torch_load(path: str | os.PathLike) -> Any:
     try:
         return torch.load(os.fspath(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else "unsafe pickle"
         raise ConverterError(
-            f"{path}: refused to load: the checkpoint pickles Python objects, not just tensors ({first}); "
-            "only plain state dicts are loaded (torch.load weights_only=True)",
+            f"{path}: refused to load: the checkpoint pickles Python objects, not just tensors{_pickle_reason(e)}; "
+            "only plain state dicts (tensors, dicts, lists, numbers, strings) are loaded",
             path=path,
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as e:

@@ -99,19 +99,49 @@ class Item:
         return str(self.path)
 
 
+def output_excludes(output: str | os.PathLike | None) -> list[Path]:
+    """What a folder/glob expansion must skip so that a run's outputs are never picked up as inputs by the next run:
+    the ``-o`` folder, the fixed folder in front of an ``-o`` template's first field, or the ``-o FILE`` itself."""
+    if output is None:
+        return []
+    out = os.fspath(output)
+    if "{" in out:
+        fixed = []
+        for part in Path(out).parts:
+            if "{" in part:
+                break
+            fixed.append(part)
+        return [Path(*fixed)] if fixed else [Path(".")]
+    return [Path(out)]
+
+
+def _under(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
 def expand_inputs(inputs: Sequence[str | os.PathLike], *, exts: Sequence[str] = READ_EXTS,
-                  what: str = "input") -> list[Item]:
+                  what: str = "input", exclude: Sequence[str | os.PathLike] | None = None) -> list[Item]:
     """Expand files, folders (recursive) and globs into Items. Raises UsageError (exit 2) for paths that do not exist
-    or when nothing is found."""
+    or when nothing is found.
+
+    ``exclude`` (see :func:`output_excludes`): files found by walking a folder or a glob are skipped when they are
+    one of these files or lie in one of these folders, unless that folder is the walked folder itself or contains it
+    (``-o photos/`` with input ``photos/`` excludes nothing here; ``-o photos/out/`` skips ``photos/out/**``).
+    Files named explicitly are never skipped."""
     exts = tuple(e.lower() for e in exts)
     items: list[Item] = []
     seen: set = set()
     missing: list[str] = []
+    excl = [os.path.realpath(e) for e in (exclude or [])]
 
-    def add(p: Path, rel: Path) -> None:
+    def add(p: Path, rel: Path, root: Path | None = None) -> None:
         key = os.path.realpath(p)
         if key in seen:
             return
+        if root is not None and excl:
+            r = os.path.realpath(root)
+            if any(_under(key, e) and not _under(r, e) for e in excl):
+                return
         seen.add(key)
         items.append(Item(path=p, rel=rel))
 
@@ -122,7 +152,7 @@ def expand_inputs(inputs: Sequence[str | os.PathLike], *, exts: Sequence[str] = 
             found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in exts
                            and not _hidden(f.relative_to(p)))
             for f in found:
-                add(f, f.relative_to(p))
+                add(f, f.relative_to(p), p)
         elif p.is_file():
             add(p, Path(p.name))
         elif _is_glob(s):
@@ -145,12 +175,15 @@ def expand_inputs(inputs: Sequence[str | os.PathLike], *, exts: Sequence[str] = 
                     rel = f.relative_to(root)
                 except ValueError:
                     rel = Path(f.name)
-                add(f, rel)
+                add(f, rel, root)
         else:
             missing.append(s)
     if missing:
         listed = ", ".join(missing[:MAX_LISTED]) + (f" and {len(missing) - MAX_LISTED} more" if len(missing) > MAX_LISTED else "")
         raise UsageError(f"{what} not found: {listed}")
+    if not items and excl and not missing:
+        raise UsageError(f"no {what} files found in {', '.join(os.fspath(i) for i in inputs)} outside the output "
+                         f"folder {', '.join(os.fspath(e) for e in exclude or [])}")
     if not items:
         raise UsageError(f"no {what} files found in {', '.join(os.fspath(i) for i in inputs)} "
                          f"(looked for {', '.join(exts)})")
@@ -187,7 +220,8 @@ def _list(names: list[str]) -> str:
 
 
 def pair(items: list[Item], spec: str | os.PathLike | None, kind: str, *, flag: str | None = None,
-         exts: Sequence[str] = READ_EXTS, required: bool = True) -> list[Item]:
+         exts: Sequence[str] = READ_EXTS, required: bool = True,
+         exclude: Sequence[str | os.PathLike] | None = None) -> list[Item]:
     """Attach ``item.partners[kind]`` from ``spec`` (one file for all inputs, or a folder matched by stem).
 
     Files used as partners are removed from ``items`` (in place) and the list is returned. Raises UsageError naming
@@ -208,7 +242,7 @@ def pair(items: list[Item], spec: str | os.PathLike | None, kind: str, *, flag: 
         if _is_glob(os.fspath(sp)):
             raise UsageError(f"{flag} takes a file or a folder, not a pattern: {sp}")
         raise UsageError(f"{flag} {sp}: not found")
-    cands = expand_inputs([sp], exts=exts, what=f"{flag} file")
+    cands = expand_inputs([sp], exts=exts, what=f"{flag} file", exclude=exclude)
     by_rel, by_stem, by_suffix = _index_partners(cands, kind)
     used: set = set()
     input_keys = {os.path.realpath(it.path) for it in items}
@@ -256,11 +290,40 @@ def pair(items: list[Item], spec: str | os.PathLike | None, kind: str, *, flag: 
     return items
 
 
+def drop_previous_outputs(items: list[Item], outputs_of: Callable[[Item], Sequence[Path]]) -> list[Item]:
+    """Remove (in place) the inputs that are planned outputs of *other* inputs in this run, i.e. the outputs of an
+    earlier run found again in the input folder. Returns the removed items."""
+    outs: set = set()
+    for it in items:
+        me = os.path.realpath(it.path)
+        outs.update(r for r in (os.path.realpath(o) for o in outputs_of(it)) if r != me)
+    dropped = [it for it in items if os.path.realpath(it.path) in outs]
+    if dropped:
+        items[:] = [it for it in items if os.path.realpath(it.path) not in outs]
+    return dropped
+
+
 def _drop_partner_files(items: list[Item], used: set) -> list[Item]:
     keep = [it for it in items if os.path.realpath(it.path) not in used]
     dropped = [it for it in items if os.path.realpath(it.path) in used]
     items[:] = keep
     return dropped
+
+
+# ------------------------------------------------------------------------------------------------ flag checks
+DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+
+
+def check_device_precision(device: str | None = None, precision: str | None = None) -> None:
+    """Value check of --device / --precision (no torch import): a usage error for anything but the known forms,
+    for every model, classical ones included."""
+    import re
+
+    if device is not None and not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", device.strip().lower()):
+        raise UsageError(f"--device {device!r}: use one of {', '.join(DEVICES)}")
+    if precision is not None and precision.strip().lower() not in PRECISIONS:
+        raise UsageError(f"--precision {precision!r}: use one of {', '.join(PRECISIONS)}")
 
 
 # --------------------------------------------------------------------------------------------------- outputs
@@ -304,8 +367,45 @@ class OutputPlan:
         return Path(self.output) / self.template.format(**values)
 
 
-def check_plan(items: Sequence[Item], outputs: Sequence[Path]) -> None:
-    """Raise UsageError if two planned outputs collide or one would overwrite an input or a partner file."""
+def check_single_file(plan: "OutputPlan", fmt: str | None, types: Sequence[str]) -> None:
+    """Usage errors for ``-o FILE.ext``: an explicit --format that disagrees with the file's extension, or an
+    alpha-carrying output (alpha, rgba, trimap) sent to a JPEG file. Checked before any model runs."""
+    if not plan.is_file:
+        return
+    ext = Path(plan.output).suffix.lower().lstrip(".")
+    ext = {"jpeg": "jpg", "tiff": "tif"}.get(ext, ext)
+    if fmt is not None:
+        f = fmt.lower().lstrip(".")
+        f = {"jpeg": "jpg", "tiff": "tif"}.get(f, f)
+        if f != ext:
+            raise UsageError(f"-o {plan.output} and --format {fmt} disagree; drop --format (the file name's "
+                             f"extension decides) or name the file .{f}")
+    bad = [t for t in types if t in ("alpha", "rgba", "trimap")]
+    if ext == "jpg" and bad:
+        raise UsageError(f"-o {plan.output}: JPEG cannot hold {'an RGBA cut-out' if bad[0] == 'rgba' else 'an alpha matte' if bad[0] == 'alpha' else 'a trimap'} "
+                         "losslessly; name the file .png or .tif")
+
+
+TEMPLATE_HINTS = ("{relpath}_{type}.{ext}", "{name}_{type}.{ext}", "{relpath}_{name}_{type}.{ext}")
+
+
+def _collides(items: Sequence[Item], template: str, types: Sequence[str], model: str) -> bool:
+    seen: set = set()
+    for it in items:
+        for t in types:
+            key = os.path.normcase(os.path.normpath(OutputPlan("_", template=template).path(it, type=t, model=model)))
+            if key in seen:
+                return True
+            seen.add(key)
+    return False
+
+
+def check_plan(items: Sequence[Item], outputs: Sequence[Path], *, plan: "OutputPlan | None" = None,
+               types: Sequence[str] | None = None, model: str = "") -> None:
+    """Raise UsageError if two planned outputs collide or one would overwrite an input or a partner file.
+
+    With ``plan`` and ``types`` the message names the real cause: a template without ``{type}`` for several output
+    types, or the template field that would tell the colliding inputs apart."""
     seen: dict = {}
     clashes = []
     for p in outputs:
@@ -314,8 +414,26 @@ def check_plan(items: Sequence[Item], outputs: Sequence[Path]) -> None:
             clashes.append(str(p))
         seen[key] = True
     if clashes:
-        raise UsageError(f"several inputs would write the same output: {_list(sorted(set(clashes)))}; "
-                         "use a template with {relpath} or {name}, e.g. --template '{relpath}_{type}.{ext}'")
+        listed = _list(sorted(set(clashes)))
+        tmpl = None
+        if plan is not None and not plan.is_file:
+            tmpl = plan.output if plan.is_template else plan.template
+        if tmpl is not None and types and len(types) > 1 and "{type}" not in tmpl:
+            raise UsageError(f"the output template {tmpl!r} has no {{type}} field, so the {len(types)} output types "
+                             f"({', '.join(types)}) of an input would write the same file ({listed}); add {{type}}, "
+                             "e.g. --template '{relpath}_{type}.{ext}'")
+        hint = None
+        if tmpl is not None:
+            for cand in TEMPLATE_HINTS:
+                if cand != tmpl and not _collides(items, cand, list(types or ["out"]), model):
+                    hint = cand
+                    break
+        where = "in -o" if plan is not None and plan.is_template else "--template"
+        if hint:
+            tail = f"use {where} '{hint}'" if where == "--template" else f"use a pattern like '{hint}' in -o"
+        else:
+            tail = "use a template with {relpath} or {name}, e.g. --template '{relpath}_{name}_{type}.{ext}'"
+        raise UsageError(f"several inputs would write the same output: {listed}; {tail}")
     protected = {}
     for it in items:
         protected[os.path.realpath(it.path)] = it.path

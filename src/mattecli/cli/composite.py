@@ -24,7 +24,7 @@ def register(app: typer.Typer) -> None:
         bg_blur: Optional[float] = typer.Option(None, "--bg-blur", help="Composite onto the original blurred with this Gaussian sigma (pixels)."),
         rgba_out: bool = typer.Option(False, "--rgba", help="Write an RGBA cut-out instead of a composite."),
         premultiplied: bool = typer.Option(False, "--premultiplied", help="With --rgba: premultiplied RGB (alpha*F) instead of straight (F). Stated in the PNG text chunk 'alpha-mode'."),
-        fmt: str = typer.Option("png", "--format", help="png, tif or jpg (jpg not for --rgba)."),
+        fmt: Optional[str] = typer.Option(None, "--format", help="png (default), tif or jpg; with -o FILE the file's extension decides (jpg not for --rgba)."),
         bits: int = typer.Option(8, "--bits", help="8 or 16 bits per channel (png/tif)."),
         template: str = typer.Option("{relpath}_{type}.{ext}", "--template", help="Output names under -o DIR. Fields: {stem} {relpath} {name} {model} {type} {ext}; type is composite or rgba."),
         skip_existing: bool = typer.Option(False, "--skip-existing", help="Skip inputs whose output exists and decodes."),
@@ -66,7 +66,8 @@ def register(app: typer.Typer) -> None:
             raise UsageError(f"--estimate {estimate!r}: use one of {', '.join(METHODS)}")
         if bg_blur is not None and bg_blur <= 0:
             raise UsageError("--bg-blur: the sigma must be > 0 pixels")
-        fmt_l = {"jpeg": "jpg", "tiff": "tif"}.get(fmt.lower().lstrip("."), fmt.lower().lstrip("."))
+        fmt_l = (fmt or "png").lower().lstrip(".")
+        fmt_l = {"jpeg": "jpg", "tiff": "tif"}.get(fmt_l, fmt_l)
         if fmt_l not in ("png", "tif", "jpg"):
             raise UsageError(f"--format {fmt!r}: use png, tif or jpg")
         if fmt_l == "jpg" and rgba_out:
@@ -89,7 +90,8 @@ def register(app: typer.Typer) -> None:
         otype = "rgba" if rgba_out else "composite"
         plan = _batch.OutputPlan(output, template=template, ext=fmt_l, single_file_ok=len(items) == 1)
         planned = {id(it): plan.path(it, type=otype) for it in items}
-        _batch.check_plan(items, list(planned.values()))
+        _batch.check_single_file(plan, fmt, [otype])
+        _batch.check_plan(items, list(planned.values()), plan=plan, types=[otype])
         if bg_single is not None and any(Path(p).resolve() == bg_single.resolve() for p in planned.values()):
             raise UsageError(f"an output would overwrite the background image {bg_single}")
         runner = _batch.BatchRunner(verb="composite", fail_fast=fail_fast, skip_existing=skip_existing,

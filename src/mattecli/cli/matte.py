@@ -94,7 +94,7 @@ def register(app: typer.Typer) -> None:
         output_type: str = typer.Option("alpha", "--output-type", "-T", help="Comma-separated: alpha, foreground, rgba, composite."),
         premultiplied: bool = typer.Option(False, "--premultiplied", help="RGBA outputs premultiplied (RGB = alpha*F) instead of straight (RGB = F). Recorded in the PNG text chunk 'alpha-mode'."),
         composite_bg: str = typer.Option("white", "--composite-bg", help="Background for --output-type composite: a colour (#RRGGBB, R,G,B, name) or an image file (fit: cover)."),
-        fmt: str = typer.Option("png", "--format", help="png, tif or jpg (jpg only for foreground/composite)."),
+        fmt: Optional[str] = typer.Option(None, "--format", help="png (default), tif or jpg; with -o FILE the file's extension decides (jpg only for foreground/composite)."),
         bits: int = typer.Option(8, "--bits", help="8 or 16 bits per channel (png/tif)."),
         template: str = typer.Option("{relpath}_{type}.{ext}", "--template", help="Output names under -o DIR. Fields: {stem} {relpath} {name} {model} {type} {ext}."),
         tta: bool = typer.Option(False, "--tta", help="Test-time augmentation: the model's own (FBA: flips and scales as in the paper) where it has one, else the average with the horizontally flipped prediction."),
@@ -122,13 +122,14 @@ def register(app: typer.Typer) -> None:
         types = parse_types(output_type)
         if foreground not in FG_CHOICES:
             raise UsageError(f"--foreground {foreground!r}: use one of {', '.join(FG_CHOICES)}")
-        fmt_l = fmt.lower().lstrip(".")
+        fmt_l = (fmt or "png").lower().lstrip(".")
         if fmt_l not in ("png", "tif", "tiff", "jpg", "jpeg"):
             raise UsageError(f"--format {fmt!r}: use png, tif or jpg")
         if fmt_l in ("jpg", "jpeg") and set(types) & {"alpha", "rgba"}:
             raise UsageError("--format jpg cannot hold an alpha matte or an RGBA cut-out; use --format png or tif")
         if bits not in (8, 16):
             raise UsageError("--bits must be 8 or 16")
+        _batch.check_device_precision(device, precision)
         opts = parse_kv_options(option)
 
         items = _batch.expand_inputs(inputs)
@@ -177,7 +178,9 @@ def register(app: typer.Typer) -> None:
                                  single_file_ok=len(items) == 1 and len(types) == 1)
         model_label = entry.name if name == entry.name else name
         planned = {id(it): [plan.path(it, type=t, model=model_label) for t in types] for it in items}
-        _batch.check_plan(items, [p for ps in planned.values() for p in ps])
+        _batch.check_single_file(plan, fmt, types)
+        _batch.check_plan(items, [p for ps in planned.values() for p in ps], plan=plan, types=types,
+                          model=model_label)
 
         if tta and "tta" in entry.options:
             opts["tta"] = True      # the model's own test-time augmentation

@@ -149,7 +149,19 @@ def list_cmd(
         raise UsageError(f"--kind {kind!r}: use matting or segmenter")
     entries = list_models(requires=requires, kind=kind)
     if as_json:
-        _dump_json([entry_dict(e) for e in entries])
+        if not show_all:
+            _dump_json([entry_dict(e) for e in entries])
+            return
+        # --all: one row per weight set (NAME.tag), like the table; models without weights keep one row
+        out = []
+        for e in entries:
+            d = entry_dict(e)
+            if not d["weights"]:
+                out.append({**d, "weight_set": None})
+                continue
+            for w in d["weights"]:
+                out.append({**d, "name": w["name"], "model": e.name, "weight_set": w, "weights": [w]})
+        _dump_json(out)
         return
     rows = []
     for e in entries:

@@ -93,6 +93,13 @@ def register(app: typer.Typer) -> None:
             raise UsageError(f"--kernel {kernel!r}: use ellipse, rect or cross")
         if band is None:
             band = "0" if from_alpha else "10"
+        from ..imaging.trimap import band_pixels
+
+        if band_pixels(band, (1000, 1000)) < 1 and mask:  # validates the value once, before any file is read
+            raise UsageError("--band must be at least 1 pixel with --mask (a mask has no soft pixels)")
+        if classes is not None and not segmenter:
+            raise UsageError("--classes applies to --segmenter only")
+        _batch.check_device_precision(device)
         kind = "mask" if mask else ("alpha" if from_alpha else "segmenter")
         partner = mask or from_alpha
         if inputs:
@@ -121,6 +128,9 @@ def register(app: typer.Typer) -> None:
             entry, _ = resolve(segmenter)
             if entry.kind == "segmenter":
                 sel = _select_classes(entry, classes.split(",") if classes else None)
+            elif classes is not None:
+                raise UsageError(f"--classes applies to segmenters; {entry.name} is a matting model whose alpha is "
+                                 "thresholded (drop --classes, or use a segmenter such as bisenetv2)")
             elif entry.requires:
                 raise UsageError(f"--segmenter {entry.name}: needs {', '.join(sorted(entry.requires))}; use a "
                                  "segmenter or a trimap-free matting model (see `mattecli models list`)")
@@ -130,7 +140,7 @@ def register(app: typer.Typer) -> None:
         if plan.is_file and not str(plan.output).lower().endswith(".png"):
             raise UsageError(f"-o {output}: trimaps are written as .png")
         planned = {id(it): plan.path(it, type="trimap", model=model_label or kind) for it in items}
-        _batch.check_plan(items, list(planned.values()))
+        _batch.check_plan(items, list(planned.values()), plan=plan, types=["trimap"], model=model_label or kind)
         runner = _batch.BatchRunner(verb="trimap", model=model_label,
                                     weights_sha256=getattr(backend, "weights_sha256", None) if backend else None,
                                     fail_fast=fail_fast, skip_existing=skip_existing, report=report,

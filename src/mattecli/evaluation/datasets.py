@@ -1,8 +1,10 @@
 """Evaluation inputs: prediction/GT/trimap folders paired by file stem, Composition-1k style composites, video.
 
-Pairing: every file in the ground-truth folder is one item, named by its file stem; its prediction (and trimap,
-when a trimap folder is given) is the file with the same stem in the other folder, whatever its extension.
-A missing partner, an unreadable file or a size mismatch is a per-item error (the run goes on and exits 1).
+Pairing: every file in the ground-truth folder is one item, named by its file stem (without a ``_alpha``/``_gt``
+suffix); its prediction is ``STEM.*`` or ``STEM_alpha.*``/``STEM_matte.*`` (what ``matte`` writes) and its trimap,
+when a trimap folder is given, ``STEM.*`` or ``STEM_trimap.*`` (what ``trimap`` writes), whatever the extension.
+A missing partner, two candidate partners, an unreadable file or a size mismatch is a per-item error (the run goes
+on and exits 1). A missing or empty folder is a usage error (exit 2).
 
 Composition-1k style (``pairs_composition``): foregrounds are taken in sorted order; foreground ``i`` is composited
 over backgrounds ``i*N .. i*N+N-1`` of the sorted background list (modulo its length), like DIM's
@@ -27,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError, MissingInput, UsageError
+from ..errors import InputError, UsageError
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".exr", ".pgm", ".ppm", ".pbm")
 VIDEO_EXTS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".gif")
@@ -60,7 +62,9 @@ def _imdecode(path: str, flags: int):
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as e:
         raise InputError(f"{path}: cannot read ({e.strerror or e}); check the path and permissions", path=path) from None
-    img = cv2.imdecode(data, flags) if data.size else None
+    if not data.size:
+        raise InputError(f"{path}: empty file (0 bytes); write it again (an interrupted export?)", path=path)
+    img = cv2.imdecode(data, flags)
     if img is None:
         raise InputError(f"{path}: not a readable image; convert it to PNG", path=path)
     return img
@@ -100,73 +104,182 @@ def read_trimap(path: str | os.PathLike) -> np.ndarray:
 
 
 # -- listing and pairing ----------------------------------------------------------------------------------------
+#
+# Same stem-suffix rules as the other verbs (``cli/_batch.py``, replicated here so that eval does not depend on the
+# batch module): ``matte`` writes ``STEM_alpha.png``, ``trimap`` writes ``STEM_trimap.png``. Suffixes are matched
+# case-insensitively; every candidate is equally good, so two candidates for one item is an error for that item.
 
-def list_by_stem(folder: str | os.PathLike, what: str, exts=IMAGE_EXTS) -> tuple[dict[str, str], list[Item]]:
-    """{stem: path} of the files in ``folder`` with an image extension, and errors for duplicate stems."""
+#: prediction files: ``STEM_alpha.*`` (``matte``'s default), ``STEM_matte.*``, ``STEM_pha.*`` ...
+PRED_SUFFIXES = ("_alpha", "-alpha", ".alpha", "_matte", "-matte", "_pha")
+#: ground-truth files may also be named ``STEM_alpha.*`` or ``STEM_gt.*`` (the item is then named ``STEM``)
+GT_SUFFIXES = PRED_SUFFIXES + ("_gt", "-gt")
+#: trimap files: ``STEM_trimap.*`` (``trimap``'s default) ...
+TRIMAP_SUFFIXES = ("_trimap", "-trimap", ".trimap", "_tri")
+#: clean background plates
+BG_SUFFIXES = ("_back", "_bg", "-bg", "_bgr", "_plate", "_background")
+#: input-image stems are also tried without these (``0001_img`` <-> ``0001_trimap``)
+IMAGE_SUFFIXES = ("_img", "_image", "_rgb", "_input", "_comp")
+#: other outputs of ``matte`` that may sit next to its alphas; in a prediction folder they are not predictions
+OTHER_OUTPUT_SUFFIXES = ("_foreground", "_fg", "_fgr", "_rgba", "_composite")
+
+
+def strip_suffix(stem: str, suffixes) -> str:
+    """``stem`` without the first matching suffix (case-insensitive), or ``stem`` itself."""
+    low = stem.lower()
+    for suf in suffixes:
+        if low.endswith(suf.lower()) and len(stem) > len(suf):
+            return stem[: -len(suf)]
+    return stem
+
+
+def list_files(folder: str | os.PathLike, what: str, flag: str, exts=IMAGE_EXTS) -> list[tuple[str, str]]:
+    """[(stem, path)] of the image files directly in ``folder`` (natural order), or the one file given.
+
+    A missing folder, or one without any image, is a usage error (exit 2), as for the other verbs.
+    """
     folder = os.fspath(folder)
+    if os.path.isfile(folder):
+        return [(Path(folder).stem, folder)]
     if not os.path.isdir(folder):
-        if os.path.isfile(folder):
-            return {Path(folder).stem: folder}, []
-        raise MissingInput(f"{folder}: {what} folder not found; pass an existing folder", path=folder)
-    out: dict[str, str] = {}
-    errors: list[Item] = []
+        raise UsageError(f"{flag} {folder}: {what} folder not found; pass an existing folder", path=folder)
+    out = []
     for name in sorted(os.listdir(folder), key=natural_key):
         p = os.path.join(folder, name)
         if name.startswith(".") or not os.path.isfile(p) or Path(name).suffix.lower() not in exts:
             continue
-        stem = Path(name).stem
-        if stem in out:
-            errors.append(Item(stem, error=f"{p}: another {what} file has the same name stem ({out[stem]}); "
+        out.append((Path(name).stem, p))
+    if not out:
+        raise UsageError(f"{flag} {folder}: no {what} images found (extensions: {', '.join(IMAGE_EXTS)})",
+                         path=folder)
+    return out
+
+
+class StemIndex:
+    """Files of one folder, looked up by ``NAME`` or ``NAME + suffix`` (case-insensitive)."""
+
+    def __init__(self, files: list[tuple[str, str]], what: str, folder):
+        self.what = what
+        self.folder = os.fspath(folder)
+        self.by_stem: dict[str, list[str]] = {}
+        for stem, p in files:
+            self.by_stem.setdefault(stem.lower(), []).append(p)
+
+    def candidates(self, names, suffixes=()) -> list[str]:
+        hits: list[str] = []
+        for n in dict.fromkeys(names):
+            for key in (n, *(n + s for s in suffixes)):
+                hits.extend(self.by_stem.get(key.lower(), []))
+        return list(dict.fromkeys(hits))
+
+    def find(self, names, suffixes, owner: str, hint: str) -> tuple[str | None, str | None]:
+        """(path, None) for exactly one candidate; (None, error) for none or several."""
+        names = list(dict.fromkeys(names))
+        hits = self.candidates(names, suffixes)
+        if len(hits) == 1:
+            return hits[0], None
+        if not hits:
+            pats = " or ".join(f"{n}.*" for n in names)
+            sfx = f" or {names[-1]}{suffixes[0]}.*" if suffixes else ""
+            return None, f"{owner}: no {self.what} named {pats}{sfx} in {self.folder}; {hint}"
+        shown = ", ".join(hits[:4]) + (f" and {len(hits) - 4} more" if len(hits) > 4 else "")
+        return None, f"{owner}: {len(hits)} {self.what} files match ({shown}); keep one per name stem"
+
+
+def _group_by_base(files: list[tuple[str, str]], suffixes, what: str) -> tuple[dict[str, tuple[str, str]], list[Item]]:
+    """{base: (stem, path)} with ``base`` = stem without a suffix; a second file with the same base is an error."""
+    out: dict[str, tuple[str, str]] = {}
+    keys: dict[str, str] = {}
+    errors: list[Item] = []
+    for stem, p in files:
+        base = strip_suffix(stem, suffixes)
+        k = base.lower()
+        if k in keys:
+            errors.append(Item(base, error=f"{p}: another {what} file has the same name ({out[keys[k]][1]}); "
                                            f"keep one of them"))
             continue
-        out[stem] = p
+        keys[k] = base
+        out[base] = (stem, p)
     return out, errors
 
 
+def _same_folder(a, b) -> bool:
+    return a is not None and b is not None and os.path.isdir(a) and os.path.realpath(a) == os.path.realpath(b)
+
+
 def pair_folders(pred_dir, gt_dir, trimap_dir=None) -> list[Item]:
-    """Pair prediction, ground-truth and (optional) trimap files by stem; missing partners become item errors."""
-    gts, errs = list_by_stem(gt_dir, "ground-truth")
-    preds, perrs = list_by_stem(pred_dir, "prediction")
-    tris, terrs = list_by_stem(trimap_dir, "trimap") if trimap_dir is not None else ({}, [])
-    if not gts:
-        raise MissingInput(f"{gt_dir}: no ground-truth images found (extensions: {', '.join(IMAGE_EXTS)})", path=gt_dir)
-    items = errs + perrs + terrs
-    for stem, g in gts.items():
-        it = Item(stem, pred=preds.get(stem), gt=g, trimap=tris.get(stem))
-        if it.pred is None:
-            it.error = f"{g}: no prediction named {stem}.* in {pred_dir}; add it or remove the ground truth"
-        elif trimap_dir is not None and it.trimap is None:
-            it.error = f"{g}: no trimap named {stem}.* in {trimap_dir}; add it or drop --trimap"
+    """Pair prediction, ground-truth and (optional) trimap files by stem; missing partners become item errors.
+
+    For a ground truth ``STEM.*`` (or ``STEM_alpha.*``/``STEM_gt.*``) the prediction is ``STEM.*`` or
+    ``STEM_alpha.*``/``STEM_matte.*``/...; the trimap is ``STEM.*`` or ``STEM_trimap.*``. The item is named ``STEM``.
+    """
+    if _same_folder(pred_dir, gt_dir):
+        raise UsageError(f"--pred and --gt are the same folder ({gt_dir}); keep predictions and ground truth apart")
+    gt_files = list_files(gt_dir, "ground-truth", "--gt")
+    pred_files = list_files(pred_dir, "prediction", "--pred")
+    if trimap_dir is not None:
+        tri_files = list_files(trimap_dir, "trimap", "--trimap")
+        if _same_folder(trimap_dir, gt_dir):  # one folder holding STEM.png and STEM_trimap.png
+            gt_files = [(s, p) for s, p in gt_files if strip_suffix(s, TRIMAP_SUFFIXES) == s]
+            tri_files = [(s, p) for s, p in tri_files if strip_suffix(s, TRIMAP_SUFFIXES) != s]
+        tris = StemIndex(tri_files, "trimap", trimap_dir)
+    gts, items = _group_by_base(gt_files, GT_SUFFIXES, "ground-truth")
+    preds = StemIndex(pred_files, "prediction", pred_dir)
+    used: set[str] = set()
+    for base, (stem, g) in gts.items():
+        it = Item(base, gt=g)
+        names = [stem, base]
+        cands = preds.candidates(names, PRED_SUFFIXES)
+        used.update(cands)
+        it.pred, it.error = preds.find(names, PRED_SUFFIXES, g, "add it or remove the ground truth")
+        if it.error is None and trimap_dir is not None:
+            it.trimap, it.error = tris.find(names, TRIMAP_SUFFIXES, g, "add it or drop --trimap")
         items.append(it)
-    for stem, p in preds.items():
-        if stem not in gts:
-            items.append(Item(stem, pred=p, error=f"{p}: no ground truth named {stem}.* in {gt_dir}; "
-                                                  f"add it or remove the prediction"))
+    for stem, p in pred_files:
+        if p in used or strip_suffix(stem, OTHER_OUTPUT_SUFFIXES) != stem:
+            continue  # paired, or another output of `matte` (foreground, rgba, composite) next to the alphas
+        base = strip_suffix(stem, PRED_SUFFIXES)
+        items.append(Item(base, pred=p, error=f"{p}: no ground truth named {base}.* in {gt_dir}; "
+                                              f"add it or remove the prediction"))
     items.sort(key=lambda it: natural_key(it.name))
     return items
 
 
 def pair_model_inputs(images_dir, gt_dir, trimaps_dir=None, backgrounds_dir=None) -> list[Item]:
-    """Items for ``--model``: image + GT (+ trimap, + background plate) by stem."""
-    imgs, errs = list_by_stem(images_dir, "image")
-    gts, gerrs = list_by_stem(gt_dir, "ground-truth")
-    tris, terrs = list_by_stem(trimaps_dir, "trimap") if trimaps_dir is not None else ({}, [])
-    bgs, berrs = list_by_stem(backgrounds_dir, "background") if backgrounds_dir is not None else ({}, [])
-    if not imgs:
-        raise MissingInput(f"{images_dir}: no images found (extensions: {', '.join(IMAGE_EXTS)})", path=images_dir)
-    items = errs + gerrs + terrs + berrs
-    for stem, ip in imgs.items():
-        it = Item(stem, image=ip, gt=gts.get(stem), trimap=tris.get(stem), background=bgs.get(stem))
-        if it.gt is None:
-            it.error = f"{ip}: no ground truth named {stem}.* in {gt_dir}; add it or remove the image"
-        elif trimaps_dir is not None and it.trimap is None:
-            it.error = f"{ip}: no trimap named {stem}.* in {trimaps_dir}; add it or drop --trimaps"
-        elif backgrounds_dir is not None and it.background is None:
-            it.error = f"{ip}: no background named {stem}.* in {backgrounds_dir}; add it or drop --backgrounds"
+    """Items for ``--model``: image + GT (+ trimap, + background plate) by stem, with the suffix rules above."""
+    img_files = list_files(images_dir, "input", "--images")
+    gt_files = list_files(gt_dir, "ground-truth", "--gt")
+    tris = (StemIndex(list_files(trimaps_dir, "trimap", "--trimaps"), "trimap", trimaps_dir)
+            if trimaps_dir is not None else None)
+    bgs = (StemIndex(list_files(backgrounds_dir, "background", "--backgrounds"), "background", backgrounds_dir)
+           if backgrounds_dir is not None else None)
+    gts = StemIndex(gt_files, "ground truth", gt_dir)
+    partners = {os.path.realpath(p) for idx in (tris, bgs, gts) if idx is not None
+                for ps in idx.by_stem.values() for p in ps}
+    items: list[Item] = []
+    seen: dict[str, str] = {}
+    used: set[str] = set()
+    shared = any(_same_folder(images_dir, d) for d in (gt_dir, trimaps_dir, backgrounds_dir))
+    for stem, ip in img_files:
+        if shared and os.path.realpath(ip) in partners:
+            continue  # a partner file sharing the images' folder
+        if stem.lower() in seen:
+            items.append(Item(stem, image=ip, error=f"{ip}: another input image has the same name stem "
+                                                    f"({seen[stem.lower()]}); keep one of them"))
+            continue
+        seen[stem.lower()] = ip
+        names = [stem, strip_suffix(stem, IMAGE_SUFFIXES)]
+        it = Item(stem, image=ip)
+        used.update(gts.candidates(names, GT_SUFFIXES))
+        it.gt, it.error = gts.find(names, GT_SUFFIXES, ip, "add it or remove the image")
+        if it.error is None and tris is not None:
+            it.trimap, it.error = tris.find(names, TRIMAP_SUFFIXES, ip, "add it or drop --trimaps")
+        if it.error is None and bgs is not None:
+            it.background, it.error = bgs.find(names, BG_SUFFIXES, ip, "add it or drop --backgrounds")
         items.append(it)
-    for stem, g in gts.items():
-        if stem not in imgs:
-            items.append(Item(stem, gt=g, error=f"{g}: no image named {stem}.* in {images_dir}; add it or remove "
+    for stem, g in gt_files:
+        if g not in used and not (_same_folder(gt_dir, images_dir) or _same_folder(gt_dir, trimaps_dir)):
+            base = strip_suffix(stem, GT_SUFFIXES)
+            items.append(Item(base, gt=g, error=f"{g}: no image named {base}.* in {images_dir}; add it or remove "
                                                 f"the ground truth"))
     items.sort(key=lambda it: natural_key(it.name))
     return items
@@ -176,23 +289,24 @@ def pairs_composition(fg_dir, alpha_dir, bg_dir, per_fg: int) -> list[Item]:
     """Composition-1k pairing: fg i (sorted) x backgrounds i*N .. i*N+N-1 (sorted, modulo their number)."""
     if per_fg < 1:
         raise UsageError(f"--per-fg must be at least 1, got {per_fg}")
-    fgs, ferrs = list_by_stem(fg_dir, "foreground")
-    alphas, aerrs = list_by_stem(alpha_dir, "alpha")
-    bgs, berrs = list_by_stem(bg_dir, "background")
-    if not fgs:
-        raise MissingInput(f"{fg_dir}: no foreground images found", path=fg_dir)
-    if not bgs:
-        raise MissingInput(f"{bg_dir}: no background images found", path=bg_dir)
-    bg_list = list(bgs.values())
-    items = ferrs + aerrs + berrs
-    for i, (stem, fp) in enumerate(fgs.items()):
-        ap = alphas.get(stem)
+    fg_files = list_files(fg_dir, "foreground", "--fg")
+    alphas = StemIndex(list_files(alpha_dir, "alpha", "--alpha"), "alpha", alpha_dir)
+    bg_list = [p for _, p in list_files(bg_dir, "background", "--bg")]
+    items: list[Item] = []
+    seen: dict[str, str] = {}
+    for stem, fp in fg_files:
+        if stem.lower() in seen:
+            items.append(Item(stem, fg=fp, error=f"{fp}: another foreground file has the same name stem "
+                                                 f"({seen[stem.lower()]}); keep one of them"))
+            continue
+        seen[stem.lower()] = fp
+    fgs = [(s, p) for s, p in fg_files if seen.get(s.lower()) == p]
+    for i, (stem, fp) in enumerate(fgs):
+        names = [stem, strip_suffix(stem, ("_foreground", "_fg", "-fg", "_fgr"))]
+        ap, err = alphas.find(names, GT_SUFFIXES, fp, "add it or remove the foreground")
         for j in range(per_fg):
             b = i * per_fg + j
-            it = Item(f"{stem}_{b}", fg=fp, gt=ap, background=bg_list[b % len(bg_list)])
-            if ap is None:
-                it.error = f"{fp}: no alpha named {stem}.* in {alpha_dir}; add it or remove the foreground"
-            items.append(it)
+            items.append(Item(f"{stem}_{b}", fg=fp, gt=ap, background=bg_list[b % len(bg_list)], error=err))
     return items
 
 
@@ -246,7 +360,7 @@ def is_video_file(path: str) -> bool:
     return os.path.isfile(path) and Path(path).suffix.lower() in VIDEO_EXTS
 
 
-def list_sequences(path, what: str) -> dict[str, str]:
+def list_sequences(path, what: str, flag: str = "--pred") -> dict[str, str]:
     """{name: path} of the sequences under ``path``.
 
     A video file or a folder of frames is one sequence (named by its stem); a folder holding video files and/or
@@ -256,7 +370,7 @@ def list_sequences(path, what: str) -> dict[str, str]:
     if is_video_file(path):
         return {Path(path).stem: path}
     if not os.path.isdir(path):
-        raise MissingInput(f"{path}: {what} not found; pass a video file or a folder of frames", path=path)
+        raise UsageError(f"{flag} {path}: {what} not found; pass a video file or a folder of frames", path=path)
     entries = sorted(os.listdir(path), key=natural_key)
     frames = [e for e in entries if Path(e).suffix.lower() in IMAGE_EXTS and os.path.isfile(os.path.join(path, e))]
     if frames:
@@ -271,7 +385,7 @@ def list_sequences(path, what: str) -> dict[str, str]:
         elif os.path.isdir(p):
             out[e] = p
     if not out:
-        raise MissingInput(f"{path}: no frames, video files or sequence folders found in the {what}", path=path)
+        raise UsageError(f"{flag} {path}: no frames, video files or sequence folders found in the {what}", path=path)
     return out
 
 

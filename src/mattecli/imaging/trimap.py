@@ -118,9 +118,9 @@ def band_pixels(band: str | float | int, shape: tuple) -> int:
                 if v < 0 or v != int(v):
                     raise ValueError
                 return int(v)
-        if frac < 0:
+        if not 0 <= frac < float("inf"):
             raise ValueError
-    except ValueError:
+    except (ValueError, OverflowError):
         raise UsageError(f"--band {band!r}: use pixels (12), a percentage of the image diagonal (2%) or a fraction (0.02)") from None
     diag = math.hypot(shape[0], shape[1])
     return max(1, int(round(frac * diag)))
