@@ -163,7 +163,9 @@ def test_runner_fail_fast_and_csv(tmp_path, capsys):
     r = B.BatchRunner(verb="test", fail_fast=True, report=tmp_path / "run.csv")
     assert r.run(items, _proc(tmp_path)) == 1
     rows = list(csv.DictReader((tmp_path / "run.csv").open()))
-    assert [row["status"] for row in rows] == ["ok", "failed"] and not (tmp_path / "out" / "d.png").exists()
+    # every planned input is in the report: the one never reached is "not-run"
+    assert [row["status"] for row in rows] == ["ok", "failed", "not-run"] and not (tmp_path / "out" / "d.png").exists()
+    assert r.summary()["total"] == 3 and r.summary()["not_run"] == 1
     assert set(B.CSV_COLUMNS) <= set(rows[0])
     with pytest.raises(UsageError, match="json or .csv"):
         B.BatchRunner(verb="t", report=tmp_path / "r.txt")
@@ -182,3 +184,88 @@ def test_runner_skip_existing_checks_decoding(tmp_path, capsys):
     assert calls == ["b"] and [x.status for x in r.records] == ["skipped", "ok"]
     doc = json.loads(capsys.readouterr().out)
     assert doc["summary"]["skipped"] == 1 and doc["summary"]["ok"] == 1
+
+
+def test_runner_sigterm_writes_report_and_exits_143(tmp_path, capsys):
+    import os
+    import signal
+
+    items = _items(tmp_path, ["a", "b", "c"])
+    fn = _proc(tmp_path)
+
+    def proc(it):
+        if it.stem == "b":
+            os.kill(os.getpid(), signal.SIGTERM)
+        return fn(it)
+
+    before = signal.getsignal(signal.SIGTERM)
+    r = B.BatchRunner(verb="test", report=tmp_path / "run.json")
+    assert r.run(items, proc) == 143
+    assert signal.getsignal(signal.SIGTERM) == before   # handler restored
+    rep = json.loads((tmp_path / "run.json").read_text())
+    assert rep["summary"]["interrupted"] is True and rep["summary"]["signal"] == "SIGTERM"
+    assert rep["summary"]["total"] == 3
+    assert [i["status"] for i in rep["items"]] == ["ok", "failed", "not-run"]
+    assert "interrupted (SIGTERM)" in capsys.readouterr().err
+
+
+def test_report_path_checked_up_front_and_write_failure_exits_1(tmp_path, capsys, monkeypatch):
+    with pytest.raises(UsageError, match="cannot"):
+        B.check_report("/proc/nope/run.json")
+    with pytest.raises(UsageError, match="is a folder"):
+        (tmp_path / "d.json").mkdir()
+        B.check_report(tmp_path / "d.json")
+    B.check_report(tmp_path / "new" / "sub" / "run.json")     # folders that can be created are fine
+    items = _items(tmp_path, ["a"])
+    r = B.BatchRunner(verb="test", report=tmp_path / "run.json")
+
+    def boom(*a, **k):
+        raise InputError("disk full")
+
+    monkeypatch.setattr(B, "atomic_write_text", boom)
+    assert r.run(items, _proc(tmp_path)) == 1
+    err = capsys.readouterr().err
+    assert "--report" in err and "not written" in err and "report: " not in err
+
+
+def test_outputs_inside_the_input_folder_are_not_inputs(tmp_path):
+    src = tmp_path / "nest"
+    _touch_img(src / "p.png")
+    _touch_img(src / "q.png")
+    _touch_img(src / "out" / "p_alpha.png")      # a previous run's outputs, in -o nest/out/
+    _touch_img(src / "p_alpha.png")               # and in the input folder itself
+    excl = B.output_excludes(str(src / "out"))
+    items = B.expand_inputs([src], exclude=excl)
+    assert [i.relstem for i in items] == ["p", "p_alpha", "q"]
+    B.drop_run_outputs(items, str(src), template="{relpath}_{type}.{ext}", ext="png", types=["alpha"])
+    assert [i.relstem for i in items] == ["p", "q"]
+    # a template's fixed folder is excluded; the walked folder itself never is
+    assert [i.relstem for i in B.expand_inputs([src], exclude=B.output_excludes(str(src / "out" / "{stem}.png")))] \
+        == ["p", "p_alpha", "q"]
+    assert len(B.expand_inputs([src], exclude=B.output_excludes(str(src)))) == 4
+    # files given by name are always inputs
+    assert len(B.expand_inputs([src / "out" / "p_alpha.png"], exclude=excl)) == 1
+
+
+def test_collision_hints_name_the_cause(tmp_path):
+    _touch_img(tmp_path / "dup" / "p.png")
+    write_image(tmp_path / "dup" / "p.jpg", np.zeros((4, 5, 3), np.uint8))
+    items = B.expand_inputs([tmp_path / "dup"])
+    plan = B.OutputPlan(tmp_path / "o", template="{relpath}_{type}.{ext}")
+    with pytest.raises(UsageError, match=r"\{name\}_\{type\}") as e:
+        B.check_plan(items, [plan.path(i, type="alpha") for i in items], plan=plan, types=["alpha"])
+    assert "'{relpath}_{type}.{ext}'" not in str(e.value)
+    one = items[:1]
+    plan = B.OutputPlan(tmp_path / "o", template="{stem}.{ext}")
+    with pytest.raises(UsageError, match=r"no \{type\} field") as e:
+        B.check_plan(one, [plan.path(one[0], type=t) for t in ("alpha", "rgba")], plan=plan, types=["alpha", "rgba"])
+    assert "several inputs" not in str(e.value)
+
+
+def test_device_precision_values():
+    B.check_device_precision("cuda:1", "bf16")
+    B.check_device_precision("auto", "auto")
+    with pytest.raises(UsageError, match="--device 'bogus'"):
+        B.check_device_precision("bogus", "fp32")
+    with pytest.raises(UsageError, match="--precision 'xyz'"):
+        B.check_device_precision("cpu", "xyz")

@@ -30,8 +30,10 @@ def test_network(model, oracle):
         alpha, fg = model.net(*args)
         # the official forward never uses the motion branch: other motion frames give the same result
         alpha2, fg2 = model.net(*args[:3], torch.zeros_like(args[3]))
-    np.testing.assert_allclose(alpha.numpy(), z["alpha"], rtol=0, atol=1e-5)
-    np.testing.assert_allclose(fg.numpy(), z["fg"], rtol=0, atol=1e-4)
+    # bit-exact with 2 threads; with 1 thread (how the xdist workers run) the convolutions sum in another order and
+    # differ by up to 1.1e-4, the same as our own float32-vs-float64 spread (9.8e-5): tolerance 3e-4.
+    np.testing.assert_allclose(alpha.numpy(), z["alpha"], rtol=0, atol=3e-4)
+    np.testing.assert_allclose(fg.numpy(), z["fg"], rtol=0, atol=3e-4)
     assert torch.equal(alpha, alpha2) and torch.equal(fg, fg2)
 
 

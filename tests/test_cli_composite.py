@@ -125,3 +125,27 @@ def test_bg_image_folder_paired_by_stem(tmp_path):
     assert r.exit_code == 0, r.stderr
     got = read_image(tmp_path / "o" / "hair_composite.png").astype(int)
     assert np.abs(got - small_example()["hair"]).max() <= 2  # re-composited onto its own background
+
+
+def test_partner_files_in_the_input_folder_are_not_inputs(tmp_path):
+    d = tmp_path / "data"
+    write_example(d, parts=("image", "alpha", "fg", "trimap", "bg"))
+    r = invoke("composite", d, "--alpha", d, "--foreground", d, "--bg-color", "white", "-o", tmp_path / "cx")
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout.split() == [str(tmp_path / "cx" / "hair_composite.png")]
+    # and a second run with the outputs in the input folder
+    for _ in range(2):
+        r = invoke("composite", d, "--alpha", d, "--rgba", "-o", d)
+        assert r.exit_code == 0, r.stderr
+        assert r.stdout.split() == [str(d / "hair_rgba.png")]
+
+
+def test_single_file_conflicts_are_usage_errors(tmp_path):
+    ex = write_example(tmp_path / "d", parts=("image", "alpha"))
+    r = invoke("composite", ex["image"], "--alpha", ex["alpha"], "--rgba", "-o", tmp_path / "one_rgba.jpg")
+    assert r.exit_code == 2 and "JPEG" in one_line_error(r)
+    r = invoke("composite", ex["image"], "--alpha", ex["alpha"], "--bg-color", "red", "--format", "jpg",
+               "-o", tmp_path / "one.png")
+    assert r.exit_code == 2 and "disagree" in one_line_error(r)
+    r = invoke("composite", ex["image"], "--alpha", ex["alpha"], "--bg-color", "red", "-o", tmp_path / "one.jpg")
+    assert r.exit_code == 0, r.stderr

@@ -170,7 +170,8 @@ def test_batch_continues_fail_fast_skip_existing_report_json(tmp_path):
     r = invoke("matte", d, "--trimap", d, "-o", tmp_path / "ff", "--model", "cf", "--fail-fast", "--json")
     assert r.exit_code == 1
     doc = json.loads(r.stdout)
-    assert [i["status"] for i in doc["items"]] == ["ok", "failed"] and doc["summary"]["total"] == 2
+    assert [i["status"] for i in doc["items"]] == ["ok", "failed", "not-run"] and doc["summary"]["total"] == 3
+    assert doc["summary"]["not_run"] == 1
 
     (d / "b.png").unlink()
     (d / "b_trimap.png").unlink()
@@ -309,3 +310,59 @@ def test_16bit_and_exif_rotated_inputs(tmp_path, ex):
     r = invoke("matte", tmp_path / "rot" / "hair.png", "--trimap", ex["trimap"], "-o", tmp_path / "orot", "--model", "cf")
     assert r.exit_code == 0, r.stderr
     np.testing.assert_array_equal(read_image(tmp_path / "orot" / "hair_alpha.png"), a8)
+
+
+def test_rerun_with_output_folder_inside_input_folder(tmp_path):
+    ex = write_example(tmp_path / "nest", parts=("image",))
+    tri = write_example(tmp_path / "t", parts=("trimap",))["trimap"]
+    nest = tmp_path / "nest"
+    for extra in ([], ["--skip-existing"], []):
+        r = invoke("matte", nest, "-m", "cf", "--trimap", tri, "-o", nest / "out", "-T", "alpha,rgba", *extra)
+        assert r.exit_code == 0, r.stderr
+    assert sorted(p.name for p in (nest / "out").iterdir()) == ["hair_alpha.png", "hair_rgba.png"]
+    # outputs written next to the inputs are not inputs of the next run either (trimap folder = input folder)
+    import shutil
+
+    shutil.rmtree(nest / "out")
+    (nest / "hair_trimap.png").write_bytes(tri.read_bytes())
+    for _ in range(2):
+        r = invoke("matte", nest, "-m", "cf", "--trimap", nest, "-o", nest, "-T", "alpha", "--json")
+        assert r.exit_code == 0, r.stderr
+        assert json.loads(r.stdout)["summary"]["total"] == 1
+    assert ex["image"].exists()
+
+
+def test_usage_errors_before_the_model_runs(tmp_path, ex):
+    def err(*args):
+        r = invoke("matte", ex["image"], "--trimap", ex["trimap"], *args)
+        assert r.exit_code == 2, (args, r.stderr)
+        assert not (tmp_path / "o").exists()
+        return one_line_error(r)
+
+    assert "JPEG" in err("-o", tmp_path / "single.jpg")
+    assert "--device 'bogus'" in err("-m", "cf", "--device", "bogus", "-o", tmp_path / "o")
+    assert "--precision 'xyz'" in err("-m", "cf", "--precision", "xyz", "-o", tmp_path / "o")
+    assert "disagree" in err("--format", "tif", "-o", tmp_path / "single.png")
+    assert "--report" in err("--report", "/proc/nope/run.json", "-o", tmp_path / "o")
+    assert "no {type} field" in err("-T", "alpha,rgba", "--template", "{stem}.{ext}", "-o", tmp_path / "o")
+    assert not (tmp_path / "single.jpg").exists() and not (tmp_path / "single.png").exists()
+
+
+def test_duplicate_stems_hint_suggests_name(tmp_path):
+    d = tmp_path / "dup"
+    write_example(d, name="p", parts=("image",))
+    write_image(d / "p.jpg", read_image(d / "p.png"))
+    tri = write_example(tmp_path / "t", parts=("trimap",))["trimap"]
+    r = invoke("matte", d, "--trimap", tri, "-m", "cf", "-o", tmp_path / "o")
+    assert r.exit_code == 2
+    line = one_line_error(r)
+    assert "{name}_{type}.{ext}" in line and "'{relpath}_{type}.{ext}'" not in line
+
+
+def test_no_arguments_help_goes_to_stderr():
+    for args in ([], ["matte"]):
+        p = subprocess.run([sys.executable, "-m", "mattecli", *args], capture_output=True, text=True,
+                           env={**os.environ, "NO_COLOR": "1"})
+        assert p.returncode == 2 and p.stdout == "" and "Usage" in p.stderr
+    p = subprocess.run([sys.executable, "-m", "mattecli", "--help"], capture_output=True, text=True)
+    assert p.returncode == 0 and "Usage" in p.stdout

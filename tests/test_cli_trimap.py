@@ -139,3 +139,27 @@ def test_alpha_files_as_inputs_are_named_after_the_image(tmp_path):
     r = invoke("trimap", "--from-alpha", ex["alpha"], "-o", tmp_path / "t", "--template", "{stem}.tri.{ext}")
     assert r.exit_code == 0, r.stderr
     assert (tmp_path / "t" / "hair.tri.png").is_file()
+
+
+def test_flag_values_are_usage_errors_up_front(tmp_path):
+    ex = write_example(tmp_path / "d", parts=("image", "alpha"))
+    for args, needle in ((["--from-alpha", ex["alpha"], "--band", "abc"], "--band 'abc'"),
+                         (["--from-alpha", ex["alpha"], "--band", "inf"], "--band 'inf'"),
+                         (["--mask", ex["alpha"], "--band", "0"], "at least 1 pixel"),
+                         (["--mask", ex["alpha"], "--threshold", "2"], "--threshold"),
+                         (["--from-alpha", ex["alpha"], "--classes", "car"], "--classes"),
+                         (["--segmenter", "rvm", "--classes", "car"], "segmenters"),
+                         (["--segmenter", "rvm", "--device", "gpu9"], "--device")):
+        r = invoke("trimap", ex["image"], *args, "-o", tmp_path / "out")
+        assert r.exit_code == 2, (args, r.stderr)
+        assert needle in one_line_error(r)
+        assert not (tmp_path / "out").exists()
+
+
+def test_rerun_into_the_input_folder(tmp_path):
+    ex = write_example(tmp_path / "d", parts=("image", "alpha"))
+    for _ in range(2):
+        r = invoke("trimap", tmp_path / "d", "--from-alpha", tmp_path / "d", "--band", "2", "-o", tmp_path / "d")
+        assert r.exit_code == 0, r.stderr
+        assert r.stdout.split() == [str(tmp_path / "d" / "hair_trimap.png")]
+    assert ex["image"].exists()

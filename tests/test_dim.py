@@ -324,3 +324,29 @@ def test_cli_matte_with_official_file(huo, tmp_path):
     got = read_image(tmp_path / "out" / "a_alpha.png")
     want = m.predict(img, tri).alpha
     assert got.shape == (40, 52) and np.abs(got.astype(float) / 255 - want).max() <= 1 / 255 + 1e-6
+
+
+class _TorchFnEvil:
+    def __reduce__(self):
+        import torch
+
+        return (torch.save, ({}, "/tmp/should_not_exist_dim_test.pt"))
+
+
+def test_foam_restricted_unpickler_other_refusals(tmp_path):
+    import torch
+
+    from mattecli.backends.dim.restricted_pickle import restricted_torch_load
+
+    p = tmp_path / "a.tar"
+    torch.save({"model": _TorchFnEvil()}, p)
+    with pytest.raises(ConverterError, match="torch.serialization.save"):
+        restricted_torch_load(p)
+    assert not os.path.exists("/tmp/should_not_exist_dim_test.pt")
+    q = tmp_path / "trunc.tar"
+    q.write_bytes(p.read_bytes()[:50])
+    with pytest.raises(ConverterError):
+        restricted_torch_load(q)
+    (tmp_path / "junk.tar").write_bytes(b"\x00" * 100)
+    with pytest.raises(ConverterError):
+        restricted_torch_load(tmp_path / "junk.tar")

@@ -6,6 +6,7 @@ import io
 import json
 import math
 import shutil
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -146,7 +147,179 @@ def test_usage_errors():
     assert _run("--model", "closed-form", "--gt", "x").exit_code == 2
     assert _run("--fg", "a", "--alpha", "b").exit_code == 2
     res = _run("--pred", "/nonexistent/p", "--gt", "/nonexistent/g")
-    assert res.exit_code == 1 and "/nonexistent/g" in res.stderr
+    assert res.exit_code == 2 and "/nonexistent/g" in res.stderr
+
+
+def _small_set(root, names=("a", "b")):
+    G = np.zeros((10, 12), np.uint8)
+    G[3:7, 3:9] = 255
+    for n in names:
+        _png(root / "gt" / f"{n}.png", G)
+        _png(root / "pred" / f"{n}.png", np.roll(G, 1, axis=1))
+    return G
+
+
+def test_missing_or_empty_folders_are_usage_errors(tmp_path):
+    _small_set(tmp_path)
+    (tmp_path / "empty").mkdir()
+    for args in (("--pred", tmp_path / "nope", "--gt", tmp_path / "gt"),
+                 ("--pred", tmp_path / "pred", "--gt", tmp_path / "gt", "--trimap", tmp_path / "nope"),
+                 ("--pred", tmp_path / "empty", "--gt", tmp_path / "gt"),
+                 ("--video", "--pred", tmp_path / "nope", "--gt", tmp_path / "gt")):
+        res = _run(*args)
+        assert res.exit_code == 2, args
+        assert res.stderr.startswith("mattecli: error: --") and len(res.stderr.splitlines()) == 1, res.stderr
+        assert res.stdout == ""
+
+
+@pytest.mark.parametrize("kind", ["proc", "folder", "under_file", "trailing_slash"])
+def test_out_unwritable_is_a_usage_error_before_scoring(tmp_path, kind):
+    _small_set(tmp_path)
+    (tmp_path / "file.txt").write_text("x")
+    out = {"proc": "/proc/nope/s.json", "folder": str(tmp_path / "pred"),
+           "under_file": str(tmp_path / "file.txt" / "s.json"), "trailing_slash": str(tmp_path / "new") + "/"}[kind]
+    if kind == "proc" and not Path("/proc/self").exists():
+        pytest.skip("no /proc here")
+    res = _run("--pred", tmp_path / "pred", "--gt", tmp_path / "gt", "--json", "--out", out)
+    assert res.exit_code == 2
+    lines = res.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("mattecli: error: --out ") and out.rstrip("/") in lines[0]
+    assert "Traceback" not in res.stderr and "SAD" not in res.stderr  # nothing was scored or printed first
+    assert not (tmp_path / "new").exists() and sorted(p.name for p in (tmp_path / "pred").iterdir()) == ["a.png", "b.png"]
+
+
+def test_out_into_a_new_folder_and_probe_leaves_nothing(tmp_path):
+    _small_set(tmp_path)
+    out = tmp_path / "reports" / "deep" / "s.json"
+    res = _run("--pred", tmp_path / "pred", "--gt", tmp_path / "gt", "--out", out, "-q")
+    assert res.exit_code == 0, res.stderr
+    assert json.loads(out.read_text())["count"] == 2
+    assert sorted(p.name for p in (tmp_path / "reports" / "deep").iterdir()) == ["s.json"]
+    res = _run("--pred", tmp_path / "pred", "--gt", tmp_path / "gt", "--out", tmp_path / "s.csv", "-q")
+    assert res.exit_code == 0 and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_pairs_what_matte_and_trimap_write(tmp_path):
+    """`matte -o amout/` writes GT01_alpha.png, `trimap -o gtri/` writes GT01_trimap.png: eval pairs them."""
+    G = _small_set(tmp_path / "x", names=())
+    for n in ("GT01", "GT02"):
+        _png(tmp_path / "am" / "gt" / f"{n}.png", G)
+        _png(tmp_path / "am" / "trimap" / f"{n}.png", np.full_like(G, 128))
+        _png(tmp_path / "gtri" / f"{n}_trimap.png", np.full_like(G, 128))
+        _png(tmp_path / "amout" / f"{n}_alpha.png", np.roll(G, 1, axis=0))
+        _png(tmp_path / "amout" / f"{n}_foreground.png", np.zeros((10, 12, 3), np.uint8))
+    ref = compute_all(np.roll(G, 1, axis=0), G, np.full_like(G, 128))
+    for tri in ("am/trimap", "gtri"):
+        res = _run("--pred", tmp_path / "amout", "--gt", tmp_path / "am" / "gt", "--trimap", tmp_path / tri,
+                   "--json", "-q")
+        assert res.exit_code == 0, res.stderr
+        rep = json.loads(res.stdout)
+        assert [r["name"] for r in rep["images"]] == ["GT01", "GT02"] and rep["errors"] == []
+        assert rep["images"][0]["sad"] == pytest.approx(ref["sad"], rel=1e-12)
+    # STEM.png and STEM_alpha.png both present: a clear per-item error naming both
+    _png(tmp_path / "amout" / "GT02.png", G)
+    res = _run("--pred", tmp_path / "amout", "--gt", tmp_path / "am" / "gt", "--json")
+    assert res.exit_code == 1
+    rep = json.loads(res.stdout)
+    assert [r["name"] for r in rep["images"]] == ["GT01"] and [e["name"] for e in rep["errors"]] == ["GT02"]
+    assert "GT02.png" in rep["errors"][0]["error"] and "GT02_alpha.png" in rep["errors"][0]["error"]
+
+
+def test_per_item_errors_are_mattecli_error_lines_even_with_quiet(tmp_path):
+    _small_set(tmp_path, names=("a", "b", "c"))
+    (tmp_path / "pred" / "b.png").write_bytes(b"")  # 0 bytes
+    (tmp_path / "pred" / "c.png").unlink()
+    for extra in ((), ("-q",)):
+        res = _run("--pred", tmp_path / "pred", "--gt", tmp_path / "gt", *extra)
+        assert res.exit_code == 1
+        errs = [ln for ln in res.stderr.splitlines() if "error" in ln]
+        assert all(ln.startswith("mattecli: error: ") for ln in errs), errs
+        b = [ln for ln in errs if "b.png" in ln]
+        assert b == [f"mattecli: error: {tmp_path / 'pred' / 'b.png'}: empty file (0 bytes); write it again "
+                     f"(an interrupted export?)"]
+        assert any(ln.startswith(f"mattecli: error: {tmp_path / 'gt' / 'c.png'}: no prediction named c.*")
+                   for ln in errs)
+        assert "2 of 3 item(s) could not be scored" in res.stderr
+        assert ("SAD" in res.stderr) == (not extra)  # -q hides the table only
+
+
+def test_table_off_a_tty_is_plain_and_never_truncated(tmp_path):
+    G = np.zeros((30, 40), np.uint8)
+    G[5:25, 5:35] = 255
+    G[5:25, 4] = 77
+    _png(tmp_path / "gt" / "a_very_long_image_name_that_would_not_fit_a_narrow_column_0001.png", G)
+    P = cv2.GaussianBlur(G, (7, 7), 0)
+    _png(tmp_path / "pred" / "a_very_long_image_name_that_would_not_fit_a_narrow_column_0001.png", P)
+    res = _run("--pred", tmp_path / "pred", "--gt", tmp_path / "gt", "--trimap-radius", "3")
+    assert res.exit_code == 0, res.stderr
+    assert "\u2026" not in res.stderr and "\x1b" not in res.stderr
+    exp = compute_all(P, G, None)
+    for k in ("sad", "mse", "grad", "conn"):
+        assert f"{exp[k]:.6g}" in res.stderr, k
+    assert "a_very_long_image_name_that_would_not_fit_a_narrow_column_0001" in res.stderr
+
+
+def _rep_for_table():
+    from mattecli.evaluation import report as rp
+
+    rows = [{"name": "clip_with_a_long_name", "sad": 12.3456789, "mse": 0.00123456, "grad": 7.25, "conn": 11.5,
+             "seconds": 0.0123}]
+    return rp, rp.build(rows, [], ("sad", "mse", "grad", "conn"), "folders", region="trimap == 128")
+
+
+def _table_on_pty(monkeypatch, no_color):
+    import os
+    import pty
+
+    rp, rep = _rep_for_table()
+    monkeypatch.setenv("TERM", "xterm-256color")
+    monkeypatch.delenv("FORCE_COLOR", raising=False)
+    if no_color:
+        monkeypatch.setenv("NO_COLOR", "1")
+    else:
+        monkeypatch.delenv("NO_COLOR", raising=False)
+    master, slave = pty.openpty()
+    try:
+        with os.fdopen(slave, "w", closefd=False) as stream:
+            assert stream.isatty()
+            rp.print_table(rep, stream)
+        data = b""
+        import select
+
+        while select.select([master], [], [], 0.2)[0]:
+            chunk = os.read(master, 65536)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        os.close(slave)
+        os.close(master)
+    return data.decode("utf-8", "replace")
+
+
+def test_no_color_gives_no_escapes_on_a_tty(monkeypatch):
+    styled = _table_on_pty(monkeypatch, no_color=False)
+    assert "\x1b[" in styled  # control: rich styles the table on a terminal
+    plain = _table_on_pty(monkeypatch, no_color=True)
+    assert "\x1b" not in plain and "12.3457" in plain and "0.00123456" in plain and "SAD" in plain
+
+
+def test_units_describe_the_region(tmp_path):
+    from mattecli.evaluation import report as rp
+
+    assert "unknown pixels" in rp.units_for(("sad", "mse"), "trimap == 128")["sad"]
+    whole = rp.units_for(("sad", "mse", "grad", "conn"), "whole image")
+    assert all("unknown" not in v and "all pixels" in v for v in whole.values())
+    z = np.zeros((4, 4), np.uint8)
+    for i in range(2):
+        _png(tmp_path / "pred" / "s" / f"{i}.png", z)
+        _png(tmp_path / "gt" / "s" / f"{i}.png", z)
+    res = _run("--video", "--pred", tmp_path / "pred" / "s", "--gt", tmp_path / "gt" / "s", "--json", "-q")
+    assert res.exit_code == 0, res.stderr
+    units = json.loads(res.stdout)["units"]
+    assert set(units) == {"sad", "mse", "grad", "conn", "dtssd", "messddt"}
+    for k in ("sad", "mse", "grad", "conn"):
+        assert "unknown" not in units[k] and "whole frame" in units[k] and "mean over frames" in units[k]
 
 
 # -- --model with a fake backend registered in the registry ---------------------------------------------------
@@ -158,6 +331,8 @@ SEEN = []
 class FakeBackend(Backend):
     def predict(self, image, trimap=None, background=None):
         SEEN.append((None if trimap is None else np.asarray(trimap).copy(), background is not None))
+        if np.asarray(image).max() == 0:
+            raise RuntimeError("boom\\nsecond line")
         return MatteResult(alpha=np.asarray(image)[..., 0].astype(np.float32) / 255.0)
 '''
 
@@ -219,6 +394,24 @@ def test_model_mode_with_fake_backend(tmp_path, fake_model):
     rep = json.loads(res.stdout)
     assert [r["name"] for r in rep["images"]] == ["im0"]
     assert {e["name"] for e in rep["errors"]} == {"im1", "im2"}
+
+
+def test_model_mode_failures_and_save_pred_checks(tmp_path, fake_model):
+    a = _alpha()
+    _png(tmp_path / "img" / "ok_img.png", np.dstack([a, a, a]))
+    _png(tmp_path / "img" / "black_img.png", np.zeros((16, 20, 3), np.uint8))
+    _png(tmp_path / "gt" / "ok_alpha.png", a)   # image suffix _img and GT suffix _alpha pair by base stem
+    _png(tmp_path / "gt" / "black.png", a)
+    (tmp_path / "file.txt").write_text("x")
+    res = _run("--model", "fake-eval", "--images", tmp_path / "img", "--gt", tmp_path / "gt",
+               "--save-pred", tmp_path / "file.txt" / "preds", "--json")
+    assert res.exit_code == 2 and res.stderr.startswith("mattecli: error: --save-pred ") and not fake_model.SEEN
+    res = _run("--model", "fake-eval", "--images", tmp_path / "img", "--gt", tmp_path / "gt", "--json", "-q")
+    assert res.exit_code == 1
+    rep = json.loads(res.stdout)
+    assert [r["name"] for r in rep["images"]] == ["ok_img"]
+    line = f"mattecli: error: {tmp_path / 'img' / 'black_img.png'}: RuntimeError: boom"
+    assert line in res.stderr.splitlines() and "Traceback" not in res.stderr
 
 
 def test_composition_mode_with_fake_backend(tmp_path, fake_model):

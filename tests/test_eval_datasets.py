@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
-from mattecli.errors import InputError, MissingInput
+from mattecli.errors import InputError, UsageError
 from mattecli.evaluation import datasets as D
 from mattecli.evaluation import metrics as M
 
@@ -27,8 +27,11 @@ def test_pair_folders_by_stem_any_extension(tmp_path):
     assert by["a"].pred.endswith("a.jpg") and by["a"].error is None
     assert "no prediction named b" in by["b"].error
     assert "no ground truth named z" in by["z"].error
-    with pytest.raises(MissingInput):
+    with pytest.raises(UsageError, match="nope"):
         D.pair_folders(tmp_path / "pred", tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UsageError, match="no prediction images"):
+        D.pair_folders(tmp_path / "empty", tmp_path / "gt")
 
 
 def test_duplicate_stems_are_errors(tmp_path):
@@ -36,7 +39,77 @@ def test_duplicate_stems_are_errors(tmp_path):
     _touch(tmp_path / "pred" / "a.png")
     _touch(tmp_path / "pred" / "a.jpg")
     items = D.pair_folders(tmp_path / "pred", tmp_path / "gt")
-    assert sum(1 for i in items if i.error and "same name stem" in i.error) == 1
+    assert len(items) == 1 and items[0].name == "a" and items[0].pred is None
+    assert "2 prediction files match" in items[0].error and "a.png" in items[0].error and "a.jpg" in items[0].error
+    # two ground truths with the same base name
+    _touch(tmp_path / "gt" / "a_gt.png")
+    items = D.pair_folders(tmp_path / "pred", tmp_path / "gt")
+    assert sum(1 for i in items if i.error and "same name" in i.error and "a_gt.png" in i.error) == 1
+
+
+def test_pairing_uses_the_suffixes_the_other_verbs_write(tmp_path):
+    # `matte` writes STEM_alpha.png (and other types next to it), `trimap` writes STEM_trimap.png
+    for n in ("GT01", "GT02", "GT03"):
+        _touch(tmp_path / "gt" / f"{n}.png")
+        _touch(tmp_path / "tri" / f"{n}_trimap.png")
+    _touch(tmp_path / "pred" / "GT01_alpha.png")
+    _touch(tmp_path / "pred" / "GT01_foreground.png")   # ignored: not a prediction
+    _touch(tmp_path / "pred" / "GT02_matte.png")
+    _touch(tmp_path / "pred" / "GT03.png")
+    _touch(tmp_path / "pred" / "orphan_alpha.png")
+    items = D.pair_folders(tmp_path / "pred", tmp_path / "gt", tmp_path / "tri")
+    by = {i.name: i for i in items}
+    assert sorted(by) == ["GT01", "GT02", "GT03", "orphan"]
+    assert by["GT01"].pred.endswith("GT01_alpha.png") and by["GT01"].trimap.endswith("GT01_trimap.png")
+    assert by["GT02"].pred.endswith("GT02_matte.png") and by["GT03"].pred.endswith("GT03.png")
+    assert all(by[n].error is None for n in ("GT01", "GT02", "GT03"))
+    assert "no ground truth named orphan" in by["orphan"].error
+    # ground truth named STEM_gt / STEM_alpha: the item is STEM; suffix matching ignores case
+    _touch(tmp_path / "gt2" / "x_gt.png")
+    _touch(tmp_path / "gt2" / "y_ALPHA.png")
+    _touch(tmp_path / "p2" / "x_alpha.png")
+    _touch(tmp_path / "p2" / "y_alpha.png")
+    items = D.pair_folders(tmp_path / "p2", tmp_path / "gt2")
+    assert [(i.name, i.error) for i in items] == [("x", None), ("y", None)]
+    # two candidates (STEM.png and STEM_alpha.png) is an error for that item, naming both
+    _touch(tmp_path / "pred" / "GT03_alpha.png")
+    _touch(tmp_path / "tri" / "GT02.png")
+    items = D.pair_folders(tmp_path / "pred", tmp_path / "gt", tmp_path / "tri")
+    by = {i.name: i for i in items}
+    assert "2 prediction files match" in by["GT03"].error and "GT03_alpha.png" in by["GT03"].error
+    assert "2 trimap files match" in by["GT02"].error
+    assert "GT03_alpha" not in by and by["GT01"].error is None
+    # a missing trimap names both accepted spellings
+    (tmp_path / "tri" / "GT01_trimap.png").unlink()
+    err = {i.name: i for i in D.pair_folders(tmp_path / "pred", tmp_path / "gt", tmp_path / "tri")}["GT01"].error
+    assert "no trimap named GT01.* or GT01_trimap.*" in err
+
+
+def test_pairing_with_gt_and_trimaps_in_one_folder(tmp_path):
+    for n in ("a", "b"):
+        _touch(tmp_path / "am" / f"{n}.png")
+        _touch(tmp_path / "am" / f"{n}_trimap.png")
+        _touch(tmp_path / "out" / f"{n}_alpha.png")
+    items = D.pair_folders(tmp_path / "out", tmp_path / "am", tmp_path / "am")
+    assert [(i.name, i.error) for i in items] == [("a", None), ("b", None)]
+    assert items[0].gt.endswith("a.png") and items[0].trimap.endswith("a_trimap.png")
+    with pytest.raises(UsageError, match="same folder"):
+        D.pair_folders(tmp_path / "am", tmp_path / "am")
+
+
+def test_model_inputs_pair_with_suffixes(tmp_path):
+    for n in ("0001_img", "0002_img"):
+        _touch(tmp_path / "img" / f"{n}.png")
+    _touch(tmp_path / "gt" / "0001.png")
+    _touch(tmp_path / "gt" / "0002_alpha.png")
+    _touch(tmp_path / "tri" / "0001_img_trimap.png")
+    _touch(tmp_path / "tri" / "0002_trimap.png")
+    _touch(tmp_path / "bg" / "0001_back.png")
+    _touch(tmp_path / "bg" / "0002_img.png")
+    items = D.pair_model_inputs(tmp_path / "img", tmp_path / "gt", tmp_path / "tri", tmp_path / "bg")
+    assert [(i.name, i.error) for i in items] == [("0001_img", None), ("0002_img", None)]
+    assert items[1].gt.endswith("0002_alpha.png") and items[1].trimap.endswith("0002_trimap.png")
+    assert items[0].background.endswith("0001_back.png")
 
 
 def test_read_alpha_channels_and_depths(tmp_path):
@@ -50,6 +123,10 @@ def test_read_alpha_channels_and_depths(tmp_path):
     (tmp_path / "bad.png").write_bytes(b"not an image")
     with pytest.raises(InputError, match="bad.png"):
         D.read_alpha(tmp_path / "bad.png")
+    (tmp_path / "zero.png").write_bytes(b"")
+    with pytest.raises(InputError, match="zero.png: empty file") as e:
+        D.read_alpha(tmp_path / "zero.png")
+    assert "PNG" not in str(e.value)
 
 
 def test_composition_pairing_is_deterministic(tmp_path):

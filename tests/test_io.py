@@ -171,3 +171,15 @@ def test_read_grey_of_rgba_cutout_uses_alpha(tmp_path):
     a[..., 3] = np.arange(16, dtype=np.uint8).reshape(4, 4) * 16
     write_image(tmp_path / "c.png", a)
     np.testing.assert_allclose(read_grey(tmp_path / "c.png"), a[..., 3] / 255.0, atol=1e-6)
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+@pytest.mark.parametrize("mode,tag", [("straight", 2), ("premultiplied", 1)])
+def test_rgba_tiff_has_extrasamples(tmp_path, bits, mode, tag):
+    dtype = np.uint8 if bits == 8 else np.uint16
+    a = _img(c=4, dtype=dtype)
+    p = write_image(tmp_path / "x.tif", a, bits=bits, metadata={"alpha-mode": mode})
+    with Image.open(p) as im:
+        assert tuple(im.tag_v2.get(338)) == (tag,)          # ExtraSamples: 2 unassociated, 1 associated alpha
+        assert im.size == (a.shape[1], a.shape[0])
+    np.testing.assert_array_equal(read_image(p), a)       # stored values come back unchanged

@@ -248,7 +248,8 @@ def test_plan_output_choices():
     assert plan_output("rgba", "x.webm").pix_fmt == "yuva420p"
     assert plan_output("composite", "x.mp4").codec == "libx264"
     assert plan_output("composite", "x.mp4", codec="h265").codec == "libx265"
-    assert plan_output("alpha", "x.mkv").codec == "libx264"
+    assert plan_output("alpha", "x.mkv").codec == "ffv1"                 # the documented table: FFV1 gray
+    assert plan_output("alpha", "x.mkv", codec="h264", lossless=True).codec == "libx264"   # --codec is obeyed
     assert plan_output("alpha", "x.mkv", lossless=True).codec == "ffv1"
     assert plan_output("alpha", "x.mp4", lossless=True).options["qp"] == "0"
     assert plan_output("rgba", "out/").kind == "sequence"
@@ -328,3 +329,218 @@ def test_subtitles_copied_where_the_container_takes_them(tmp_path):
     assert not res.notes
     res = _run(src, "composite", tmp_path / "o.mp4")          # MP4 takes mov_text, not SubRip: said, not silent
     assert any("subtitle stream 1 (srt) cannot go into .mp4" in n for n in res.notes)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# alpha codecs per extension (docs/readme/video.md table)
+# ------------------------------------------------------------------------------------------------------------------
+ALPHA_TABLE = [  # name, kwargs, encoder, pix_fmt written, decoder name, exact?
+    ("a.mp4", {}, "libx264", "gray", "h264", False),
+    ("a.m4v", {}, "libx264", "gray", "h264", False),
+    ("a.mkv", {}, "ffv1", "gray", "ffv1", True),
+    ("h.mkv", {"codec": "h264"}, "libx264", "gray", "h264", False),
+    ("h5.mkv", {"codec": "h265"}, "libx265", "gray", "hevc", False),
+    ("a.mov", {}, "prores_ks", "yuv422p10le", "prores", False),
+    ("a.webm", {}, "libvpx-vp9", "yuv420p", "vp9", False),
+    ("l.mp4", {"lossless": True}, "libx264", "gray", "h264", True),
+    ("l.mov", {"lossless": True}, "libx264", "gray", "h264", True),
+    ("l.webm", {"lossless": True}, "libvpx-vp9", "yuv444p", "vp9", True),
+]
+
+
+def _h264_chroma_format_idc(avcc: bytes) -> int:
+    """chroma_format_idc of the first SPS in an avcC record (1 = 4:2:0; 0 = monochrome)."""
+    assert avcc[0] == 1, "not an avcC record"
+    n = int.from_bytes(avcc[6:8], "big")
+    sps = avcc[8:8 + n]
+    raw = bytearray()          # drop emulation-prevention bytes
+    for i, b in enumerate(sps[1:], 1):
+        if b == 3 and i >= 3 and sps[i - 1] == 0 and sps[i - 2] == 0:
+            continue
+        raw.append(b)
+    profile = raw[0]
+    bits = "".join(f"{b:08b}" for b in raw[3:])
+    pos = 0
+
+    def ue():
+        nonlocal pos
+        z = 0
+        while bits[pos] == "0":
+            z += 1
+            pos += 1
+        pos += 1
+        v = int(bits[pos:pos + z] or "0", 2) + (1 << z) - 1
+        pos += z
+        return v
+    ue()                       # seq_parameter_set_id
+    return ue() if profile in (100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135) else 1
+
+
+@pytest.mark.parametrize("name,kw,enc,pix,dec,exact", ALPHA_TABLE)
+def test_alpha_codec_per_extension(clip, tmp_path, name, kw, enc, pix, dec, exact):
+    import av
+
+    from mattecli.video.writer import encoder_pix_fmts
+
+    plan = plan_output("alpha", str(tmp_path / name), **kw)
+    if pix == "gray" and "gray" not in encoder_pix_fmts(enc):   # documented fallback: neutral chroma, said so
+        assert plan.pix_fmt == ("yuv444p" if exact else "yuv420p") and "no gray" in plan.note
+        pytest.skip(f"this PyAV's {enc} has no gray format")
+    assert (plan.codec, plan.pix_fmt) == (enc, pix), plan.describe()
+    assert plan.gray_direct == (pix == "gray" or exact)
+    p, _ = clip
+    ref_dir = tmp_path / "ref"
+    run_video(VideoSource(str(p)), FakeTemporal(), VideoJob([plan_output("alpha", str(ref_dir) + "/")],
+                                                           progress=False))
+    import cv2
+
+    ref = [cv2.imread(str(ref_dir / f), cv2.IMREAD_UNCHANGED) for f in sorted(os.listdir(ref_dir))]
+    out = tmp_path / name
+    run_video(VideoSource(str(p)), FakeTemporal(), VideoJob([plan], progress=False))
+    c = av.open(str(out))
+    st = c.streams.video[0]
+    assert st.codec_context.name == dec
+    if dec == "h264" and pix == "gray":
+        # FFmpeg's h264 decoder hands 4:0:0 out as yuv(j)420p with neutral chroma; the bitstream itself is checked
+        assert _h264_chroma_format_idc(bytes(st.codec_context.extradata)) == 0
+        assert st.codec_context.color_range == 2        # full range: alpha 0..255 stored as is
+    else:
+        assert st.codec_context.pix_fmt == pix
+    frames = [f.to_ndarray(format="gray") if f.format.name == "gray" else
+              f.reformat(format="gray", src_color_range=2 if plan.gray_direct else None).to_ndarray()
+              for f in c.decode(st)]
+    c.close()
+    assert len(frames) == len(ref)
+    err = max(float(np.abs(a.astype(int) - b.astype(int)).mean()) for a, b in zip(frames, ref))
+    assert err == 0 if exact else err < 3, err
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# write errors (disk full, file-size limit): one line, nothing corrupt left behind
+# ------------------------------------------------------------------------------------------------------------------
+def _enospc_after(n):
+    import errno
+
+    import av
+
+    calls = {"n": 0}
+
+    def mux(self, packet):
+        calls["n"] += 1
+        if calls["n"] > n:
+            raise av.error.OSError(errno.ENOSPC, "No space left on device", self.tmp)
+        self.out.mux(packet)
+    return mux
+
+
+@pytest.mark.parametrize("keep", [True, False])
+@pytest.mark.parametrize("name,otype,after", [("x.mov", "rgba", 3), ("x.mp4", "alpha", 0), ("x.mkv", "alpha", 2)])
+def test_disk_full_video_is_one_line_and_leaves_nothing(clip, tmp_path, monkeypatch, name, otype, after, keep):
+    from mattecli.video.writer import DiskFullError, VideoFileSink
+
+    monkeypatch.setattr(VideoFileSink, "_mux", _enospc_after(after))
+    p, _ = clip
+    out = tmp_path / name
+    with pytest.raises(DiskFullError) as ei:
+        run_video(VideoSource(str(p)), FakeTemporal(),
+                  VideoJob([plan_output(otype, str(out))], batch_size=2, progress=False, keep_partial=keep))
+    assert str(ei.value) == f"{out}: No space left on device (free some space or write elsewhere)"
+    assert os.listdir(tmp_path) == []          # no final file, and no half-written partial
+
+
+def test_disk_full_when_closing_the_file(clip, tmp_path, monkeypatch):
+    """ENOSPC while flushing the encoder / writing the trailer (finish) is mapped the same way."""
+    from mattecli.video.writer import DiskFullError, VideoFileSink
+
+    orig = VideoFileSink._close_container
+
+    def close(self, partial=False):
+        self._mux = _enospc_after(0).__get__(self)
+        return orig(self, partial)
+    monkeypatch.setattr(VideoFileSink, "_close_container", close)
+    p, _ = clip
+    with pytest.raises(DiskFullError, match="No space left on device"):
+        _run(p, "composite", tmp_path / "c.mp4")
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_disk_full_png_sequence(clip, tmp_path, monkeypatch, keep):
+    import errno
+
+    from mattecli.video.writer import DiskFullError, PngSequenceSink
+
+    n = {"n": 0}
+    real = PngSequenceSink._write_bytes
+
+    def write(path, data):
+        n["n"] += 1
+        if n["n"] > 5:
+            raise OSError(errno.ENOSPC, "No space left on device", path)
+        real(path, data)
+    monkeypatch.setattr(PngSequenceSink, "_write_bytes", staticmethod(write))
+    p, _ = clip
+    with pytest.raises(DiskFullError, match=r"seq/: No space left on device \(free some space"):
+        run_video(VideoSource(str(p)), FakeTemporal(),
+                  VideoJob([plan_output("alpha", str(tmp_path / "seq") + "/")], batch_size=2, progress=False,
+                           keep_partial=keep))
+    assert not (tmp_path / "seq").exists()
+    if keep:   # the complete frames stay, clearly named; no temporary half-file among them
+        assert sorted(os.listdir(tmp_path / "seq.partial")) == [f"{i:06d}.png" for i in range(5)]
+    else:
+        assert os.listdir(tmp_path) == []
+
+
+def test_disk_full_cli_one_line(clip, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from video_helpers import register_fakes
+
+    from mattecli.cli.app import app
+    from mattecli.video.writer import VideoFileSink
+
+    register_fakes(monkeypatch)
+    monkeypatch.setattr(VideoFileSink, "_mux", _enospc_after(2))
+    p, _ = clip
+    out = tmp_path / "tiny" / "x.mov"
+    for flag in ("--keep-partial", "--no-partial"):
+        r = CliRunner().invoke(app, ["video", str(p), "-m", "fake-temporal", "-t", "alpha", "-o", str(out), "-q",
+                                     flag])
+        assert r.exit_code == 1, r.stderr
+        assert r.stderr.strip().splitlines() == [
+            f"mattecli: error: {out}: No space left on device (free some space or write elsewhere)"], r.stderr
+        assert r.stdout == "" and os.listdir(tmp_path / "tiny") == []
+
+
+FSIZE_RUN = """
+import resource, signal, sys
+sys.path.insert(0, {tests!r})
+import video_helpers as vh
+from mattecli import registry
+registry.list_models()
+registry.register(vh.ENTRY_TEMPORAL)
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)          # writes past the limit fail with EFBIG instead
+resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))
+from mattecli.cli.app import main
+main(["video", {src!r}, "-m", "fake-temporal", "-t", {otype!r}, "-o", {out!r}, "-q"])
+"""
+
+
+@pytest.mark.parametrize("name,otype,limit", [("x.mov", "rgba", 20000), ("seq/", "alpha", 300)])
+def test_real_write_error_in_a_process(clip, tmp_path, name, otype, limit):
+    """A real OS write error from FFmpeg's I/O (file-size limit -> EFBIG): one line, exit 1, no traceback."""
+    import subprocess
+    import sys
+
+    p, _ = clip
+    big = tmp_path / "big.mp4"
+    make_clip(big, n=12, w=320, h=240, audio=False)
+    out = tmp_path / "o" / name
+    code = FSIZE_RUN.format(tests=os.path.dirname(__file__), src=str(big), otype=otype, out=str(out), limit=limit)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1, r.stderr
+    lines = [l for l in r.stderr.splitlines() if l.startswith("mattecli: error:")]
+    assert lines == [f"mattecli: error: {out}: File too large (a file-size limit was reached; write elsewhere, "
+                     "or to a PNG folder)"], r.stderr
+    assert "Traceback" not in r.stderr
+    assert not out.exists() and not (tmp_path / "o" / "x.partial.mov").exists()

@@ -192,7 +192,79 @@ def test_progress_runs_on_non_tty(clip, tmp_path, capsys):
     res = run_video(VideoSource(str(clip)), FakeTemporal(),
                     VideoJob([plan_output("alpha", str(tmp_path / "p.mp4"))], progress=True))
     assert res.frames == 14 and res.fps > 0
-    assert capsys.readouterr().out == ""                         # stdout stays clean
+    out, err = capsys.readouterr()
+    assert out == ""                                              # stdout stays clean
+    assert err == ""                                              # stderr is not a terminal: no bar at all
+
+
+PROGRESS_RUN = """
+import sys
+sys.path.insert(0, {tests!r})
+import video_helpers as vh
+from mattecli import registry
+registry.list_models()
+registry.register(vh.ENTRY_TEMPORAL)
+from mattecli.cli.app import main
+main(["video", {src!r}, "-m", "fake-temporal", "-t", "alpha", "-o", {out!r}, "-b", "2"])
+"""
+
+
+def _progress_proc(clip, tmp_path, env_extra, stderr):
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "TERM", "FORCE_COLOR")}
+    env.update(env_extra)
+    code = PROGRESS_RUN.format(tests=os.path.dirname(__file__), src=str(clip), out=str(tmp_path / "a.mp4"))
+    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=stderr, env=env)
+
+
+def test_no_progress_bar_when_stderr_is_a_file(clip, tmp_path):
+    log = tmp_path / "err.log"
+    with open(log, "wb") as f:
+        p = _progress_proc(clip, tmp_path, {"TERM": "xterm-256color"}, f)
+        out, _ = p.communicate(timeout=120)
+    err = log.read_text()
+    assert p.returncode == 0, err
+    assert out.decode().strip() == str(tmp_path / "a.mp4")
+    assert "\x1b" not in err and "\r" not in err                  # no escape codes, no redraws
+    assert "━" not in err and "14/14" not in err                   # no bar, not even a final one
+    assert "frames in" in err                                       # the one-line summary is still there
+
+
+def _run_on_pty(clip, tmp_path, env_extra) -> str:
+    pty = pytest.importorskip("pty")
+    import select
+
+    master, slave = pty.openpty()
+    try:
+        p = _progress_proc(clip, tmp_path, env_extra, slave)
+    finally:
+        os.close(slave)
+    chunks = []
+    while True:
+        r, _, _ = select.select([master], [], [], 60)
+        if not r:
+            break
+        try:
+            data = os.read(master, 65536)
+        except OSError:        # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    p.communicate(timeout=60)
+    assert p.returncode == 0
+    return b"".join(chunks).decode("utf-8", "replace")
+
+
+def test_progress_on_a_tty_and_no_escapes_under_no_color(clip, tmp_path):
+    plain = _run_on_pty(clip, tmp_path, {"NO_COLOR": "1", "TERM": "xterm-256color"})
+    assert "14/14" in plain and "fps" in plain                      # a progress line is shown on the terminal
+    assert "\x1b" not in plain                                      # ... without any ANSI code (bold included)
+    rich = _run_on_pty(clip, tmp_path, {"TERM": "xterm-256color"})
+    assert "━" in rich and "14/14" in rich                          # the normal bar on a colour terminal
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -339,3 +411,55 @@ def test_cli_ctrl_c_in_a_real_process(tmp_path):
     assert not out.exists()
     _, frames, _ = read_video(partial)
     assert 0 < len(frames) < 150
+
+
+def test_read_error_mid_clip_is_one_line(clip, tmp_path, monkeypatch):
+    """An I/O error while decoding the input (disk/network share gone) -> InputError naming the file."""
+    import errno
+
+    import av
+
+    from mattecli.errors import InputError
+
+    real_open = av.open
+
+    class Flaky:
+        def __init__(self, c):
+            self._c = c
+
+        def __getattr__(self, name):
+            return getattr(self._c, name)
+
+        def decode(self, *a, **k):
+            for i, f in enumerate(self._c.decode(*a, **k)):
+                if i == 5:
+                    raise av.error.OSError(errno.EIO, "Input/output error", str(clip))
+                yield f
+
+    monkeypatch.setattr(av, "open", lambda path, mode="r", **kw: Flaky(real_open(path, mode, **kw))
+                        if mode == "r" and str(path) == str(clip) else real_open(path, mode, **kw))
+    with pytest.raises(InputError) as ei:
+        run_video(VideoSource(str(clip)), FakeTemporal(),
+                  VideoJob([plan_output("alpha", str(tmp_path / "a.mp4"))], batch_size=2, progress=False,
+                           keep_partial=False))
+    assert str(ei.value).startswith(f"{clip}: Input/output error at frame 5 (")
+    assert os.listdir(tmp_path) == []
+
+
+def test_cli_unmapped_os_error_is_one_line(clip, tmp_path, monkeypatch):
+    """Safety net: an av/OS error that no stage mapped still ends as one line, not a traceback."""
+    import errno
+
+    import av
+
+    from mattecli.video import pipeline
+
+    register_fakes(monkeypatch)
+
+    def boom(*a, **k):
+        raise av.error.OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "x.partial.mp4"))
+    monkeypatch.setattr(pipeline, "run_video", boom)
+    code, out, err = _cli([str(clip), "-m", "fake-temporal", "-o", str(tmp_path / "x.mp4"), "-q"])
+    assert code == 1 and out == ""
+    assert err.strip().splitlines() == [f"mattecli: error: {tmp_path / 'x.partial.mp4'}: No space left on device "
+                                        "(free some space or write elsewhere)"], err

@@ -30,8 +30,19 @@ Rules
   ``{name}``, ``{model}``, ``{type}``, ``{ext}``), or ``-o`` itself a template containing ``{``, or ``-o FILE.png`` for a
   single input and a single output type. Two inputs mapping to one output, or an output equal to an input, is a usage
   error before anything runs.
+* **Re-runs**: a folder or glob never picks up this run's outputs: files under the ``-o`` folder (or an ``-o``
+  template's fixed folder) are skipped when that folder lies inside the input folder, and files that are the planned
+  outputs of other inputs (``-o`` = the input folder) are dropped (:func:`output_excludes`, :func:`drop_run_outputs`).
+  Partner files in the input folder (``hair_alpha.png`` next to ``hair.png`` with ``--alpha`` = that folder) are not
+  inputs either (:func:`drop_partner_inputs`).
+* **Checks up front** (usage errors, exit 2, before any model loads): ``--report`` path (:func:`check_report`),
+  ``--device``/``--precision`` values (:func:`check_device_precision`), ``-o FILE`` vs ``--format``/JPEG
+  (:func:`check_single_file`), output collisions with a hint naming the cause (:func:`check_plan`).
 * **Running**: keep going past a failing item, exit 1 at the end if any failed; ``--fail-fast`` stops at the first
-  failure. ``--skip-existing`` skips an item whose outputs all exist *and decode*. Progress goes to stderr (rich, on a
+  failure. Ctrl-C (SIGINT, exit 130) and SIGTERM (exit 143) stop the run and still write the report with
+  ``interrupted: true``; inputs never reached are listed with status ``not-run`` and counted in ``total``. A report
+  that cannot be written at the end is one error line and exit 1. ``--skip-existing`` skips an item whose outputs
+  all exist *and decode*. Progress goes to stderr (rich, on a
   TTY only), data to stdout: the written paths one per line, or with ``--json`` one JSON document (the run report).
   ``--report run.json|run.csv`` writes a per-item report (status, seconds, size, model, weights sha256, error).
 """
@@ -303,6 +314,42 @@ def drop_previous_outputs(items: list[Item], outputs_of: Callable[[Item], Sequen
     return dropped
 
 
+def drop_run_outputs(items: list[Item], output: str | os.PathLike, *, template: str, ext: str,
+                     types: Sequence[str], model: str = "") -> list[Item]:
+    """:func:`drop_previous_outputs` for ``-o``/``--template`` (before pairing, so an earlier run's outputs in the
+    input folder neither become inputs nor need partners)."""
+    plan = OutputPlan(output, template=template, ext=ext, single_file_ok=True)
+    if plan.is_file:
+        return []
+    return drop_previous_outputs(items, lambda it: [plan.path(it, type=t, model=model) for t in types])
+
+
+def drop_partner_inputs(items: list[Item], specs: dict) -> list[Item]:
+    """Partner files found in the input folder are not inputs: for each partner kind in use whose spec is a folder
+    (``{"alpha": "data/", "foreground": "data/"}``), drop (in place) the inputs inside that folder whose stem ends
+    with a partner suffix (``hair_alpha``, ``hair_fg``; the kind's own suffixes and those of the other partner kinds,
+    e.g. ``hair_trimap``, ``hair_bg``) when the base input (``hair``) is also an input in the same folder. Call
+    before :func:`pair`. Returns the dropped items."""
+    every = tuple(x for k, sufs in SUFFIXES.items() if k != "image" for x in sufs)
+    by_place = {(it.rel.parent.as_posix().lower(), it.stem.lower()) for it in items}
+    drop: set = set()
+    for kind, spec in specs.items():
+        if spec is None or not Path(os.fspath(spec)).is_dir():
+            continue
+        folder = os.path.realpath(spec)
+        for it in items:
+            real = os.path.realpath(it.path)
+            if not _under(real, folder):
+                continue
+            base = _strip(it.stem, SUFFIXES.get(kind, ())) or _strip(it.stem, every)
+            if base and (it.rel.parent.as_posix().lower(), base.lower()) in by_place:
+                drop.add(real)
+    dropped = [it for it in items if os.path.realpath(it.path) in drop]
+    if dropped:
+        items[:] = [it for it in items if os.path.realpath(it.path) not in drop]
+    return dropped
+
+
 def _drop_partner_files(items: list[Item], used: set) -> list[Item]:
     keep = [it for it in items if os.path.realpath(it.path) not in used]
     dropped = [it for it in items if os.path.realpath(it.path) in used]
@@ -324,6 +371,37 @@ def check_device_precision(device: str | None = None, precision: str | None = No
         raise UsageError(f"--device {device!r}: use one of {', '.join(DEVICES)}")
     if precision is not None and precision.strip().lower() not in PRECISIONS:
         raise UsageError(f"--precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+
+
+def check_report(report: str | os.PathLike | None) -> None:
+    """Validate ``--report`` before any work: a .json/.csv name in a folder that exists (or can be created) and is
+    writable, and not an existing folder. Usage error (exit 2) otherwise."""
+    if report is None:
+        return
+    p = Path(os.fspath(report))
+    if p.suffix.lower() not in (".json", ".csv"):
+        raise UsageError(f"--report {report}: use a .json or .csv file name")
+    if p.is_dir():
+        raise UsageError(f"--report {report}: is a folder; give a file name such as run.json")
+    parent = p.parent if str(p.parent) else Path(".")
+    probe = parent
+    while not probe.exists():          # the nearest existing ancestor must be a writable folder
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UsageError(f"--report {report}: {probe} is not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK) or (p.exists() and not os.access(p, os.W_OK)):
+        raise UsageError(f"--report {report}: cannot write there (permission denied); choose another path")
+    import tempfile
+
+    try:   # /proc and read-only mounts pass os.access (as root) but refuse to create files
+        fd, tmp = tempfile.mkstemp(prefix=".mattecli-report-", suffix=".part", dir=str(probe))
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as e:
+        raise UsageError(f"--report {report}: cannot create a file in {probe} ({e.strerror or e}); "
+                         "choose another path") from None
 
 
 # --------------------------------------------------------------------------------------------------- outputs
@@ -382,8 +460,8 @@ def check_single_file(plan: "OutputPlan", fmt: str | None, types: Sequence[str])
                              f"extension decides) or name the file .{f}")
     bad = [t for t in types if t in ("alpha", "rgba", "trimap")]
     if ext == "jpg" and bad:
-        raise UsageError(f"-o {plan.output}: JPEG cannot hold {'an RGBA cut-out' if bad[0] == 'rgba' else 'an alpha matte' if bad[0] == 'alpha' else 'a trimap'} "
-                         "losslessly; name the file .png or .tif")
+        what = {"rgba": "an RGBA cut-out", "alpha": "an alpha matte", "trimap": "a trimap"}[bad[0]]
+        raise UsageError(f"-o {plan.output}: JPEG cannot hold {what} losslessly; name the file .png or .tif")
 
 
 TEMPLATE_HINTS = ("{relpath}_{type}.{ext}", "{name}_{type}.{ext}", "{relpath}_{name}_{type}.{ext}")
@@ -420,8 +498,8 @@ def check_plan(items: Sequence[Item], outputs: Sequence[Path], *, plan: "OutputP
             tmpl = plan.output if plan.is_template else plan.template
         if tmpl is not None and types and len(types) > 1 and "{type}" not in tmpl:
             raise UsageError(f"the output template {tmpl!r} has no {{type}} field, so the {len(types)} output types "
-                             f"({', '.join(types)}) of an input would write the same file ({listed}); add {{type}}, "
-                             "e.g. --template '{relpath}_{type}.{ext}'")
+                             f"({', '.join(types)}) of an input would write the same file ({listed}); add {{type}}"
+                             + (" to -o" if plan.is_template else ", e.g. --template '{relpath}_{type}.{ext}'"))
         hint = None
         if tmpl is not None:
             for cand in TEMPLATE_HINTS:
@@ -489,8 +567,7 @@ class BatchRunner:
         self.fail_fast = fail_fast
         self.skip_existing = skip_existing
         self.report = Path(report) if report else None
-        if self.report is not None and self.report.suffix.lower() not in (".json", ".csv"):
-            raise UsageError(f"--report {report}: use a .json or .csv file name")
+        check_report(self.report)
         self.json_out = json_out
         self.quiet = quiet
         self.verbose = verbose
@@ -498,6 +575,8 @@ class BatchRunner:
         self.records: list[Record] = []
         self.started = time.time()
         self.interrupted = False
+        self.signal_name: str | None = None     # "SIGINT" / "SIGTERM" when interrupted
+        self.report_failed = False
 
     # -- messages (stderr) ------------------------------------------------------------------------------------
     def info(self, msg: str) -> None:
@@ -515,6 +594,28 @@ class BatchRunner:
     # -- main loop --------------------------------------------------------------------------------------------
     def run(self, items: Sequence[Item], fn: Callable[[Item], object],
             planned: Callable[[Item], Sequence[Path]] | None = None) -> int:
+        """Exit code: 0 all done, 1 some input failed (or the report could not be written), 130 interrupted by
+        SIGINT (Ctrl-C), 143 terminated by SIGTERM. Interrupted or --fail-fast runs still write the report; the
+        inputs never reached are listed with status ``not-run``."""
+        import signal
+        import threading
+
+        old_term = None
+        if threading.current_thread() is threading.main_thread():
+            def _on_term(signum, frame):
+                raise _Terminated()
+
+            try:
+                old_term = signal.signal(signal.SIGTERM, _on_term)
+            except (ValueError, OSError):
+                old_term = None
+        try:
+            return self._run(items, fn, planned)
+        finally:
+            if old_term is not None:
+                signal.signal(signal.SIGTERM, old_term)
+
+    def _run(self, items, fn, planned) -> int:
         progress = None
         task = None
         if not self.quiet and len(items) > 1:
@@ -558,9 +659,10 @@ class BatchRunner:
                         for o in rec.outputs:
                             print(o, file=sys.stdout, flush=True)
                     self.debug(f"{it.path} -> {', '.join(str(o) for o in rec.outputs)} ({time.perf_counter() - t0:.2f} s)")
-                except KeyboardInterrupt:
+                except KeyboardInterrupt as e:
                     rec.status, rec.error = "failed", "interrupted"
                     self.interrupted = True
+                    self.signal_name = "SIGTERM" if isinstance(e, _Terminated) else "SIGINT"
                     raise
                 except MatteError as e:
                     rec.status, rec.error = "failed", str(e)
@@ -582,16 +684,22 @@ class BatchRunner:
                 if rec.status == "failed" and self.fail_fast:
                     self.info("stopping at the first failure (--fail-fast)")
                     break
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as e:
             self.interrupted = True
-            print("mattecli: interrupted", file=sys.stderr)
+            self.signal_name = self.signal_name or ("SIGTERM" if isinstance(e, _Terminated) else "SIGINT")
+            print(f"mattecli: interrupted ({self.signal_name})", file=sys.stderr)
         finally:
             if progress is not None:
                 progress.stop()
+            done = {r.input for r in self.records}
+            for it in items:
+                if str(it.path) not in done:
+                    self.records.append(Record(input=str(it.path), status="not-run", model=self.model,
+                                               weights_sha256=self.weights_sha256))
             self.finish()
         if self.interrupted:
-            return 130
-        return 1 if self.failed else 0
+            return 143 if self.signal_name == "SIGTERM" else 130
+        return 1 if (self.failed or self.report_failed) else 0
 
     # -- results ----------------------------------------------------------------------------------------------
     @property
@@ -600,9 +708,10 @@ class BatchRunner:
 
     def summary(self) -> dict:
         counts = {s: sum(r.status == s for r in self.records) for s in ("ok", "failed", "skipped")}
+        counts["not_run"] = sum(r.status == "not-run" for r in self.records)
         return {"verb": self.verb, "model": self.model, "weights_sha256": self.weights_sha256,
                 "total": len(self.records), **counts, "seconds": round(time.time() - self.started, 3),
-                "interrupted": self.interrupted}
+                "interrupted": self.interrupted, "signal": self.signal_name}
 
     def report_dict(self) -> dict:
         return {"mattecli": _version(), "command": self.argv, "started": _iso(self.started),
@@ -617,8 +726,9 @@ class BatchRunner:
                     atomic_write_text(self.report, _csv(doc["items"]))
                 else:
                     atomic_write_text(self.report, json.dumps(doc, indent=2) + "\n")
-            except MatteError as e:
-                print(f"mattecli: error: --report: {e}", file=sys.stderr)
+            except (MatteError, OSError) as e:
+                self.report_failed = True
+                print(f"mattecli: error: --report {self.report}: not written ({e})", file=sys.stderr)
         if self.json_out:
             print(json.dumps(doc, indent=2), file=sys.stdout, flush=True)
         parts = [f"{s['ok']} done"]
@@ -626,13 +736,19 @@ class BatchRunner:
             parts.append(f"{s['skipped']} skipped")
         if s["failed"]:
             parts.append(f"{s['failed']} failed")
+        if s["not_run"]:
+            parts.append(f"{s['not_run']} not run")
         msg = f"{self.verb}: {', '.join(parts)} in {s['seconds']:.1f} s"
-        if self.report is not None:
+        if self.report is not None and not self.report_failed:
             msg += f"; report: {self.report}"
-        if s["failed"]:
+        if s["failed"] or self.report_failed:
             print(f"mattecli: {msg}", file=sys.stderr)
         else:
             self.info(msg)
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that the run stops like Ctrl-C and still writes its report."""
 
 
 def _csv(items: list[dict]) -> str:

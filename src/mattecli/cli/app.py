@@ -61,10 +61,30 @@ for _verb in VERBS:
     _mod.register(app)
 
 
+def _help_is_usage_error(argv: list[str]) -> bool:
+    """True when ``argv`` names only groups/commands (``mattecli``, ``mattecli matte``, ``mattecli models``) that
+    answer a missing argument with their help (no_args_is_help): that help is a usage error (exit 2), so it belongs
+    on stderr, not on stdout with the data."""
+    import typer.main
+
+    cmd = typer.main.get_command(app)
+    for a in argv:
+        sub = getattr(cmd, "commands", {}).get(a)
+        if sub is None:
+            return False
+        cmd = sub
+    return bool(getattr(cmd, "no_args_is_help", False))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: MatteError -> one line on stderr and its exit code."""
+    import contextlib
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    redirect = contextlib.redirect_stdout(sys.stderr) if _help_is_usage_error(args) else contextlib.nullcontext()
     try:
-        app(args=argv, prog_name="mattecli", standalone_mode=True)
+        with redirect:
+            app(args=argv, prog_name="mattecli", standalone_mode=True)
     except MatteError as e:
         print(f"mattecli: error: {e}", file=sys.stderr)
         sys.exit(e.exit_code)

@@ -76,18 +76,22 @@ def register(app: typer.Typer) -> None:
             raise UsageError("--bits must be 8 or 16")
         colour = parse_colour(bg_color) if bg_color else None
 
-        items = _batch.expand_inputs(inputs)
-        _batch.pair(items, alpha, "alpha", flag="--alpha")
-        _batch.pair(items, foreground, "foreground", flag="--foreground")
+        _batch.check_report(report)
+        otype = "rgba" if rgba_out else "composite"
+        excl = _batch.output_excludes(output)
+        items = _batch.expand_inputs(inputs, exclude=excl)
+        _batch.drop_run_outputs(items, output, template=template, ext=fmt_l, types=[otype])
+        _batch.drop_partner_inputs(items, {"alpha": alpha, "foreground": foreground, "bg": bg_image})
+        _batch.pair(items, alpha, "alpha", flag="--alpha", exclude=excl)
+        _batch.pair(items, foreground, "foreground", flag="--foreground", exclude=excl)
         bg_single = None
         if bg_image:
             if Path(bg_image).is_file():
                 bg_single = Path(bg_image)
             else:
-                _batch.pair(items, bg_image, "bg", flag="--bg-image")
+                _batch.pair(items, bg_image, "bg", flag="--bg-image", exclude=excl)
         if not items:
             raise UsageError("no inputs left after removing the alpha/foreground files")
-        otype = "rgba" if rgba_out else "composite"
         plan = _batch.OutputPlan(output, template=template, ext=fmt_l, single_file_ok=len(items) == 1)
         planned = {id(it): plan.path(it, type=otype) for it in items}
         _batch.check_single_file(plan, fmt, [otype])

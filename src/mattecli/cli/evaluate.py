@@ -19,7 +19,7 @@ from typing import List, Optional
 
 import typer
 
-from ._common import handle_errors, parse_kv_options, stderr_console, warn_line
+from ._common import error_line, handle_errors, parse_kv_options, warn_line
 
 
 def register(app: typer.Typer) -> None:
@@ -33,9 +33,9 @@ def register(app: typer.Typer) -> None:
 
 @handle_errors
 def eval_command(
-    pred: Optional[Path] = typer.Option(None, "--pred", help="Folder of predicted alphas (or, with --video, frames/videos)."),
-    gt: Optional[Path] = typer.Option(None, "--gt", help="Folder of ground-truth alphas (paired with --pred/--images by file stem)."),
-    trimap: Optional[Path] = typer.Option(None, "--trimap", "--trimaps", help="Folder of trimaps (unknown = value 128 exactly). Without it: --pred mode scores the whole image; --model modes generate trimaps from the GT."),
+    pred: Optional[Path] = typer.Option(None, "--pred", help="Folder of predicted alphas, named STEM.* or STEM_alpha.* as `matte` writes them (or, with --video, frames/videos)."),
+    gt: Optional[Path] = typer.Option(None, "--gt", help="Folder of ground-truth alphas STEM.* (or STEM_alpha.*, STEM_gt.*), paired with --pred/--images by file stem."),
+    trimap: Optional[Path] = typer.Option(None, "--trimap", "--trimaps", help="Folder of trimaps STEM.* or STEM_trimap.* (unknown = value 128 exactly). Without it: --pred mode scores the whole image; --model modes generate trimaps from the GT."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Run this registry model first (see `mattecli models list`)."),
     images: Optional[Path] = typer.Option(None, "--images", help="--model mode: folder of input images."),
     backgrounds: Optional[Path] = typer.Option(None, "--backgrounds", help="--model mode: folder of clean background plates (models that need one)."),
@@ -53,10 +53,10 @@ def eval_command(
     no_messddt: bool = typer.Option(False, "--no-messddt", help="Video mode: skip MESSDdt (needs optical flow; slower)."),
     json_out: bool = typer.Option(False, "--json", help="Write the report as JSON (stdout, or --out FILE)."),
     csv_out: bool = typer.Option(False, "--csv", help="Write the report as CSV (stdout, or --out FILE)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the JSON/CSV report to this file (format from --json/--csv or the suffix)."),
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="Write the JSON/CSV report to this file (format from --json/--csv or the suffix)."),
     fail_above: Optional[str] = typer.Option(None, "--fail-above", help="Exit 1 when a mean exceeds its bound, e.g. sad=40,mse=0.01."),
     jobs: int = typer.Option(1, "--jobs", "-j", help="Worker processes for the metrics (parallel over images)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No table on stderr."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No table on stderr (errors are still printed)."),
 ) -> None:
     from ..errors import UsageError
     from ..evaluation import report as rp
@@ -70,6 +70,9 @@ def eval_command(
     unreported = [k for k in bounds if k not in reported]
     if unreported:
         raise UsageError(f"--fail-above {','.join(unreported)}: not reported in this mode; use {', '.join(reported)}")
+    # where the results go must be writable before anything is computed
+    if fmt is not None:
+        check_out_file(out, "--out")
     t_start = time.perf_counter()
 
     if video:
@@ -115,11 +118,16 @@ def eval_command(
         rep["fail_above"] = bounds
         rep["exceeded"] = bad
     if not quiet:
-        rp.print_table(rep, stderr_console())
-    if fmt == "json":
-        rp.write_text(rp.to_json(rep), _out_path(out))
-    elif fmt == "csv":
-        rp.write_text(rp.to_csv(rep), _out_path(out))
+        rp.print_table(rep, sys.stderr)
+    # per-item errors are errors: printed even with -q (which hides the table only)
+    for e in errors:
+        error_line(e["error"])
+    if fmt is not None:
+        text = rp.to_json(rep) if fmt == "json" else rp.to_csv(rep)
+        try:
+            rp.write_text(text, _out_path(out))
+        except OSError as e:
+            raise UsageError(f"--out {out}: cannot write the report ({e.strerror or e}); choose another path") from None
     for b in bad:
         print(f"mattecli: error: --fail-above: {b}", file=sys.stderr)
     if errors:
@@ -133,6 +141,55 @@ def eval_command(
 
 def _out_path(out):
     return None if out is None else os.fspath(out)
+
+
+def _probe(folder: str, flag: str, target) -> None:
+    """Raise UsageError unless files can be created in ``folder`` (or, if it does not exist yet, in the nearest
+    existing folder above it, where it will be created). Leaves nothing behind."""
+    import tempfile
+
+    from ..errors import UsageError
+
+    anc = folder
+    while not os.path.exists(anc):
+        parent = os.path.dirname(anc)
+        if parent == anc:
+            break
+        anc = parent
+    if not os.path.isdir(anc):
+        raise UsageError(f"{flag} {target}: {anc} is not a folder; choose another path")
+    try:
+        if anc == folder:
+            fd, tmp = tempfile.mkstemp(prefix=".mattecli-probe-", dir=folder)
+            os.close(fd)
+            os.unlink(tmp)
+        else:
+            os.rmdir(tempfile.mkdtemp(prefix=".mattecli-probe-", dir=anc))
+    except OSError as e:
+        raise UsageError(f"{flag} {target}: cannot write in {anc} ({e.strerror or e}); choose another path") from None
+
+
+def check_out_file(out, flag: str = "--out") -> None:
+    """``--out FILE``: a regular file (new or existing) in a writable folder; ``-`` or None is stdout."""
+    from ..errors import UsageError
+
+    if out is None or os.fspath(out) == "-":
+        return
+    p = os.fspath(out)
+    if os.path.isdir(p) or p.endswith(("/", os.sep)):
+        raise UsageError(f"{flag} {p}: is a folder; give a file name, e.g. {os.path.join(p, 'scores.json')}")
+    if os.path.lexists(p) and not os.path.isfile(p):
+        raise UsageError(f"{flag} {p}: exists and is not a regular file; give a file name (or - for stdout)")
+    _probe(os.path.dirname(os.path.abspath(p)), flag, p)
+
+
+def check_out_folder(folder, flag: str) -> None:
+    from ..errors import UsageError
+
+    p = os.fspath(folder)
+    if os.path.exists(p) and not os.path.isdir(p):
+        raise UsageError(f"{flag} {p}: exists and is not a folder; give a folder")
+    _probe(os.path.abspath(p), flag, p)
 
 
 def _output_format(json_out: bool, csv_out: bool, out) -> str | None:
@@ -183,8 +240,8 @@ def _video_mode(pred, gt, with_messddt, jobs):
     from ..evaluation.datasets import list_sequences, natural_key
     from ..evaluation.metrics import VIDEO_METRICS
 
-    ps = list_sequences(pred, "prediction")
-    gs = list_sequences(gt, "ground truth")
+    ps = list_sequences(pred, "prediction", "--pred")
+    gs = list_sequences(gt, "ground truth", "--gt")
     if len(ps) == 1 and len(gs) == 1:  # one sequence each: pair them whatever their names
         (pn, pp), (gn, gp) = next(iter(ps.items())), next(iter(gs.items()))
         tasks, errors = [(gn, pp, gp, with_messddt)], []
@@ -210,14 +267,16 @@ def _model_mode(model, images, gt, trimap, backgrounds, save_pred, weights, devi
 
     import mattecli
 
-    from ..errors import MatteError, MissingInput
+    from ..errors import MatteError, MissingInput, UsageError
     from ..evaluation import runner
-    from ..evaluation.datasets import (composite, pair_model_inputs, pairs_composition, read_alpha, read_rgb,
-                                       read_trimap, trimap_from_alpha, list_by_stem,
-                                       fit_background_cover)
+    from ..evaluation.datasets import (TRIMAP_SUFFIXES, StemIndex, composite, fit_background_cover, list_files,
+                                       pair_model_inputs, pairs_composition, read_alpha, read_rgb, read_trimap,
+                                       trimap_from_alpha)
     from ..evaluation.metrics import METRICS, as_alpha_u8
 
     options = parse_kv_options(option)
+    if save_pred is not None:
+        check_out_folder(save_pred, "--save-pred")
     backend = mattecli.load_model(model, weights=None if weights is None else os.fspath(weights), device=device,
                                   **options)
     entry = backend.entry
@@ -225,7 +284,7 @@ def _model_mode(model, images, gt, trimap, backgrounds, save_pred, weights, devi
     if composition is not None:
         fg_dir, alpha_dir, bg_dir, per_fg = composition
         items = pairs_composition(fg_dir, alpha_dir, bg_dir, per_fg)
-        tris = list_by_stem(trimap, "trimap")[0] if trimap is not None else {}
+        tris = StemIndex(list_files(trimap, "trimap", "--trimap"), "trimap", trimap) if trimap is not None else None
     else:
         items = pair_model_inputs(images, gt, trimap, backgrounds)
         tris = None
@@ -233,7 +292,10 @@ def _model_mode(model, images, gt, trimap, backgrounds, save_pred, weights, devi
     if "background" in entry.requires and backgrounds is None and composition is None:
         raise MissingInput(f"model {entry.name} needs a clean background plate per image: pass --backgrounds DIR")
     if save_pred is not None:
-        os.makedirs(save_pred, exist_ok=True)
+        try:
+            os.makedirs(save_pred, exist_ok=True)
+        except OSError as e:
+            raise UsageError(f"--save-pred {save_pred}: cannot create the folder ({e.strerror or e})") from None
     pre = [{"name": it.name, "error": it.error} for it in items if it.error]
     predict_seconds: dict[str, float] = {}
 
@@ -252,11 +314,13 @@ def _model_mode(model, images, gt, trimap, backgrounds, save_pred, weights, devi
                     bgim = fit_background_cover(read_rgb(it.background), *G.shape)
                     image = composite(fgim, G, bgim)
                     plate = bgim if takes_plate else None  # the exact clean plate of the composite
-                    tpath = tris.get(it.name) or tris.get(Path(it.fg).stem) if tris else None
-                    if trimap is not None and tpath is None:
-                        yield ("err", it.name, f"{it.fg}: no trimap named {it.name}.* or {Path(it.fg).stem}.* in "
-                                               f"{trimap}; add it or drop --trimap")
-                        continue
+                    tpath = None
+                    if tris is not None:
+                        tpath, err = tris.find([it.name, Path(it.fg).stem], TRIMAP_SUFFIXES, it.fg,
+                                               "add it or drop --trimap")
+                        if err:
+                            yield ("err", it.name, err)
+                            continue
                 else:
                     image = read_rgb(it.image)
                     plate = read_rgb(it.background) if it.background else None
@@ -277,7 +341,12 @@ def _model_mode(model, images, gt, trimap, backgrounds, save_pred, weights, devi
                 if save_pred is not None:
                     _save_png(P, os.path.join(os.fspath(save_pred), f"{it.name}.png"))
             except MatteError as e:
-                yield ("err", it.name, str(e))
+                yield ("err", it.name, _with_file(str(e), it.image or it.fg))
+                continue
+            except Exception as e:  # a model or library failure on this item: report it, keep going
+                first = (str(e).strip().splitlines() or [""])[0]
+                yield ("err", it.name, _with_file(f"{type(e).__name__}: {first}" if first else type(e).__name__,
+                                                  it.image or it.fg))
                 continue
             yield (it.name, P, G, None if whole_image else T, it.image or it.fg)
 
@@ -297,6 +366,12 @@ def _model_mode(model, images, gt, trimap, backgrounds, save_pred, weights, devi
     if getattr(backend, "weights_sha256", None):
         extra["weights_sha256"] = backend.weights_sha256
     return rows, [*pre, *errors], mode, METRICS, extra
+
+
+def _with_file(msg: str, path) -> str:
+    """``FILE: reason``, as the other verbs print per-item errors."""
+    p = os.fspath(path) if path else ""
+    return msg if not p or p in msg else f"{p}: {msg}"
 
 
 def _collect_errors(gen, sink):

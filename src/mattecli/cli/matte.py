@@ -114,7 +114,7 @@ def register(app: typer.Typer) -> None:
           mattecli matte examples/data/hair.png --trimap examples/data/hair_trimap.png -o out/ --output-type alpha,rgba
           mattecli matte photos/ --trimap trimaps/ -o out/ --model closed-form --report run.csv
 
-        RGBA outputs are straight (unassociated) alpha unless --premultiplied; the PNG records which in its 'alpha-mode' text chunk. Exit status: 0 all done, 1 some inputs failed, 2 usage error.
+        RGBA outputs are straight (unassociated) alpha unless --premultiplied; the PNG records which in its 'alpha-mode' text chunk. Exit status: 0 all done, 1 some inputs failed (or the --report could not be written), 2 usage error, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM); both still write the report.
         """
         from ..errors import UsageError
         from . import _batch
@@ -132,11 +132,9 @@ def register(app: typer.Typer) -> None:
         _batch.check_device_precision(device, precision)
         opts = parse_kv_options(option)
 
-        items = _batch.expand_inputs(inputs)
-        _batch.pair(items, trimap, "trimap", flag="--trimap")
-        _batch.pair(items, bg, "bg", flag="--bg")
-        if not items:
-            raise UsageError("no inputs left after removing the trimap/plate files")
+        _batch.check_report(report)
+        excl = _batch.output_excludes(output)
+        items = _batch.expand_inputs(inputs, exclude=excl)
 
         from ..registry import resolve
 
@@ -162,6 +160,15 @@ def register(app: typer.Typer) -> None:
         if bg is not None and "background" not in entry.requires | entry.optional and not quiet:
             print(f"mattecli: warning: {entry.name} does not use a background plate; --bg is ignored", file=sys.stderr)
 
+        ext = {"jpeg": "jpg", "tiff": "tif"}.get(fmt_l, fmt_l)
+        model_label = entry.name if name == entry.name else name
+        _batch.drop_run_outputs(items, output, template=template, ext=ext, types=types, model=model_label)
+        _batch.drop_partner_inputs(items, {"trimap": trimap, "bg": bg})
+        _batch.pair(items, trimap, "trimap", flag="--trimap", exclude=excl)
+        _batch.pair(items, bg, "bg", flag="--bg", exclude=excl)
+        if not items:
+            raise UsageError("no inputs left after removing the trimap/plate files")
+
         comp_colour = comp_image = None
         if "composite" in types:
             from ..imaging.composite import parse_colour
@@ -173,10 +180,8 @@ def register(app: typer.Typer) -> None:
             else:
                 comp_colour = parse_colour(composite_bg)
 
-        ext = {"jpeg": "jpg", "tiff": "tif"}.get(fmt_l, fmt_l)
         plan = _batch.OutputPlan(output, template=template, ext=ext,
                                  single_file_ok=len(items) == 1 and len(types) == 1)
-        model_label = entry.name if name == entry.name else name
         planned = {id(it): [plan.path(it, type=t, model=model_label) for t in types] for it in items}
         _batch.check_single_file(plan, fmt, types)
         _batch.check_plan(items, [p for ps in planned.values() for p in ps], plan=plan, types=types,

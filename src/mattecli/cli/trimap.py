@@ -89,6 +89,8 @@ def register(app: typer.Typer) -> None:
             raise UsageError("give exactly one of --mask FILE|DIR, --from-alpha FILE|DIR or --segmenter NAME")
         if not 0.0 <= lo < hi <= 1.0:
             raise UsageError(f"--lo {lo} / --hi {hi}: need 0 <= lo < hi <= 1")
+        if not 0.0 <= threshold <= 1.0:
+            raise UsageError(f"--threshold {threshold}: need a value between 0 and 1")
         if kernel not in ("ellipse", "rect", "cross"):
             raise UsageError(f"--kernel {kernel!r}: use ellipse, rect or cross")
         if band is None:
@@ -102,20 +104,26 @@ def register(app: typer.Typer) -> None:
         _batch.check_device_precision(device)
         kind = "mask" if mask else ("alpha" if from_alpha else "segmenter")
         partner = mask or from_alpha
+        _batch.check_report(report)
+        excl = _batch.output_excludes(output)
         if inputs:
-            items = _batch.expand_inputs(inputs)
+            items = _batch.expand_inputs(inputs, exclude=excl)
+            _batch.drop_run_outputs(items, output, template=template, ext="png", types=["trimap"],
+                                    model=segmenter or kind)
             if partner:
-                _batch.pair(items, partner, kind, flag="--mask" if mask else "--from-alpha")
+                _batch.drop_partner_inputs(items, {kind: partner})
+                _batch.pair(items, partner, kind, flag="--mask" if mask else "--from-alpha", exclude=excl)
         else:
             if segmenter:
                 raise UsageError("--segmenter needs input images")
-            items = _batch.expand_inputs([partner], what="--mask" if mask else "--from-alpha")
+            items = _batch.expand_inputs([partner], what="--mask" if mask else "--from-alpha", exclude=excl)
             for it in items:
                 it.partners[kind] = it.path
                 # name outputs after the image: masks/img_mask.png -> img_trimap.png
                 base = _batch._strip(it.path.stem, _batch.SUFFIXES[kind])
                 if base:
                     it.rel = it.rel.with_name(base + it.rel.suffix)
+            _batch.drop_run_outputs(items, output, template=template, ext="png", types=["trimap"], model=kind)
         if not items:
             raise UsageError("no inputs left after removing the mask/alpha files")
 

@@ -14,7 +14,7 @@ from ._common import handle_errors, parse_kv_options, warn_line
 
 HELP = """Matte a video or image sequence: decode, run a model in batches on the CPU/GPU, encode - all streamed.
 
-Outputs (--output-type, comma-separated): composite (over --composite-bg), alpha (grayscale matte), foreground, rgba (with alpha). With one type, -o OUT picks the format from its extension: .mov = ProRes 4444 (rgba) or ProRes 422 HQ, .webm = VP9 (with alpha for rgba), .mp4 = H.264, .mkv = FFV1/H.264, a folder or a %06d.png pattern = PNG sequence. Audio, subtitles, timestamps, frame rate, rotation and colour tags are kept. Alpha files are decoded back and checked; interrupted runs leave *.partial.* files, never a corrupt output.
+Outputs (--output-type, comma-separated): composite (over --composite-bg), alpha (grayscale matte), foreground, rgba (with alpha). With one type, -o OUT picks the format from its extension: .mov = ProRes 4444 (rgba) or ProRes 422 HQ, .webm = VP9 (with alpha for rgba), .mp4 = H.264 (alpha: luma-only gray), .mkv = H.264 (alpha: FFV1 gray, lossless; rgba: FFV1), a folder or a %06d.png pattern = PNG sequence. Audio, subtitles, timestamps, frame rate, rotation and colour tags are kept. Alpha files are decoded back and checked; interrupted runs leave *.partial.* files, never a corrupt output.
 
 Examples:
 
@@ -95,6 +95,14 @@ def _interrupt_on_sigterm():
     return restore
 
 
+def _one_line_os_error(e: BaseException, default_path: str):
+    """Last line of defence: an OS/FFmpeg error that no stage mapped becomes a one-line MatteError (no traceback)."""
+    from ..video.writer import output_os_error
+
+    path = getattr(e, "filename", None) or default_path
+    return output_os_error(str(path), e, "failed")
+
+
 def register(app: typer.Typer) -> None:
     @app.command("video", help=HELP, no_args_is_help=True)
     @handle_errors
@@ -126,11 +134,10 @@ def register(app: typer.Typer) -> None:
         threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for the model (torch)."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
     ) -> None:
-        from ..errors import UsageError, WeightsUnavailable
+        from ..errors import UsageError
         from ..registry import resolve
-        from ..video.pipeline import VideoJob, parse_smooth, rvm_auto_downsample, run_video
-        from ..video.reader import VideoSource
-        from ..video.writer import OUTPUT_TYPES, plan_output
+        from ..video.pipeline import parse_smooth
+        from ..video.writer import OUTPUT_TYPES
 
         types = [t.strip().lower() for t in output_type.split(",") if t.strip()]
         bad = [t for t in types if t not in OUTPUT_TYPES]
@@ -152,68 +159,92 @@ def register(app: typer.Typer) -> None:
                 raise UsageError(f"--align: model {entry.name} takes no background plate to align")
             opts["align"] = True
 
-        source = VideoSource(input, fps=fps)
         try:
-            info = source.info
-            targets = output_targets(input, types, output, template)
-            plans = [plan_output(t, targets[t], lossless=lossless, codec=codec, crf=crf, preset=preset,
-                                 bits=bits, frame_count=info.frame_count) for t in types]
-            ratio = None
-            if "downsample_ratio" in entry.options and "downsample_ratio" not in opts:
-                dr = downsample_ratio.strip().lower()
-                if dr in ("auto", "auto-portrait"):
-                    ratio = rvm_auto_downsample(info.height, info.width)
-                elif dr in ("auto-fullbody", "auto-full-body"):
-                    ratio = rvm_auto_downsample(info.height, info.width, "full-body")
-                else:
-                    try:
-                        ratio = float(dr)
-                    except ValueError:
-                        raise UsageError(f"--downsample-ratio {downsample_ratio!r}: use auto, auto-fullbody or a "
-                                         "number in (0, 1]") from None
-                    if not 0 < ratio <= 1:
-                        raise UsageError(f"--downsample-ratio {ratio}: must be in (0, 1]")
-                opts["downsample_ratio"] = ratio
-            elif downsample_ratio.strip().lower() != "auto" and "downsample_ratio" not in entry.options:
-                raise UsageError(f"--downsample-ratio applies to models with that option (rvm), not {entry.name}")
+            _run(input, fps, types, output, template, lossless, codec, crf, preset, bits, entry, opts,
+                 downsample_ratio, threads, name, weights, device, precision, auto, bg, quiet, batch_size, trimap,
+                 composite_bg, smooth, no_audio, keep_partial)
+        except Exception as e:
+            from ..errors import MatteError
 
-            if threads:
-                from ..runtime import set_threads
-
-                set_threads(threads)
-            import mattecli
-
-            try:
-                if entry.weights:
-                    backend = mattecli.load_model(name, weights=weights, device=device, precision=precision, **opts)
-                else:
-                    backend = mattecli.load_model(name, weights=weights, **opts)
-            except WeightsUnavailable as e:
-                if auto:
-                    why = "--bg was given" if bg else "no --bg was given"
-                    raise WeightsUnavailable(f"--model auto picked {entry.name} ({why}): {e}") from None
+            if isinstance(e, MatteError):
                 raise
-            if not quiet:
-                dev = getattr(backend, "device", "cpu")
-                extra = f", downsample_ratio {ratio:g}" if ratio else ""
-                print(f"mattecli: {info.path}: {info.describe()}; model {entry.name} on {dev}{extra}, "
-                      f"batch {batch_size}", file=sys.stderr)
-                for p in plans:
-                    print(f"mattecli:   -> {p.describe()}", file=sys.stderr)
-            job = VideoJob(outputs=plans, batch_size=batch_size, plate=bg, trimap=trimap,
-                           composite_bg=composite_bg, smooth=smooth, audio=not no_audio,
-                           progress=not quiet, keep_partial=keep_partial)
-            notes: list[str] = []
-            restore = _interrupt_on_sigterm()
-            try:
-                res = run_video(source, backend, job, notes=notes)
-            finally:
-                restore()
-                for n in dict.fromkeys(notes):
-                    warn_line(n)
-        finally:
-            source.close()
-        for path in res.outputs:
-            print(path)
+            import av
+
+            if isinstance(e, (OSError, av.error.FFmpegError)):
+                raise _one_line_os_error(e, output or input) from None
+            raise
+
+
+def _run(input, fps, types, output, template, lossless, codec, crf, preset, bits, entry, opts, downsample_ratio,
+         threads, name, weights, device, precision, auto, bg, quiet, batch_size, trimap, composite_bg, smooth,
+         no_audio, keep_partial) -> None:
+    from ..errors import UsageError, WeightsUnavailable
+    from ..video.pipeline import VideoJob, rvm_auto_downsample, run_video
+    from ..video.reader import VideoSource
+    from ..video.writer import plan_output
+
+    source = VideoSource(input, fps=fps)
+    try:
+        info = source.info
+        targets = output_targets(input, types, output, template)
+        plans = [plan_output(t, targets[t], lossless=lossless, codec=codec, crf=crf, preset=preset,
+                             bits=bits, frame_count=info.frame_count) for t in types]
+        ratio = None
+        if "downsample_ratio" in entry.options and "downsample_ratio" not in opts:
+            dr = downsample_ratio.strip().lower()
+            if dr in ("auto", "auto-portrait"):
+                ratio = rvm_auto_downsample(info.height, info.width)
+            elif dr in ("auto-fullbody", "auto-full-body"):
+                ratio = rvm_auto_downsample(info.height, info.width, "full-body")
+            else:
+                try:
+                    ratio = float(dr)
+                except ValueError:
+                    raise UsageError(f"--downsample-ratio {downsample_ratio!r}: use auto, auto-fullbody or a "
+                                     "number in (0, 1]") from None
+                if not 0 < ratio <= 1:
+                    raise UsageError(f"--downsample-ratio {ratio}: must be in (0, 1]")
+            opts["downsample_ratio"] = ratio
+        elif downsample_ratio.strip().lower() != "auto" and "downsample_ratio" not in entry.options:
+            raise UsageError(f"--downsample-ratio applies to models with that option (rvm), not {entry.name}")
+
+        if threads:
+            from ..runtime import set_threads
+
+            set_threads(threads)
+        import mattecli
+
+        try:
+            if entry.weights:
+                backend = mattecli.load_model(name, weights=weights, device=device, precision=precision, **opts)
+            else:
+                backend = mattecli.load_model(name, weights=weights, **opts)
+        except WeightsUnavailable as e:
+            if auto:
+                why = "--bg was given" if bg else "no --bg was given"
+                raise WeightsUnavailable(f"--model auto picked {entry.name} ({why}): {e}") from None
+            raise
         if not quiet:
-            print(f"mattecli: {res.frames} frames in {res.seconds:.1f} s ({res.fps:.2f} fps)", file=sys.stderr)
+            dev = getattr(backend, "device", "cpu")
+            extra = f", downsample_ratio {ratio:g}" if ratio else ""
+            print(f"mattecli: {info.path}: {info.describe()}; model {entry.name} on {dev}{extra}, "
+                  f"batch {batch_size}", file=sys.stderr)
+            for p in plans:
+                print(f"mattecli:   -> {p.describe()}", file=sys.stderr)
+        job = VideoJob(outputs=plans, batch_size=batch_size, plate=bg, trimap=trimap,
+                       composite_bg=composite_bg, smooth=smooth, audio=not no_audio,
+                       progress=not quiet, keep_partial=keep_partial)
+        notes: list[str] = []
+        restore = _interrupt_on_sigterm()
+        try:
+            res = run_video(source, backend, job, notes=notes)
+        finally:
+            restore()
+            for n in dict.fromkeys(notes):
+                warn_line(n)
+    finally:
+        source.close()
+    for path in res.outputs:
+        print(path)
+    if not quiet:
+        print(f"mattecli: {res.frames} frames in {res.seconds:.1f} s ({res.fps:.2f} fps)", file=sys.stderr)

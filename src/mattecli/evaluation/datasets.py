@@ -194,7 +194,7 @@ def _group_by_base(files: list[tuple[str, str]], suffixes, what: str) -> tuple[d
         base = strip_suffix(stem, suffixes)
         k = base.lower()
         if k in keys:
-            errors.append(Item(base, error=f"{p}: another {what} file has the same name ({out[keys[k]][1]}); "
+            errors.append(Item(stem, error=f"{p}: another {what} file has the same name ({out[keys[k]][1]}); "
                                            f"keep one of them"))
             continue
         keys[k] = base

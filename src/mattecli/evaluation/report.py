@@ -6,7 +6,8 @@ JSON layout::
      "seconds": ..}, ...], "mean": {"sad": .., ...}, "count": N, "errors": [{"name": .., "error": ..}],
      "seconds_total": .., "fail_above": {...}, "exceeded": [...]}
 
-Metric values are in the conventional reporting units (SAD/1000, MSE over unknown pixels, Grad/1000, Conn/1000).
+Metric values are in the conventional reporting units (SAD/1000, MSE, Grad/1000, Conn/1000), over the unknown
+pixels with a trimap, over every pixel without one, over whole frames in video mode (``units`` says which).
 NaN (MSE of an image without unknown pixels) is written as null and left out of the mean.
 """
 from __future__ import annotations
@@ -31,6 +32,30 @@ UNITS = {
 
 KNOWN_BOUNDS = ("sad", "mse", "grad", "conn", "dtssd", "messddt")
 
+_IMAGE_UNITS = {
+    "sad": "sum |p-g| over {where} / 1000 (alpha in [0,1]){per}",
+    "mse": "mean (p-g)^2 over {where} (papers often print x1000){per}",
+    "grad": "official gradient error, summed over {where}, / 1000{per}",
+    "conn": "official connectivity error, summed over {where}, / 1000{per}",
+}
+
+
+def units_for(keys, region: str | None = None, video: bool = False) -> dict:
+    """The ``units`` block: what each number means for this run's region (unknown pixels, whole image, video)."""
+    if video:
+        where, per = "the whole frame", ", mean over frames"
+    elif region and region.startswith("whole"):
+        where, per = "all pixels (whole image)", ""
+    else:
+        where, per = "unknown pixels (trimap == 128)", ""
+    out = {}
+    for k in keys:
+        if k in _IMAGE_UNITS:
+            out[k] = _IMAGE_UNITS[k].format(where=where, per=per)
+        elif k in UNITS:
+            out[k] = UNITS[k]
+    return out
+
 
 def _clean(v):
     if isinstance(v, float) and (math.isnan(v) or math.isinf(v)):
@@ -47,7 +72,7 @@ def mean_of(rows: list[dict], keys) -> dict:
 
 
 def build(rows: list[dict], errors: list[dict], keys, mode: str, row_key: str = "images", **extra) -> dict:
-    rep = {"mode": mode, "units": {k: UNITS[k] for k in keys if k in UNITS}}
+    rep = {"mode": mode, "units": units_for(keys, extra.get("region"), video=mode == "video")}
     rep[row_key] = [{k: _clean(v) for k, v in r.items()} for r in rows]
     rep["mean"] = mean_of(rows, keys)
     rep["count"] = len(rows)
@@ -87,26 +112,52 @@ def _fmt(v):
     return str(v)
 
 
-def print_table(rep: dict, console, max_rows: int = 200) -> None:
-    from rich.table import Table
-
+def print_table(rep: dict, stream, max_rows: int = 200) -> None:
+    """The human-readable table on ``stream`` (stderr): rich on a terminal (no ANSI escapes at all under NO_COLOR),
+    a plain fixed-width table otherwise (logs, pipes): numbers are never truncated."""
     keys = rep["keys"]
     rows = rep[rep["row_key"]]
-    t = Table(title=f"mattecli eval ({rep['mode']})", show_lines=False)
-    t.add_column("name", overflow="fold")
-    for k in keys:
-        t.add_column(k.upper() if k != "messddt" else "MESSDdt", justify="right")
-    t.add_column("s", justify="right")
+    title = f"mattecli eval ({rep['mode']})"
+    header = ["name", *[k.upper() if k != "messddt" else "MESSDdt" for k in keys], "s"]
     shown = rows if len(rows) <= max_rows else rows[: max_rows - 1]
-    for r in shown:
-        t.add_row(str(r["name"]), *[_num(r.get(k)) for k in keys], _num(r.get("seconds"), 3))
+    body = [[str(r["name"]), *[_num(r.get(k)) for k in keys], _num(r.get("seconds"), 3)] for r in shown]
     if len(shown) < len(rows):
-        t.add_row(f"... {len(rows) - len(shown)} more", *[""] * (len(keys) + 1))
+        body.append([f"... {len(rows) - len(shown)} more", *[""] * (len(keys) + 1)])
+    mean = [f"mean ({rep['count']})", *[_num(rep["mean"].get(k)) for k in keys], ""]
+    if not (hasattr(stream, "isatty") and stream.isatty()):
+        stream.write(plain_table(title, header, body, mean))
+        stream.flush()
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    no_color = bool(os.environ.get("NO_COLOR"))
+    # NO_COLOR: no colour *and* no bold/italic/dim (rich's no_color=True still emits those)
+    console = Console(file=stream, color_system=None if no_color else "auto", highlight=False)
+    t = Table(title=title, show_lines=False)
+    t.add_column(header[0], overflow="fold")
+    for j, h in enumerate(header[1:], start=1):
+        width = max(len(h), *(len(b[j]) for b in [*body, mean]))
+        t.add_column(h, justify="right", no_wrap=True, min_width=width)
+    for b in body:
+        t.add_row(*b)
     t.add_section()
-    t.add_row(f"mean ({rep['count']})", *[_num(rep["mean"].get(k)) for k in keys], "")
+    t.add_row(*mean)
     console.print(t)
-    for e in rep["errors"]:
-        console.print(f"error: {e['error']}", markup=False, highlight=False)
+
+
+def plain_table(title: str, header: list, body: list, footer: list) -> str:
+    """Fixed-width text table: first column left-aligned, the others right-aligned, never truncated."""
+    allrows = [header, *body, footer]
+    widths = [max(len(r[j]) for r in allrows) for j in range(len(header))]
+
+    def line(r):
+        cells = [r[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(r[1:], widths[1:])]
+        return "  ".join(cells).rstrip()
+
+    rule = "-" * (sum(widths) + 2 * (len(widths) - 1))
+    out = [title, line(header), rule, *(line(r) for r in body), rule, line(footer)]
+    return "\n".join(out) + "\n"
 
 
 def _num(v, digits: int = 6):

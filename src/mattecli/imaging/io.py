@@ -135,7 +135,10 @@ def _needs_cv2(pil_img, data: bytes) -> bool:
         try:
             bps = pil_img.tag_v2.get(258)  # BitsPerSample
             bps = bps if isinstance(bps, (tuple, list)) else (bps,)
-            return any(int(b) > 8 for b in bps if b is not None)
+            extra = pil_img.tag_v2.get(338)
+            extra = extra if isinstance(extra, (tuple, list)) else (extra,)
+            # associated (premultiplied) alpha: Pillow un-premultiplies; OpenCV keeps the stored values
+            return any(int(b) > 8 for b in bps if b is not None) or 1 in extra
         except Exception:
             return False
     return pil_img.mode in ("I;16", "I;16B", "I;16L", "I", "F")
@@ -325,6 +328,46 @@ def _quantise(a: np.ndarray, bits: int) -> np.ndarray:
     return (np.clip(a.astype(np.float32), 0.0, 1.0) * 65535.0 + 0.5).astype(np.uint16)
 
 
+def encode_rgba_tiff(q: np.ndarray, *, premultiplied: bool = False, metadata: Mapping[str, str] | None = None) -> bytes:
+    """HxWx4 uint8/uint16 RGBA -> little-endian TIFF (one Deflate strip) with ExtraSamples (tag 338) = 2
+    (unassociated alpha, straight RGB) or 1 (associated alpha, premultiplied RGB); ``metadata`` goes to the
+    ImageDescription tag as ``key=value`` lines."""
+    q = np.ascontiguousarray(q)
+    H, W, C = q.shape
+    bps = 16 if q.dtype == np.uint16 else 8
+    pixels = zlib.compress(q.astype("<u2" if bps == 16 else np.uint8).tobytes(), 6)
+    desc = "\n".join(f"{k}={v}" for k, v in (metadata or {}).items()).encode("latin-1", "replace") + b"\x00"
+    SHORT, LONG, ASCII = 3, 4, 2
+    # (tag, type, count, values or bytes)
+    entries = [
+        (256, LONG, 1, [W]), (257, LONG, 1, [H]), (258, SHORT, 4, [bps] * 4), (259, SHORT, 1, [8]),
+        (262, SHORT, 1, [2]), (270, ASCII, len(desc), desc), (273, LONG, 1, [0]), (277, SHORT, 1, [4]),
+        (278, LONG, 1, [H]), (279, LONG, 1, [len(pixels)]), (284, SHORT, 1, [1]),
+        (338, SHORT, 1, [1 if premultiplied else 2]), (339, SHORT, 4, [1] * 4),
+    ]
+    n = len(entries)
+    ifd_size = 2 + 12 * n + 4
+    extra_at = 8 + ifd_size                    # out-of-line values follow the IFD, then the pixels
+    blobs = b""
+    recs = []
+    for tag, typ, count, vals in entries:
+        raw = vals if isinstance(vals, bytes) else struct.pack("<" + ("H" if typ == SHORT else "I") * count, *vals)
+        recs.append([tag, typ, count, raw])
+    for r in recs:
+        if len(r[3]) > 4:
+            off = extra_at + len(blobs)
+            blobs += r[3] + (b"\x00" if len(r[3]) % 2 else b"")
+            r[3] = struct.pack("<I", off)
+    pix_at = extra_at + len(blobs)
+    out = bytearray(b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", n))
+    for tag, typ, count, raw in recs:
+        if tag == 273:
+            raw = struct.pack("<I", pix_at)
+        out += struct.pack("<HHI", tag, typ, count) + raw.ljust(4, b"\x00")
+    out += struct.pack("<I", 0)
+    return bytes(out) + blobs + pixels
+
+
 def encode_image(a: np.ndarray, ext: str, *, bits: int = 8, metadata: Mapping[str, str] | None = None,
                  quality: int = 95, what: str = "image", path=None) -> bytes:
     """Encode an array (HxW, HxWx3 RGB, HxWx4 RGBA; uint8/uint16/float [0,1]) to PNG/TIFF/JPEG bytes."""
@@ -345,6 +388,10 @@ def encode_image(a: np.ndarray, ext: str, *, bits: int = 8, metadata: Mapping[st
                              "losslessly; write it as .png or .tif")
         bits = 8
     q = _quantise(a, bits)
+    if ext in (".tif", ".tiff") and q.ndim == 3 and q.shape[2] == 4:
+        # OpenCV writes no ExtraSamples tag, so other programs would not take channel 4 as alpha
+        premult = str((metadata or {}).get("alpha-mode", "")).lower() == "premultiplied"
+        return encode_rgba_tiff(q, premultiplied=premult, metadata=metadata)
     if q.ndim == 3 and q.shape[2] == 3:
         q = q[..., ::-1]
     elif q.ndim == 3 and q.shape[2] == 4:

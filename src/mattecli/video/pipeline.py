@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -270,10 +271,72 @@ class VideoResult:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
 
 
+def _fmt_secs(s: float | None) -> str:
+    if s is None or s != s or s < 0:
+        return "-:--:--"
+    s = int(s + 0.5)
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+
+
+class _PlainBar:
+    """Progress for a TTY under NO_COLOR or TERM=dumb: one line redrawn with a carriage return; no escape codes."""
+
+    def __init__(self, stream, total: int | None, label: str):
+        self.stream, self.total, self.label = stream, total, label
+        self.done, self.t0, self._last, self._width = 0, time.perf_counter(), 0.0, 0
+
+    def _line(self) -> str:
+        el = time.perf_counter() - self.t0
+        fps = self.done / el if el > 0 and self.done else 0.0
+        n = f"{self.done}/{self.total}" if self.total else f"{self.done}"
+        eta = (self.total - self.done) / fps if self.total and fps else None
+        return f"{self.label} {n} {fps:5.1f} fps {_fmt_secs(el)} ETA {_fmt_secs(eta)}"
+
+    def _draw(self) -> None:
+        line = self._line()
+        pad = max(0, self._width - len(line))
+        self._width = len(line)
+        try:
+            self.stream.write("\r" + line + " " * pad)
+            self.stream.flush()
+        except (OSError, ValueError):
+            pass
+
+    def advance(self, n: int) -> None:
+        self.done += n
+        now = time.perf_counter()
+        if now - self._last >= 0.25:
+            self._last = now
+            self._draw()
+
+    def stop(self) -> None:
+        self._draw()
+        try:
+            self.stream.write("\n")
+            self.stream.flush()
+        except (OSError, ValueError):
+            pass
+
+
+def _isatty(stream) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
 class _Progress:
-    def __init__(self, enabled: bool, total: int | None, label: str):
+    """The progress bar: shown only when stderr is a terminal (never in a log file or a pipe). Under NO_COLOR (or
+    TERM=dumb) it is plain text redrawn with ``\\r``: no ANSI escape codes at all, not even bold."""
+
+    def __init__(self, enabled: bool, total: int | None, label: str, stream=None):
         self.p = None
-        if not enabled:
+        self.plain = None
+        stream = sys.stderr if stream is None else stream
+        if not enabled or not _isatty(stream):
+            return
+        if os.environ.get("NO_COLOR") or os.environ.get("TERM", "") == "dumb":
+            self.plain = _PlainBar(stream, total, label)
             return
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, \
             TimeElapsedColumn, TimeRemainingColumn
@@ -295,10 +358,16 @@ class _Progress:
     def advance(self, n: int) -> None:
         if self.p is not None:
             self.p.advance(self.task, n)
+        elif self.plain is not None:
+            self.plain.advance(n)
 
     def close(self) -> None:
         if self.p is not None:
             self.p.stop()
+            self.p = None
+        elif self.plain is not None:
+            self.plain.stop()
+            self.plain = None
 
 
 def _device_of(backend):

@@ -11,6 +11,7 @@
 """
 from __future__ import annotations
 
+import errno
 import os
 import queue
 import re
@@ -112,6 +113,11 @@ def read_image_rgb(path: str, what: str = "frame") -> np.ndarray:
 
     a = cv2.imread(path, cv2.IMREAD_UNCHANGED)
     if a is None:
+        try:
+            with open(path, "rb") as f:
+                f.read(1)
+        except OSError as e:
+            raise input_os_error(path, e) from None
         raise InputError(f"{path}: cannot read this {what} image; pass PNG/JPEG/TIFF files", path=path)
     if a.ndim == 2:
         a = np.repeat(a[..., None], 3, axis=2)
@@ -179,6 +185,8 @@ class VideoSource:
         try:
             c = av.open(p, "r")
         except (av.error.FFmpegError, OSError, UnicodeDecodeError, ValueError) as e:
+            if isinstance(e, OSError) and getattr(e, "errno", None) in _READ_ERRNO:
+                raise input_os_error(p, e) from None
             raise InputError(f"{p}: not a video FFmpeg can read ({_first_line(e)}); pass a video file or an image "
                              "sequence folder", path=p) from None
         self._container = c
@@ -254,7 +262,9 @@ class VideoSource:
                 t = float(pts * tb) if pts is not None else float(i) / 25.0
                 yield Frame(i, img, pts, tb, t)
                 i += 1
-        except av.error.FFmpegError as e:
+        except (av.error.FFmpegError, OSError) as e:
+            if isinstance(e, OSError) and getattr(e, "errno", None) in _READ_ERRNO:
+                raise input_os_error(self.path, e, f" at frame {i}") from None
             raise InputError(f"{self.path}: decoding failed at frame {i} ({_first_line(e)})", path=self.path) from None
 
     # -- iteration -------------------------------------------------------------------------------------------
@@ -364,6 +374,21 @@ class ThreadedReader:
         except queue.Empty:
             pass
         self._thread.join(timeout=5)
+
+
+_READ_ERRNO = {errno.EACCES: "make it readable (chmod) or copy it somewhere you can read",
+               errno.EPERM: "make it readable (chmod) or copy it somewhere you can read",
+               errno.EIO: "the disk or network share failed; check it or copy the file locally",
+               errno.ENXIO: "the device is gone; reconnect it or copy the file locally",
+               errno.ESTALE: "the network share went away; remount it or copy the file locally"}
+
+
+def input_os_error(path: str, e: BaseException, where: str = "") -> InputError:
+    """One-line :class:`InputError` for an OS error (permission, I/O) while reading an input."""
+    en = getattr(e, "errno", None)
+    if en in _READ_ERRNO:
+        return InputError(f"{path}: {os.strerror(en)}{where} ({_READ_ERRNO[en]})", path=path)
+    return InputError(f"{path}: cannot read{where} ({_first_line(e)})", path=path)
 
 
 def _first_line(e: BaseException) -> str:

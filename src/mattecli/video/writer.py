@@ -11,6 +11,8 @@ error, not a silently opaque file.
 """
 from __future__ import annotations
 
+import errno
+import functools
 import os
 import queue
 import shutil
@@ -22,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import MatteError, UsageError
+from ..errors import InputError, MatteError, UsageError
 from .reader import _PATTERN_RE, SourceInfo, _first_line, rotate_coded
 
 OUTPUT_TYPES = ("composite", "alpha", "foreground", "rgba")
@@ -43,6 +45,48 @@ VERIFY_FRAMES = 24
 
 class OutputError(MatteError):
     """An output cannot be written or failed verification."""
+
+
+class DiskFullError(OutputError):
+    """The disk (or the user's quota) holding an output is full."""
+
+
+# what to tell the user for OS-level write errors (FFmpeg's avio reports them as av.error.OSError with the errno)
+_ERRNO_FIX = {
+    errno.ENOSPC: "free some space or write elsewhere",
+    errno.EDQUOT: "free some space or write elsewhere",
+    errno.EFBIG: "a file-size limit was reached; write elsewhere, or to a PNG folder",
+    errno.EROFS: "write elsewhere",
+    errno.EACCES: "choose a folder you can write to",
+    errno.EPERM: "choose a folder you can write to",
+    errno.EIO: "check the disk or write elsewhere",
+}
+
+
+def output_os_error(path: str, e: BaseException, what: str = "cannot write") -> OutputError:
+    """One-line :class:`OutputError` for an OS/FFmpeg error raised while opening, writing or closing ``path``.
+
+    ``PATH: No space left on device (free some space or write elsewhere)`` for ENOSPC and the like; anything else
+    becomes ``PATH: WHAT (first line of the error); choose another -o``.
+    """
+    if isinstance(e, MatteError):
+        return e if isinstance(e, OutputError) else OutputError(str(e), path=path)
+    en = getattr(e, "errno", None)
+    if isinstance(e, OSError) and en in _ERRNO_FIX:
+        cls = DiskFullError if en in (errno.ENOSPC, errno.EDQUOT) else OutputError
+        return cls(f"{path}: {os.strerror(en)} ({_ERRNO_FIX[en]})", path=path)
+    return OutputError(f"{path}: {what} ({_first_line(e)}); choose another -o", path=path)
+
+
+@functools.lru_cache(maxsize=None)
+def encoder_pix_fmts(codec: str) -> frozenset:
+    """Pixel formats the encoder of this PyAV build accepts (empty if it is missing)."""
+    try:
+        import av
+
+        return frozenset(f.name for f in (av.codec.Codec(codec, "w").video_formats or ()))
+    except Exception:  # noqa: BLE001 - a missing encoder simply supports nothing
+        return frozenset()
 
 
 @dataclass
@@ -129,21 +173,9 @@ def plan_output(otype: str, target: str, *, lossless: bool = False, codec: str |
             plan.options = {"level": "3", "slices": "4", "g": "1"}
             plan.note = "lossless"
         return plan
-    # composite / foreground / alpha
-    if otype == "alpha" and lossless:
-        if ext == ".mkv" or want == "ffv1":
-            plan.codec, plan.pix_fmt, plan.gray_direct = "ffv1", "gray", True
-            plan.options = {"level": "3", "slices": "4", "g": "1"}
-        elif ext in (".mp4", ".m4v", ".mov") and want in (None, "libx264"):
-            plan.codec, plan.pix_fmt, plan.gray_direct = "libx264", "gray", True
-            plan.options = {"qp": "0", "preset": preset or "fast"}
-        elif ext == ".webm":
-            plan.codec, plan.pix_fmt, plan.gray_direct = "libvpx-vp9", "yuv444p", True
-            plan.options = {"lossless": "1", "row-mt": "1", "deadline": "good", "cpu-used": "4"}
-        else:
-            raise UsageError(f"--lossless alpha: use .mkv (FFV1), .mp4 (H.264 qp 0) or a PNG folder, not {codec}")
-        plan.note = "lossless"
-        return plan
+    if otype == "alpha":
+        return _plan_alpha(plan, want, codec, lossless, crf, preset)
+    # composite / foreground
     c = want or {".mp4": "libx264", ".m4v": "libx264", ".mov": "prores_ks", ".webm": "libvpx-vp9",
                  ".mkv": "ffv1" if lossless else "libx264"}[ext]
     if lossless and c not in ("ffv1",) and not (c == "libx264"):
@@ -162,10 +194,60 @@ def plan_output(otype: str, target: str, *, lossless: bool = False, codec: str |
         plan.pix_fmt = "yuv420p"
         plan.options = {"crf": _num(crf, 30), "b": "0", "row-mt": "1", "deadline": "good", "cpu-used": "4"}
     elif c == "ffv1":
-        plan.pix_fmt = "gray" if otype == "alpha" else "bgr0"
-        plan.gray_direct = otype == "alpha"
+        plan.pix_fmt = "bgr0"
         plan.options = {"level": "3", "slices": "4", "g": "1"}
         plan.note = "lossless"
+    return plan
+
+
+_ALPHA_DEFAULT = {".mp4": "libx264", ".m4v": "libx264", ".mov": "prores_ks", ".webm": "libvpx-vp9", ".mkv": "ffv1"}
+
+
+def _plan_alpha(plan: OutputPlan, want: str | None, codec: str | None, lossless: bool, crf, preset) -> OutputPlan:
+    """Grayscale matte: luma only (pix_fmt gray, full range, alpha stored as Y) wherever the encoder allows it.
+
+    .mp4/.m4v -> H.264 gray (yuv420p with neutral chroma if this libx264 lacks gray); .mkv -> FFV1 gray (lossless);
+    .mov -> ProRes 422 HQ with neutral chroma (ProRes has no gray format); .webm -> VP9 yuv420p with neutral chroma.
+    --lossless: FFV1, H.264 qp 0 gray (also the .mov default then) or VP9 lossless yuv444p (Y = alpha).
+    """
+    ext = plan.ext
+    c = want or _ALPHA_DEFAULT[ext]
+    if lossless and c == "prores_ks":
+        if want:
+            raise UsageError("--lossless: ProRes is not lossless; use .mkv (FFV1), .mp4 (H.264 qp 0) or a PNG folder")
+        c = "libx264"
+    if lossless and c == "libx265":
+        raise UsageError(f"--lossless alpha: use .mkv (FFV1), .mp4 (H.264 qp 0) or a PNG folder, not {codec}")
+    plan.codec = c
+    if c == "ffv1":
+        plan.pix_fmt, plan.gray_direct, plan.note = "gray", True, "lossless"
+        plan.options = {"level": "3", "slices": "4", "g": "1"}
+    elif c in ("libx264", "libx265"):
+        if lossless:
+            plan.options = {"qp": "0"}
+        elif c == "libx264":
+            plan.options = {"crf": _num(crf, 18)}
+        else:
+            plan.options = {"crf": _num(crf, 22), "x265-params": "log-level=error"}
+        plan.options["preset"] = preset or "fast"
+        if "gray" in encoder_pix_fmts(c):
+            plan.pix_fmt, plan.gray_direct = "gray", True
+            plan.note = "lossless" if lossless else "luma only"
+        elif lossless:   # Y = alpha, U = V = 128: exact
+            plan.pix_fmt, plan.gray_direct, plan.note = "yuv444p", True, f"lossless, this {c} has no gray format"
+        else:
+            plan.pix_fmt, plan.note = "yuv420p", f"neutral chroma, this {c} has no gray format"
+    elif c == "prores_ks":
+        plan.pix_fmt, plan.options = "yuv422p10le", {"profile": "hq", "vendor": "apl0"}
+        plan.note = "ProRes 422 HQ, neutral chroma"
+    else:  # libvpx-vp9 (no gray format)
+        if lossless:
+            plan.pix_fmt, plan.gray_direct, plan.note = "yuv444p", True, "lossless"
+            plan.options = {"lossless": "1"}
+        else:
+            plan.pix_fmt, plan.note = "yuv420p", "neutral chroma"
+            plan.options = {"crf": _num(crf, 30), "b": "0"}
+        plan.options.update({"row-mt": "1", "deadline": "good", "cpu-used": "4"})
     return plan
 
 
@@ -186,6 +268,8 @@ def _ensure_parent(path: str) -> None:
     try:
         os.makedirs(parent, exist_ok=True)
     except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO):
+            raise output_os_error(path, e) from None
         raise OutputError(f"{path}: cannot create the output folder ({e.strerror or e}); choose another -o",
                           path=path) from None
     if not os.access(parent, os.W_OK):
@@ -202,11 +286,18 @@ class StreamCopier:
     for WebM) and a note says so. Subtitles the container cannot take are dropped with a note.
     """
 
-    def __init__(self, src_path: str, out, ext: str, notes: list[str]):
+    def __init__(self, src_path: str, out, ext: str, notes: list[str], mux=None):
         import av
 
+        self._mux = mux or out.mux     # the sink's muxer (write errors are mapped there)
+
         self.notes = notes
-        self._inp = av.open(src_path, "r")
+        self.src_path = src_path
+        try:
+            self._inp = av.open(src_path, "r")
+        except (OSError, av.error.FFmpegError) as e:
+            raise InputError(f"{src_path}: cannot read its audio again ({_first_line(e)}); check the file or pass "
+                             "--no-audio", path=src_path) from None
         self._map: dict[int, Any] = {}         # input stream index -> output stream
         self._transcode: dict[int, Any] = {}   # input stream index -> output stream (re-encode)
         supported = set(out.supported_codecs)
@@ -246,11 +337,16 @@ class StreamCopier:
             return p
         if self._exhausted:
             return None
+        import av
+
         try:
             return next(self._iter)
         except StopIteration:
             self._exhausted = True
             return None
+        except (OSError, av.error.FFmpegError) as e:
+            raise InputError(f"{self.src_path}: reading its audio/subtitles failed ({_first_line(e)}); pass "
+                             "--no-audio to skip them", path=self.src_path) from None
 
     def pump(self, until: float | None) -> None:
         """Mux source packets whose time is at most ``until`` seconds (None = all remaining)."""
@@ -271,7 +367,7 @@ class StreamCopier:
             idx = pkt.stream.index
             if idx in self._map:
                 pkt.stream = self._map[idx]
-                self._out.mux(pkt)
+                self._mux(pkt)
             else:
                 self._transcode_packet(pkt)
 
@@ -280,7 +376,7 @@ class StreamCopier:
         for fr in pkt.decode():
             fr.pts = None          # the encoder numbers samples from 0 (its own priming handled by FFmpeg)
             for op in enc.encode(fr):
-                self._out.mux(op)
+                self._mux(op)
 
     def finish(self, all_packets: bool = True) -> None:
         if not self.active:
@@ -290,7 +386,7 @@ class StreamCopier:
             self.pump(None)
         for o in self._transcode.values():
             for op in o.encode(None):
-                self._out.mux(op)
+                self._mux(op)
         self.close()
 
     def close(self) -> None:
@@ -356,13 +452,20 @@ class VideoFileSink(Sink):
             copts = {"avoid_negative_ts": "disabled"} if fmt in ("matroska", "webm") else {}
             self.out = av.open(self.tmp, "w", format=fmt, container_options=copts)
         except (OSError, av.error.FFmpegError) as e:
-            raise OutputError(f"{self.final}: cannot write ({_first_line(e)}); choose another -o",
-                              path=self.final) from None
+            raise output_os_error(self.final, e) from None
+        self._broken = False     # a write failed: the partial file is not trustworthy, never keep it
         try:
             self._setup_video(av)
             self.copier = None
             if audio and info.kind == "video" and (info.n_audio or info.n_subtitle):
-                self.copier = StreamCopier(info.path, self.out, plan.ext, self.notes)
+                self.copier = StreamCopier(info.path, self.out, plan.ext, self.notes,
+                                           mux=lambda p: self._mux(p))
+        except MatteError:
+            self._discard()
+            raise
+        except (OSError, av.error.FFmpegError) as e:
+            self._discard()
+            raise output_os_error(self.final, e) from None
         except BaseException:
             self._discard()
             raise
@@ -472,15 +575,25 @@ class VideoFileSink(Sink):
         self._last_pts = pts
         f.pts = pts
         f.time_base = tb
-        for p in self.stream.encode(f):
-            self.out.mux(p)
-        self.frames_written += 1
-        if self.copier is not None:
-            self.copier.pump(t + 0.5)
+        try:
+            for p in self.stream.encode(f):
+                self._mux(p)
+            self.frames_written += 1
+            if self.copier is not None:
+                self.copier.pump(t + 0.5)
+        except InputError:
+            raise
+        except Exception as e:  # noqa: BLE001 - av/OS errors of the encoder or the file -> one line
+            self._broken = True
+            raise output_os_error(self.final, e, "encoding failed") from None
+
+    def _mux(self, packet) -> None:
+        """Every packet goes through here (also the copied audio): one place where write errors surface."""
+        self.out.mux(packet)
 
     def _close_container(self, partial: bool = False) -> None:
         for p in self.stream.encode(None):
-            self.out.mux(p)
+            self._mux(p)
         if self.copier is not None:
             self.copier.finish(all_packets=not partial)   # a partial file gets audio up to its last frame only
         self.out.close()
@@ -489,9 +602,12 @@ class VideoFileSink(Sink):
         self._done = True
         try:
             self._close_container()
-        except Exception as e:
+        except InputError:
             self._discard()
-            raise OutputError(f"{self.final}: encoding failed ({_first_line(e)})", path=self.final) from None
+            raise
+        except Exception as e:  # noqa: BLE001
+            self._discard()
+            raise output_os_error(self.final, e, "encoding failed") from None
         if self._fixed_pts:
             self.notes.append(f"{self.final}: {self._fixed_pts} frame(s) had missing or repeated timestamps; "
                               "they were given the next free tick")
@@ -500,14 +616,18 @@ class VideoFileSink(Sink):
         except OutputError as e:
             _remove(self.tmp)
             raise OutputError(str(e).replace(self.tmp, self.final), path=self.final) from None
-        os.replace(self.tmp, self.final)
+        try:
+            os.replace(self.tmp, self.final)
+        except OSError as e:
+            _remove(self.tmp)
+            raise output_os_error(self.final, e) from None
         return self.final
 
     def abort(self, keep_partial: bool) -> str | None:
         if self._done:
             return None
         self._done = True
-        if keep_partial and self.frames_written:
+        if keep_partial and self.frames_written and not self._broken:
             try:
                 self._close_container(partial=True)
                 return self.tmp
@@ -557,6 +677,8 @@ class PngSequenceSink(Sink):
         try:
             os.makedirs(self.tmp_dir)
         except OSError as e:
+            if e.errno in _ERRNO_FIX:
+                raise output_os_error(t, e) from None
             raise OutputError(f"{t}: cannot create {self.tmp_dir} ({e.strerror or e}); choose another -o",
                               path=t) from None
         self.names: list[str] = []
@@ -579,11 +701,22 @@ class PngSequenceSink(Sink):
             a = a[..., [2, 1, 0, 3]] if a.shape[2] == 4 else a[..., ::-1]
         name = self.name(self.frames_written)
         tmp = os.path.join(self.tmp_dir, "." + name + ".tmp.png")
-        if not cv2.imwrite(tmp, np.ascontiguousarray(a)):
-            raise OutputError(f"{os.path.join(self.tmp_dir, name)}: cannot write PNG", path=self.plan.path)
-        os.replace(tmp, os.path.join(self.tmp_dir, name))
+        ok, buf = cv2.imencode(".png", np.ascontiguousarray(a))
+        if not ok:
+            raise OutputError(f"{os.path.join(self.tmp_dir, name)}: PNG encoding failed", path=self.plan.path)
+        try:
+            self._write_bytes(tmp, buf)
+            os.replace(tmp, os.path.join(self.tmp_dir, name))
+        except OSError as e:     # disk full, quota, I/O error: one line; the frames already written stay valid
+            _remove(tmp)
+            raise output_os_error(self.plan.path, e) from None
         self.names.append(name)
         self.frames_written += 1
+
+    @staticmethod
+    def _write_bytes(path: str, data) -> None:
+        with open(path, "wb") as f:
+            f.write(memoryview(data))
 
     def finish(self) -> str:
         self._done = True
@@ -594,12 +727,15 @@ class PngSequenceSink(Sink):
             a = cv2.imread(probe, cv2.IMREAD_UNCHANGED)
             if a is None or a.ndim != 3 or a.shape[2] != 4:
                 raise OutputError(f"{probe}: written PNG has no alpha channel", path=probe)
-        if not os.path.isdir(self.final_dir):
-            os.replace(self.tmp_dir, self.final_dir)
-        else:
-            for n in self.names:
-                os.replace(os.path.join(self.tmp_dir, n), os.path.join(self.final_dir, n))
-            shutil.rmtree(self.tmp_dir, ignore_errors=True)
+        try:
+            if not os.path.isdir(self.final_dir):
+                os.replace(self.tmp_dir, self.final_dir)
+            else:
+                for n in self.names:
+                    os.replace(os.path.join(self.tmp_dir, n), os.path.join(self.final_dir, n))
+                shutil.rmtree(self.tmp_dir, ignore_errors=True)
+        except OSError as e:
+            raise output_os_error(self.plan.path, e, "cannot move the frames into place") from None
         return self.plan.path
 
     def abort(self, keep_partial: bool) -> str | None:

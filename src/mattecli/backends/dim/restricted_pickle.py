@@ -32,7 +32,9 @@ PLACEHOLDER_MODULES = ("models", "__main__", "model", "torch.nn.modules", "torch
                        "torch.nn.parameter", "torch.nn.backends")
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 _SAFE_BUILTINS = {"dict": dict, "list": list, "tuple": tuple, "set": set, "frozenset": frozenset, "int": int,
-                  "float": float, "bool": bool, "complex": complex, "str": str, "bytes": bytes, "slice": slice}
+                  "float": float, "bool": bool, "slice": slice}
+_DTYPE_NAMES = ("float32", "float", "float64", "double", "float16", "half", "bfloat16", "int64", "long", "int32",
+                "int", "int16", "short", "int8", "uint8", "bool", "complex64", "complex128")
 
 
 def _storage_dtypes():
@@ -142,11 +144,10 @@ class RestrictedUnpickler(pickle.Unpickler):
                 return _StorageType(name, dtypes[name])
             if name == "device":
                 return _device
-            import torch
+            if name in _DTYPE_NAMES:
+                import torch
 
-            val = getattr(torch, name, None)
-            if isinstance(val, torch.dtype):
-                return val
+                return getattr(torch, name)
         if module == "collections" and name == "OrderedDict":
             return collections.OrderedDict
         if module == "collections" and name == "defaultdict":
@@ -317,7 +318,7 @@ def restricted_torch_load(path: str | os.PathLike) -> Any:
     except ConverterError:
         raise
     except (pickle.UnpicklingError, EOFError, struct.error, ValueError, TypeError, AttributeError, IndexError,
-            KeyError, OSError, zipfile.BadZipFile) as e:
+            KeyError, OSError, RuntimeError, zipfile.BadZipFile) as e:
         raise ConverterError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {e})") from None
 
 
