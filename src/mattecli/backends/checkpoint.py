@@ -116,6 +116,14 @@ class KeyTaker:
             )
 
 
+def take_exactly(official: Mapping[str, Any], keys: Iterable[str], what: str = "checkpoint") -> dict:
+    """For families whose modules use the official names: take ``keys`` (missing ones raise), leftovers raise."""
+    taker = KeyTaker(official, what)
+    out = {k: taker.take(k) for k in keys}
+    taker.finish()
+    return out
+
+
 def check_state_dict(module, sd: Mapping[str, Any], what: str = "weights") -> None:
     """Strict shape/key check with a one-line error (before load_state_dict)."""
     own = module.state_dict()

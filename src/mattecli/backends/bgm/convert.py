@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import Iterable, Mapping
 
-from ..checkpoint import KeyTaker, safe_torch_load, strip_prefix, unwrap
+from ..checkpoint import safe_torch_load, strip_prefix, take_exactly, unwrap
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict:
@@ -17,10 +17,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
 
 
 def to_ours(official: Mapping, expected: Iterable[str]) -> dict:
-    kt = KeyTaker(official, what="Background Matting v1 checkpoint")
-    out = {k: kt.take(k) for k in expected}
-    kt.finish()
-    return out
+    return take_exactly(official, expected, "Background Matting v1 checkpoint")
 
 
 def to_official(ours: Mapping) -> dict:

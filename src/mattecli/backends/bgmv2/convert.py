@@ -10,7 +10,7 @@ import zipfile
 from typing import Iterable, Mapping
 
 from ...errors import ConverterError
-from ..checkpoint import KeyTaker, safe_torch_load, strip_prefix, unwrap
+from ..checkpoint import safe_torch_load, strip_prefix, take_exactly, unwrap
 
 FILENAMES = {
     "resnet50": "pytorch_resnet50.pth",
@@ -41,10 +41,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
 
 def to_ours(official: Mapping, expected: Iterable[str]) -> dict:
     """Validate an official mapping against our key list (identical names); every key consumed, no leftovers."""
-    kt = KeyTaker(official, what="BGMv2 checkpoint")
-    out = {k: kt.take(k) for k in expected}
-    kt.finish()
-    return out
+    return take_exactly(official, expected, "BGMv2 checkpoint")
 
 
 def to_official(ours: Mapping) -> dict:
