@@ -40,6 +40,15 @@ class BatchNorm(nn.Module):
     def forward(self, x):
         return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
 
+    def forward_(self, x):
+        """In place on ``x`` (a fresh conv output) without autograd: out = x * a + b, a = w / sqrt(var + eps),
+        b = bias - mean * a (the arithmetic of torch's CPU eval batch norm), saving one activation-sized buffer."""
+        if torch.is_grad_enabled():
+            return self.forward(x)
+        a = self.weight / torch.sqrt(self.running_var + self.eps)
+        b = self.bias - self.running_mean * a
+        return x.mul_(a.view(1, -1, 1, 1)).add_(b.view(1, -1, 1, 1))
+
 
 class Conv(nn.Module):
     """slim.conv2d / separable depthwise conv with TF 'SAME' (or fixed) padding, optional BN, optional ReLU."""
@@ -62,7 +71,7 @@ class Conv(nn.Module):
         pad = self.rate * (self.k - 1) // 2
         x = F.conv2d(x, self.weight, self.bias, self.stride, pad, self.rate, self.groups)
         if self.BatchNorm is not None:
-            x = self.BatchNorm(x)
+            x = self.BatchNorm.forward_(x)
         return F.relu(x, inplace=True) if self.relu else x
 
 
