@@ -111,3 +111,33 @@ def test_missing_weights_message(isolated_home):
     msg = str(e.value)
     assert "model_final_v2_coco.pth" in msg and "mattecli models import" in msg and "MIT" in msg
     assert "\n" not in msg
+
+
+def test_cli_trimap_with_segmenter(tmp_path):
+    """`mattecli trimap IMG --segmenter bisenetv2.cocostuff --classes person --weights FILE` end to end: the class map
+    becomes a mask, the mask a 0/128/255 trimap of the image's size."""
+    import torch
+    from typer.testing import CliRunner
+
+    from conftest import Oracle
+    from mattecli.cli.app import app
+    from mattecli.imaging.io import read_image
+
+    weights = tmp_path / "model_final_v2_coco.pth"
+    torch.save(Oracle("bisenetv2_coco").torch_weights(), weights)
+    img = tmp_path / "photo.png"
+    import cv2
+
+    rng = np.random.default_rng(0)
+    cv2.imwrite(str(img), rng.integers(0, 256, (70, 90, 3), dtype=np.uint8))
+    out = tmp_path / "tri"
+    r = CliRunner().invoke(app, ["trimap", str(img), "--segmenter", "bisenetv2.cocostuff", "--classes", "person,car",
+                                 "--weights", str(weights), "--band", "3", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    tri = read_image(out / "photo_trimap.png")
+    tri = np.asarray(tri)
+    assert tri.shape[:2] == (70, 90)
+    assert set(np.unique(tri)) <= {0, 128, 255}
+    r = CliRunner().invoke(app, ["trimap", str(img), "--segmenter", "bisenetv2.cocostuff", "--classes", "unicorn",
+                                 "--weights", str(weights), "-o", str(tmp_path / "t2")])
+    assert r.exit_code == 2 and "unicorn" in r.output
