@@ -332,7 +332,7 @@ def test_subtitles_copied_where_the_container_takes_them(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------------------------
-# alpha codecs per extension (docs/readme/video.md table)
+# alpha codecs per extension (the README table, `mattecli video`)
 # ------------------------------------------------------------------------------------------------------------------
 ALPHA_TABLE = [  # name, kwargs, encoder, pix_fmt written, decoder name, exact?
     ("a.mp4", {}, "libx264", "gray", "h264", False),

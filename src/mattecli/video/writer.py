@@ -113,7 +113,7 @@ class OutputPlan:
 def plan_output(otype: str, target: str, *, lossless: bool = False, codec: str | None = None,
                 crf: float | None = None, preset: str | None = None, bits: int = 8,
                 frame_count: int | None = None) -> OutputPlan:
-    """Pick container, codec and pixel format for one output from its path (see docs/readme/video.md)."""
+    """Pick container, codec and pixel format for one output from its path (see the README, `mattecli video`)."""
     if otype not in OUTPUT_TYPES:
         raise UsageError(f"unknown output type {otype!r}; use {', '.join(OUTPUT_TYPES)}")
     if bits not in (8, 16):

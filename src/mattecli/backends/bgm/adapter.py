@@ -12,7 +12,7 @@ Per image, as the official script (image mode):
 6. uncrop: bilinear resize to the box, pasted into zeros (uint8).
 ``MatteResult.alpha`` = that uint8 alpha / 255 and ``foreground`` = the uint8 fg / 255 (exact reproduction).
 
-Differences from the authors' setup (documented in docs/readme/plate_models.md):
+Differences from the authors' setup (documented in the README, "Background Matting v1"):
 - segmentation: the authors run DeepLabv3+ (TensorFlow, person class) and save ``*_masksDL.png``. We take
   ``segmentation=`` (HxW, uint8 0/255 or float [0,1]) per call, or run the registry segmenter named by the
   ``segmenter`` option (default BiSeNetV2 COCO-Stuff, person class) and binarise its labels to 0/255;

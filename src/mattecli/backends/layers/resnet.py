@@ -144,8 +144,8 @@ class ResNet(nn.Module):
     def stem(self, x):
         return self.relu(self.bn1(self.conv1(x)))
 
-    def forward_features(self, x) -> list:
-        x0 = self.stem(x)
+    def forward_features(self, x, **stem_kwargs) -> list:
+        x0 = self.stem(x, **stem_kwargs)
         x = self.maxpool(x0)
         if isinstance(x, tuple):
             x = x[0]

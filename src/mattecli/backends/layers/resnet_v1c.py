@@ -55,16 +55,7 @@ class ResNetV1c(nn.Module):
         x = self.relu2(self.bn2(self.conv2(x)))
         return self.relu3(self.bn3(self.conv3(x)))
 
-    def forward_features(self, x, add=None) -> list:
-        x0 = self.stem(x, add)
-        x = self.maxpool(x0)
-        if isinstance(x, tuple):
-            x = x[0]
-        x1 = self.layer1(x)
-        x2 = self.layer2(x1)
-        x3 = self.layer3(x2)
-        x4 = self.layer4(x3)
-        return [x0, x1, x2, x3, x4]
+    forward_features = ResNet.forward_features   # stem(x, add=...) then max pool and the four stages
 
     def forward(self, x):
         x = self.forward_features(x)[-1]
