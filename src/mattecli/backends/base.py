@@ -102,6 +102,21 @@ class Backend:
         allowed.update(options)
         return allowed
 
+    @staticmethod
+    def check_trimap_size(image_shape, trimap_shape) -> None:
+        """One message for every trimap-based family: a trimap must be made for this image."""
+        if tuple(trimap_shape[:2]) != tuple(image_shape[:2]):
+            raise InputError(f"trimap size {trimap_shape[1]}x{trimap_shape[0]} differs from image size "
+                             f"{image_shape[1]}x{image_shape[0]}; pass the trimap made for this image")
+
+    def uint8_image_and_trimap(self, image, trimap):
+        """Check the inputs the entry requires, then HxWx3 uint8 image + HxW uint8 0/128/255 trimap of equal size."""
+        self.check_inputs(trimap, None)
+        img = as_uint8_image(image)
+        tri = as_uint8_trimap(trimap)
+        self.check_trimap_size(img.shape, tri.shape)
+        return img, tri
+
     def check_inputs(self, trimap, background) -> None:
         if "trimap" in self.entry.requires and trimap is None:
             raise MissingInput(f"model {self.entry.name} needs a trimap: pass --trimap FILE|DIR (or make one with `mattecli trimap`)")

@@ -58,7 +58,7 @@ def eval_command(
     jobs: int = typer.Option(1, "--jobs", "-j", help="Worker processes for the metrics (parallel over images)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No table on stderr (errors are still printed)."),
 ) -> None:
-    from ..errors import UsageError
+    from ..errors import MatteError, UsageError
     from ..evaluation import report as rp
 
     bounds = rp.parse_fail_above(fail_above)
@@ -126,8 +126,9 @@ def eval_command(
         text = rp.to_json(rep) if fmt == "json" else rp.to_csv(rep)
         try:
             rp.write_text(text, _out_path(out))
-        except OSError as e:
-            raise UsageError(f"--out {out}: cannot write the report ({e.strerror or e}); choose another path") from None
+        except (OSError, MatteError) as e:
+            why = getattr(e, "strerror", None) or str(e)
+            raise UsageError(f"--out {out}: cannot write the report ({why}); choose another path") from None
     for b in bad:
         print(f"mattecli: error: --fail-above: {b}", file=sys.stderr)
     if errors:
@@ -383,24 +384,12 @@ def _collect_errors(gen, sink):
 
 
 def _save_png(P, path: str) -> None:
-    import tempfile
-
     import cv2
 
     from ..errors import InputError
+    from ..imaging.io import atomic_write_bytes
 
-    folder = os.path.dirname(os.path.abspath(path))
     ok, buf = cv2.imencode(".png", P)
     if not ok:
         raise InputError(f"{path}: could not encode the prediction as PNG")
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(buf.tobytes())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write_bytes(path, buf.tobytes())

@@ -17,7 +17,6 @@ import io
 import json
 import math
 import os
-import tempfile
 
 from ..errors import UsageError
 
@@ -205,24 +204,13 @@ def exceeded(mean: dict, bounds: dict) -> list[str]:
 
 
 def write_text(text: str, out: str | None) -> None:
-    """stdout when out is None or '-', else an atomic write (temp file in the same folder + os.replace)."""
+    """stdout when out is None or '-', else an atomic write (imaging.io: temp file in the same folder + rename)."""
     import sys
 
     if out in (None, "-"):
         sys.stdout.write(text)
         sys.stdout.flush()
         return
-    out = os.fspath(out)
-    folder = os.path.dirname(os.path.abspath(out))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(out), dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(tmp, out)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    from ..imaging.io import atomic_write_text
+
+    atomic_write_text(os.fspath(out), text)

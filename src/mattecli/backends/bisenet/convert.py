@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from functools import lru_cache
 
 from ...errors import ConverterError
 from ..checkpoint import KeyTaker, safe_torch_load, strip_prefix, unwrap
@@ -18,6 +19,7 @@ _AUX = {  # head name -> (input channels, up factor): mid channels 128, aux conv
 _AUX_RE = re.compile(r"^(aux2|aux3|aux4|aux5_4)\.(.+)$")
 
 
+@lru_cache(maxsize=None)
 def _inference_keys(n_classes: int) -> dict:
     from .net import BiSeNetV2
 

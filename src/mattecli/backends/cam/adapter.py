@@ -17,7 +17,7 @@ import os
 import numpy as np
 
 from ...errors import InputError, UsageError
-from ..base import MatteResult, TorchBackend, as_uint8_image, as_uint8_trimap
+from ..base import MatteResult, TorchBackend
 
 
 def auto_crop(n: int) -> int:
@@ -132,12 +132,7 @@ class CAMAdapter(TorchBackend):
         return comp, patch
 
     def predict(self, image, trimap=None, background=None) -> MatteResult:
-        self.check_inputs(trimap, None)
-        img = as_uint8_image(image)
-        tri = as_uint8_trimap(trimap)
-        if tri.shape != img.shape[:2]:
-            raise InputError(f"trimap size {tri.shape[1]}x{tri.shape[0]} differs from image size "
-                             f"{img.shape[1]}x{img.shape[0]}; pass the trimap made for this image")
+        img, tri = self.uint8_image_and_trimap(image, trimap)
         h, w = tri.shape
         tile = int(self.options.get("tile") or 0)
         if tile and (h > tile or w > tile):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import InputError, UsageError
-from ..base import MatteResult, TorchBackend, as_uint8_image, as_uint8_trimap
+from ..base import MatteResult, TorchBackend
 
 _MEAN = (0.485, 0.456, 0.406)
 _STD = (0.229, 0.224, 0.225)
@@ -32,13 +32,7 @@ def _inputs(image_u8: np.ndarray, trimap_u8: np.ndarray, device, dtype):
 
 class _DIMBase(TorchBackend):
     def _prepare(self, image, trimap):
-        self.check_inputs(trimap, None)
-        img = as_uint8_image(image)
-        tri = as_uint8_trimap(trimap)
-        if tri.shape != img.shape[:2]:
-            raise InputError(f"trimap size {tri.shape[1]}x{tri.shape[0]} differs from image size "
-                             f"{img.shape[1]}x{img.shape[0]}; pass the trimap made for this image")
-        return img, tri
+        return self.uint8_image_and_trimap(image, trimap)
 
     def _run(self, img_u8, tri_u8) -> np.ndarray:
         import torch

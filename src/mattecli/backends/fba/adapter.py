@@ -131,8 +131,7 @@ class FBAAdapter(TorchBackend):
         self.check_inputs(trimap, background)
         image_np = _image_f64(image)
         tri_u8 = as_uint8_trimap(trimap)
-        if tri_u8.shape != image_np.shape[:2]:
-            raise InputError(f"trimap size {tri_u8.shape[::-1]} differs from image size {image_np.shape[1::-1]}")
+        self.check_trimap_size(image_np.shape, tri_u8.shape)
         trimap_np = two_channel_trimap(tri_u8)
         tta = self.options.get("tta", False)
         tile = self.options.get("tile")

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..base import MatteResult, TorchBackend, as_uint8_image, as_uint8_trimap
-from ...errors import InputError, UsageError
+from ..base import MatteResult, TorchBackend
+from ...errors import UsageError
 
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 STD = np.array([0.229, 0.224, 0.225], np.float32)
@@ -79,11 +79,7 @@ class GCAAdapter(TorchBackend):
         return alpha[0, 0].cpu().numpy()[32:h + 32, 32:w + 32]
 
     def predict(self, image, trimap=None, background=None) -> MatteResult:
-        self.check_inputs(trimap, background)
-        img = as_uint8_image(image)
-        tri = as_uint8_trimap(trimap)
-        if tri.shape != img.shape[:2]:
-            raise InputError(f"trimap size {tri.shape[::-1]} differs from image size {img.shape[1::-1]}")
+        img, tri = self.uint8_image_and_trimap(image, trimap)
         tile = self.options.get("tile")
         if tile:
             from ..layers.tiling import tiled

@@ -6,6 +6,7 @@ Official -> ours: BatchNorm statistics ``_mean``/``_variance`` become ``running_
 from __future__ import annotations
 
 import os
+from functools import lru_cache
 
 import numpy as np
 
@@ -32,10 +33,12 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     return to_tensor_dict(read_pdparams(p))
 
 
-def _template():
+@lru_cache(maxsize=None)
+def _template() -> dict:
+    """{our key: (shape, dtype)}, built once per process."""
     from .net import PPMatting
 
-    return PPMatting().state_dict()
+    return {k: (tuple(v.shape), v.dtype) for k, v in PPMatting().state_dict().items()}
 
 
 def to_ours(official) -> dict:
@@ -43,17 +46,17 @@ def to_ours(official) -> dict:
 
     taker = KeyTaker(official, "PP-Matting checkpoint")
     ours = {}
-    for key, ref in _template().items():
+    for key, (shape, dtype) in _template().items():
         if key.endswith("num_batches_tracked"):
             ours[key] = torch.zeros((), dtype=torch.long)
             continue
         v = taker.take(official_name(key))
         if not isinstance(v, torch.Tensor):
             v = torch.from_numpy(np.asarray(v))
-        if tuple(v.shape) != tuple(ref.shape):
+        if tuple(v.shape) != shape:
             raise ConverterError(f"PP-Matting checkpoint: {official_name(key)} has shape {tuple(v.shape)}, "
-                                 f"expected {tuple(ref.shape)}")
-        ours[key] = v.to(ref.dtype)
+                                 f"expected {shape}")
+        ours[key] = v.to(dtype)
     taker.finish()
     return ours
 

@@ -168,8 +168,7 @@ class SIMAdapter(TorchBackend):
         self.check_inputs(trimap, background)
         img = as_uint8_image(image)
         tri = quantize_trimap(trimap)
-        if tri.shape != img.shape[:2]:
-            raise InputError(f"trimap size {tri.shape[::-1]} differs from image size {img.shape[1::-1]}")
+        self.check_trimap_size(img.shape, tri.shape)
         h, w = tri.shape
         inp = self.prepare(img, tri)
         dev, dt = self.device, self.dtype
