@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import mattecli
+from mattecli.backends.base import Batch
 from mattecli.errors import ConverterError, UsageError, WeightsUnavailable
 
 pytestmark = pytest.mark.shared
@@ -77,7 +78,7 @@ def test_batch_equals_singles(model):
     torch.testing.assert_close(both, one, rtol=0, atol=1e-4)
     frames = torch.rand(2, 3, 40, 56, generator=g)
     m64 = mattecli.load_model("modnet", weights=_official_from(model), ref_size=64)
-    out = m64.predict_batch(frames)["alpha"]
+    out = m64.predict_batch(Batch(frames)).alpha
     assert out.shape == (2, 1, 40, 56)
     for i in range(2):
         np.testing.assert_allclose(out[i, 0].numpy(), m64.predict(frames[i].permute(1, 2, 0).numpy()).alpha,
@@ -85,9 +86,7 @@ def test_batch_equals_singles(model):
 
 
 def _official_from(model):
-    from mattecli.backends.modnet import convert
-
-    return convert.to_official(model.net.state_dict())
+    return model.converter.to_official(model.net.state_dict(), model.spec)
 
 
 def test_ref_size_option_validated(official):
@@ -97,31 +96,27 @@ def test_ref_size_option_validated(official):
 
 # -- converter ------------------------------------------------------------------------------------------------
 def test_aliases_folded(official, model):
-    from mattecli.backends.modnet import convert
-
+    conv, spec = model.converter, model.spec
     alias_keys = [k for k in official if k.startswith("lr_branch.backbone.")]
     assert len(alias_keys) == 312
     assert len(model.net.state_dict()) == len(official) - 312
     # either copy alone is enough
     only_alias = {k: v for k, v in official.items() if not k.startswith("backbone.")}
     only_main = {k: v for k, v in official.items() if not k.startswith("lr_branch.backbone.")}
-    expected = model.net.state_dict().keys()
     for sd in (only_alias, only_main):
-        ours = convert.to_ours(sd, expected)
+        ours = conv.to_ours(sd, spec)
         assert torch.equal(ours["backbone.model.features.18.0.weight"],
                            official["backbone.model.features.18.0.weight"])
     # when both copies differ the official strict load ends with lr_branch.backbone (loaded last)
     diff = dict(official)
     k = "lr_branch.backbone.model.features.0.0.weight"
     diff[k] = official[k] + 1
-    assert torch.equal(convert.to_ours(diff, expected)["backbone.model.features.0.0.weight"], diff[k])
+    assert torch.equal(conv.to_ours(diff, spec)["backbone.model.features.0.0.weight"], diff[k])
 
 
 def test_converter_round_trip(tmp_path, model, official):
-    from mattecli.backends.modnet import convert
-
     path = tmp_path / "modnet_photographic_portrait_matting.ckpt"
-    convert.write_checkpoint(model.net.state_dict(), path)
+    model.converter.write(model.net.state_dict(), path, model.spec)
     sd = torch.load(path, weights_only=True)
     assert all(k.startswith("module.") for k in sd)
     assert sorted(k[len("module."):] for k in sd) == sorted(official)
@@ -151,15 +146,13 @@ def test_missing_weights_message(isolated_home):
 
 
 def test_cli_matte_trimap_free(tmp_path, model):
-    pytest.importorskip("mattecli.cli.matte")
     from PIL import Image
     from typer.testing import CliRunner
 
-    from mattecli.backends.modnet import convert
     from mattecli.cli.app import app
 
     ck = tmp_path / "modnet_photographic_portrait_matting.ckpt"
-    convert.write_checkpoint(model.net.state_dict(), ck)
+    model.converter.write(model.net.state_dict(), ck, model.spec)
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (45, 61, 3), dtype=np.uint8)).save(tmp_path / "a.png")
     res = CliRunner().invoke(app, ["matte", str(tmp_path / "a.png"), "--model", "modnet", "--weights", str(ck),
                                    "-o", str(tmp_path / "out"), "--device", "cpu", "--option", "ref_size=64"])

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from .errors import UnknownModel
+from .options import Option, validate_options
 
 # Families whose backends/<family>/__init__.py provides ENTRIES. Order = listing order.
 FAMILIES = (
@@ -69,13 +70,25 @@ class ModelEntry:
     origin: str = ""                   # official repo @ commit the architecture follows
     implemented: bool = True
     aliases: tuple[str, ...] = ()      # other names resolving to this entry ("cam" -> "cam.lap")
-    options: Mapping[str, Any] = field(default_factory=dict)  # official option names -> defaults
+    options: Mapping[str, Option] = field(default_factory=dict)  # official option names -> typed Option
     classes: tuple[str, ...] = ()      # segmenters: class names by index
     quality: int = 0                   # --model auto: higher is preferred among available entries
+
+    def __post_init__(self):
+        bad = [k for k, o in self.options.items() if not isinstance(o, Option)]
+        if bad:
+            raise TypeError(f"registry entry {self.name}: options {', '.join(bad)} must be declared as Option(...)")
 
     @property
     def needs_weights(self) -> bool:
         return bool(self.weights)
+
+    def option_defaults(self) -> dict:
+        return {k: o.default for k, o in self.options.items()}
+
+    def validate_options(self, given: Mapping[str, Any] | None = None) -> dict:
+        """Every option of this model, typed (defaults + ``given``); UsageError naming the valid values."""
+        return validate_options(self.name, self.options, given)
 
     def weight_set(self, tag: str | None = None) -> Weights | None:
         if not self.weights:
@@ -108,16 +121,12 @@ def _load() -> None:
     global _LOADED
     if _LOADED:
         return
+    for fam in FAMILIES:   # a family that fails to import is an error, never a silent gap in the registry
+        mod = importlib.import_module(f"mattecli.backends.{fam}")
+        for entry in mod.ENTRIES:
+            if entry.name not in _ENTRIES:
+                register(entry)
     _LOADED = True
-    for fam in FAMILIES:
-        try:
-            mod = importlib.import_module(f"mattecli.backends.{fam}")
-        except ModuleNotFoundError as e:  # family not written yet
-            if e.name and e.name.startswith("mattecli.backends"):
-                continue
-            raise
-        for entry in getattr(mod, "ENTRIES", ()):
-            register(entry)
 
 
 def list_models(requires: str | None = None, kind: str | None = None) -> list[ModelEntry]:

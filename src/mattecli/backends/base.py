@@ -1,12 +1,26 @@
-"""Backend contract shared by every model family.
+"""The model contract shared by every family.
 
-``Backend.predict(image, trimap=None, background=None)`` takes one image (HxWx3 uint8 RGB, or float32 in [0,1]) and
-returns a :class:`MatteResult` at exactly the input size. By default it reproduces the authors' own inference
-pipeline. ``predict_batch`` is the batched, device-resident form used by the video pipeline.
+One inference path. A :class:`Batch` holds the canonical inputs as tensors on one device::
 
-``TorchBackend`` handles everything common to the paper models: option parsing (official option names),
-device/precision, reading weights (cache, a file in the official format or our converted format, or a mapping in the
-official key layout), strict conversion and loading.
+    image       [B,3,H,W]  uint8 (8-bit sources) or float in [0,1] (16-bit / float sources)
+    trimap      [B,1,H,W]  uint8 in {0, 128, 255} (quantised by imaging.trimap: <= 25 bg, >= 230 fg)
+    background  [B,3,H,W]  like image (background-plate models)
+
+``Backend.predict_batch(batch) -> Prediction`` (tensors on the model's device: alpha [B,1,H,W] float32 in [0,1],
+foreground/background [B,3,H,W] or None, extras) is the only inference path. ``Backend.predict(image, trimap,
+background) -> MatteResult`` on numpy arrays is a thin wrapper: numpy -> a batch of one -> ``predict_batch`` -> numpy.
+
+A neural family implements :class:`TorchBackend` in ``backends/<family>/adapter.py`` and declares:
+
+* ``converter``: a :class:`Converter` (official checkpoint <-> our state dict, one signature for every family);
+* ``build_net(state_dict)``: the network (``state_dict`` is the converted weights, for families whose architecture
+  follows the file, e.g. RVM's backbone);
+* ``encode(batch) -> (inputs, ctx)``: the authors' pre-processing on tensors (resize/pad rules, normalisation,
+  trimap encoding); ``forward(inputs)``: the network (default ``self.net(*inputs)``);
+* ``decode(outputs, batch, ctx) -> Prediction``: the authors' post-processing (undo geometry, fusion, clamping).
+
+Its options are typed data in the registry entry (:mod:`mattecli.options`), validated once before the model loads.
+By default the pipeline is exactly the authors' own; extras (TTA, tiling, plate alignment) are opt-in options.
 """
 from __future__ import annotations
 
@@ -16,152 +30,295 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..errors import ConverterError, InputError, MissingInput, UsageError
+from ..errors import ConverterError, InputError, MissingInput
 from ..registry import ModelEntry, Weights
 
 
+# ---------------------------------------------------------------------------------------------------- results
 @dataclass
 class MatteResult:
+    """One image's result, numpy (``Backend.predict``)."""
+
     alpha: np.ndarray                      # float32 HxW in [0,1]
     foreground: np.ndarray | None = None   # float32 HxWx3 in [0,1]
     background: np.ndarray | None = None   # float32 HxWx3 in [0,1]
     extras: dict = field(default_factory=dict)  # model-specific (error map, segmentation, logits...)
 
 
-def as_float_image(image: np.ndarray, what: str = "image") -> np.ndarray:
-    """HxWx3 uint8/uint16/float -> float32 [0,1]."""
-    a = np.asarray(image)
-    if a.ndim != 3 or a.shape[2] != 3:
-        raise InputError(f"{what} must be HxWx3 RGB, got shape {a.shape}")
-    if a.dtype == np.uint8:
-        return a.astype(np.float32) / 255.0
-    if a.dtype == np.uint16:
-        return a.astype(np.float32) / 65535.0
-    return np.clip(a.astype(np.float32), 0.0, 1.0)
+@dataclass
+class Prediction:
+    """A batch's result, tensors on the model's device (``Backend.predict_batch``).
+
+    extras: name -> a tensor whose first dimension is the batch, a list with one value per item, or one value for
+    the whole batch."""
+
+    alpha: Any                       # [B,1,H,W] float32 in [0,1]
+    foreground: Any = None           # [B,3,H,W] float32 in [0,1]
+    background: Any = None           # [B,3,H,W] float32 in [0,1]
+    extras: dict = field(default_factory=dict)
+
+    def result(self, i: int = 0) -> MatteResult:
+        """Item ``i`` as numpy arrays (HxW alpha, HxWx3 colours)."""
+        n = int(self.alpha.shape[0])
+
+        def hwc(t):
+            return None if t is None else np.ascontiguousarray(t[i].float().permute(1, 2, 0).cpu().numpy())
+
+        extras = {}
+        for k, v in self.extras.items():
+            if hasattr(v, "detach") and v.dim() > 0 and v.shape[0] == n:
+                a = v[i].detach().cpu().numpy()
+                extras[k] = np.ascontiguousarray(a[0] if a.ndim == 3 and a.shape[0] == 1 else a)
+            elif isinstance(v, list) and len(v) == n:
+                extras[k] = v[i]
+            else:
+                extras[k] = v
+        return MatteResult(alpha=np.ascontiguousarray(self.alpha[i, 0].float().cpu().numpy()),
+                           foreground=hwc(self.foreground), background=hwc(self.background), extras=extras)
+
+    @staticmethod
+    def cat(parts: list["Prediction"]) -> "Prediction":
+        """Concatenate the predictions of consecutive sub-batches."""
+        import torch
+
+        if len(parts) == 1:
+            return parts[0]
+
+        def cat(ts):
+            return None if any(t is None for t in ts) else torch.cat(ts)
+
+        extras: dict = {}
+        for k in parts[0].extras:
+            vals = [p.extras.get(k) for p in parts]
+            if all(hasattr(v, "detach") for v in vals):
+                extras[k] = torch.cat(vals)
+            elif all(isinstance(v, list) for v in vals):
+                extras[k] = [x for v in vals for x in v]
+            else:
+                extras[k] = vals[0]
+        return Prediction(cat([p.alpha for p in parts]), cat([p.foreground for p in parts]),
+                          cat([p.background for p in parts]), extras)
 
 
-def as_uint8_image(image: np.ndarray, what: str = "image") -> np.ndarray:
-    a = np.asarray(image)
-    if a.ndim != 3 or a.shape[2] != 3:
-        raise InputError(f"{what} must be HxWx3 RGB, got shape {a.shape}")
-    if a.dtype == np.uint8:
-        return a
-    if a.dtype == np.uint16:
-        return (a.astype(np.float32) / 257.0 + 0.5).astype(np.uint8)
-    return (np.clip(a.astype(np.float32), 0, 1) * 255.0 + 0.5).astype(np.uint8)
+# ---------------------------------------------------------------------------------------------------- inputs
+@dataclass
+class Batch:
+    """Canonical model inputs (see the module docstring). All tensors share a device and a size."""
+
+    image: Any
+    trimap: Any = None
+    background: Any = None
+
+    def __post_init__(self):
+        if self.image.dim() != 4 or self.image.shape[1] != 3:
+            raise InputError(f"image batch must be [B,3,H,W], got {tuple(self.image.shape)}")
+        size = tuple(self.image.shape[-2:])
+        if self.trimap is not None and tuple(self.trimap.shape[-2:]) != size:
+            h, w = self.trimap.shape[-2:]
+            raise InputError(f"trimap size {w}x{h} differs from image size {size[1]}x{size[0]}; pass the trimap "
+                             "made for this image")
+        if self.background is not None and tuple(self.background.shape[-2:]) != size \
+                and self.background.shape[0] not in (1, self.image.shape[0]):
+            raise InputError("background batch does not match the image batch")
+
+    @property
+    def n(self) -> int:
+        return int(self.image.shape[0])
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return int(self.image.shape[-2]), int(self.image.shape[-1])
+
+    @property
+    def device(self):
+        return self.image.device
+
+    # -- views in the forms the official pipelines start from -------------------------------------------------------
+    def float_image(self, dtype=None):
+        """[B,3,H,W] in [0,1]: ``uint8 / 255`` in ``dtype`` (float32 default), as ``ToTensor`` / ``img / 255.``."""
+        from ..imaging.arrays import tensor_to_float
+
+        return tensor_to_float(self.image, dtype)
+
+    def float_background(self, dtype=None):
+        from ..imaging.arrays import tensor_to_float
+
+        return None if self.background is None else tensor_to_float(self.background, dtype)
+
+    def uint8_image(self):
+        """[B,3,H,W] uint8 (float sources rounded)."""
+        import torch
+
+        if self.image.dtype == torch.uint8:
+            return self.image
+        return (self.float_image(torch.float32) * 255.0 + 0.5).to(torch.uint8)
+
+    def trimap_levels(self, dtype=None):
+        """[B,1,H,W] float {0, 0.5, 1}."""
+        import torch
+
+        t = self.trimap
+        out = torch.full(t.shape, 0.5, dtype=dtype or torch.float32, device=t.device)
+        out[t == 0] = 0.0
+        out[t == 255] = 1.0
+        return out
+
+    # -- moves and slices ----------------------------------------------------------------------------------------------
+    def to(self, device, non_blocking: bool = False) -> "Batch":
+        def mv(t):
+            return None if t is None else t.to(device, non_blocking=non_blocking)
+
+        if self.image.device == device or str(self.image.device) == str(device):
+            return self
+        return Batch(mv(self.image), mv(self.trimap), mv(self.background))
+
+    def slice(self, i: int, j: int) -> "Batch":
+        bg = self.background
+        if bg is not None and bg.shape[0] != 1:
+            bg = bg[i:j]
+        return Batch(self.image[i:j], None if self.trimap is None else self.trimap[i:j], bg)
+
+    def map(self, fn) -> "Batch":
+        """The same batch with ``fn`` applied to each [B,C,H,W] tensor (flips, crops)."""
+        return Batch(fn(self.image), None if self.trimap is None else fn(self.trimap),
+                     None if self.background is None else fn(self.background))
+
+    @staticmethod
+    def from_numpy(image: np.ndarray, trimap: np.ndarray | None = None,
+                   background: np.ndarray | None = None) -> "Batch":
+        """One HxWx3 image (uint8 / uint16 / float), an optional HxW trimap (0/128/255 or any grey levels, or float
+        {0,.5,1}; quantised by the one trimap rule) and plate -> a batch of one on the CPU."""
+        import torch
+
+        from ..imaging.arrays import check_rgb
+        from ..imaging.trimap import quantise_trimap
+
+        def img_tensor(a, what):
+            a = np.asarray(a)
+            check_rgb(a, what)
+            if a.dtype == np.uint16:
+                a = a.astype(np.float32) / np.float32(65535.0)
+            elif a.dtype != np.uint8 and a.dtype not in (np.float32, np.float64):
+                a = a.astype(np.float32)
+            return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))[None]
+
+        img = img_tensor(image, "image")
+        tri = None
+        if trimap is not None:
+            t = np.asarray(trimap)
+            if t.ndim == 3 and t.shape[2] == 1:
+                t = t[..., 0]
+            tri = torch.from_numpy(np.ascontiguousarray(quantise_trimap(t)))[None, None]
+        bg = None if background is None else img_tensor(background, "background plate")
+        return Batch(img, tri, bg)
 
 
-def as_float_trimap(trimap: np.ndarray) -> np.ndarray:
-    """HxW uint8 0/128/255 or float {0,.5,1} -> float32 {0, .5, 1}."""
-    t = np.asarray(trimap)
-    if t.ndim == 3:
-        t = t[..., 0]
-    if t.dtype == np.uint8:
-        t = t.astype(np.float32) / 255.0
-    t = t.astype(np.float32)
-    out = np.full(t.shape, 0.5, np.float32)
-    out[t <= 0.1] = 0.0
-    out[t >= 0.9] = 1.0
-    return out
+# ---------------------------------------------------------------------------------------------------- weights
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a converter and a network builder may need to know: the entry, the weight set and the typed options."""
+
+    entry: ModelEntry
+    weights_set: Weights | None
+    options: Mapping[str, Any]
+
+    @property
+    def tag(self) -> str | None:
+        return None if self.weights_set is None else self.weights_set.tag
 
 
-def as_uint8_trimap(trimap: np.ndarray) -> np.ndarray:
-    """HxW uint8 0/128/255 (uint8 input kept as is) or float {0,.5,1} -> uint8 0/128/255."""
-    t = np.asarray(trimap)
-    if t.ndim == 3:
-        t = t[..., 0]
-    if t.dtype == np.uint8:
-        return t
-    f = as_float_trimap(t)
-    out = np.full(f.shape, 128, np.uint8)
-    out[f == 0] = 0
-    out[f == 1] = 255
-    return out
+class Converter:
+    """Official checkpoint <-> our state dict; one object per family, one signature for all.
+
+    * ``read(path, spec) -> mapping``: the official file -> a mapping in the OFFICIAL key layout (safe loaders only:
+      ``torch.load(weights_only=True)``, restricted unpicklers, format parsers);
+    * ``to_ours(official, spec) -> dict``: every key consumed (leftovers raise ConverterError);
+    * ``to_official(ours, spec) -> dict``: the inverse (round trip);
+    * ``write(ours, path, spec)``: our weights in the authors' own file wrapping;
+    * ``convert_file(path, spec) -> (ours, meta)``: read + to_ours, what fetch/import store (meta: facts about the
+      file worth keeping, e.g. RVM's variant).
+    """
+
+    def read(self, path: str | os.PathLike, spec: ModelSpec) -> dict:
+        from .checkpoint import safe_torch_load, strip_prefix, unwrap
+
+        return strip_prefix(unwrap(safe_torch_load(path)))
+
+    def to_ours(self, official: Mapping, spec: ModelSpec) -> dict:
+        raise NotImplementedError
+
+    def to_official(self, ours: Mapping, spec: ModelSpec) -> dict:
+        raise NotImplementedError
+
+    def write(self, ours: Mapping, path: str | os.PathLike, spec: ModelSpec) -> None:
+        import torch
+
+        torch.save({k: v.detach().clone() for k, v in self.to_official(ours, spec).items()}, os.fspath(path))
+
+    def convert_file(self, path: str | os.PathLike, spec: ModelSpec) -> tuple[dict, dict]:
+        return self.to_ours(self.read(path, spec), spec), {}
 
 
+class SameKeys(Converter):
+    """For families whose module uses the official names: a strict key check, both ways (``module.`` prefixes from
+    DataParallel re-saves tolerated). ``keys(spec)`` lists our keys."""
+
+    def keys(self, spec: ModelSpec) -> list:
+        raise NotImplementedError
+
+    def to_ours(self, official, spec):
+        from .checkpoint import strip_prefix, take_exactly
+
+        return take_exactly(strip_prefix(dict(official)), self.keys(spec), what=f"{spec.entry.name} checkpoint")
+
+    def to_official(self, ours, spec):
+        return {k: ours[k] for k in self.keys(spec)}
+
+
+# ---------------------------------------------------------------------------------------------------- backends
 class Backend:
-    """One loaded model. Subclasses implement ``predict``."""
+    """One loaded model. ``predict_batch`` is the inference path; ``predict`` wraps it for one numpy image."""
 
     entry: ModelEntry
     weights_set: Weights | None = None
     weights_sha256: str | None = None   # of the file the weights came from (for run reports)
     weights_path: str | None = None
+    device: Any = "cpu"
+    dtype: Any = None
 
     def __init__(self, entry: ModelEntry, weights_set: Weights | None = None, **options: Any):
         self.entry = entry
         self.weights_set = weights_set
-        self.options = self.parse_options(options)
+        self.options = entry.validate_options(options)
+        self.spec = ModelSpec(entry, weights_set, self.options)
 
-    # -- options ---------------------------------------------------------------------------------------------
-    def parse_options(self, options: Mapping[str, Any]) -> dict:
-        allowed = dict(self.entry.options)
-        unknown = [k for k in options if k not in allowed]
-        if unknown:
-            known = ", ".join(sorted(allowed)) or "none"
-            raise UsageError(f"model {self.entry.name}: unknown option(s) {', '.join(unknown)}; known: {known}")
-        allowed.update(options)
-        return allowed
-
-    @staticmethod
-    def check_trimap_size(image_shape, trimap_shape) -> None:
-        """One message for every trimap-based family: a trimap must be made for this image."""
-        if tuple(trimap_shape[:2]) != tuple(image_shape[:2]):
-            raise InputError(f"trimap size {trimap_shape[1]}x{trimap_shape[0]} differs from image size "
-                             f"{image_shape[1]}x{image_shape[0]}; pass the trimap made for this image")
-
-    def uint8_image_and_trimap(self, image, trimap):
-        """Check the inputs the entry requires, then HxWx3 uint8 image + HxW uint8 0/128/255 trimap of equal size."""
-        self.check_inputs(trimap, None)
-        img = as_uint8_image(image)
-        tri = as_uint8_trimap(trimap)
-        self.check_trimap_size(img.shape, tri.shape)
-        return img, tri
-
+    # -- inputs ------------------------------------------------------------------------------------------------
     def check_inputs(self, trimap, background) -> None:
+        """The inputs the entry requires are present (the message names the CLI flag)."""
         if "trimap" in self.entry.requires and trimap is None:
-            raise MissingInput(f"model {self.entry.name} needs a trimap: pass --trimap FILE|DIR (or make one with `mattecli trimap`)")
+            raise MissingInput(f"model {self.entry.name} needs a trimap: pass --trimap FILE|DIR (or make one with "
+                               "`mattecli trimap`)")
         if "background" in self.entry.requires and background is None:
             raise MissingInput(f"model {self.entry.name} needs a clean background plate: pass --bg FILE|DIR")
 
-    # -- inference -------------------------------------------------------------------------------------------
+    # -- inference -------------------------------------------------------------------------------------------------
     def predict(self, image: np.ndarray, trimap: np.ndarray | None = None,
                 background: np.ndarray | None = None) -> MatteResult:
+        """One HxWx3 image (uint8 RGB, uint16, or float in [0,1]) -> :class:`MatteResult` at the input size."""
+        self.check_inputs(trimap, background)
+        return self.predict_batch(Batch.from_numpy(image, trimap, background)).result(0)
+
+    def predict_batch(self, batch: Batch) -> Prediction:
         raise NotImplementedError
-
-    def predict_batch(self, images, trimaps=None, backgrounds=None) -> dict:
-        """Batched form used by the video pipeline.
-
-        images: torch tensor [B,3,H,W] float in [0,1] (any device); trimaps [B,1,H,W] in {0,.5,1}; backgrounds like
-        images. Returns {"alpha": [B,1,H,W], "foreground": [B,3,H,W] or absent} as torch tensors on the input device.
-        Default: one ``predict`` per frame (temporal families override this to carry state).
-        """
-        import torch
-
-        alphas, fgs = [], []
-        for i in range(images.shape[0]):
-            img = images[i].permute(1, 2, 0).float().cpu().numpy()
-            tri = None if trimaps is None else trimaps[i, 0].float().cpu().numpy()
-            bg = None if backgrounds is None else backgrounds[i].permute(1, 2, 0).float().cpu().numpy()
-            r = self.predict(img, trimap=tri, background=bg)
-            alphas.append(torch.from_numpy(np.ascontiguousarray(r.alpha))[None])
-            if r.foreground is not None:
-                fgs.append(torch.from_numpy(np.ascontiguousarray(r.foreground)).permute(2, 0, 1))
-        out = {"alpha": torch.stack(alphas).to(images.device)}
-        if fgs and len(fgs) == len(alphas):
-            out["foreground"] = torch.stack(fgs).to(images.device)
-        return out
 
     def reset(self) -> None:
         """Clear temporal state (recurrent models). No-op for image models."""
 
 
 class TorchBackend(Backend):
-    """Common machinery for the neural families.
+    """A neural family: weights (cache, file or official mapping) -> ``build_net`` -> encode/forward/decode."""
 
-    Subclasses implement ``build_net()`` -> nn.Module and ``convert(official) -> our state dict`` (usually by calling
-    their ``convert.to_ours``); they may override ``read_checkpoint(path)`` (official file -> official-layout mapping)
-    and ``after_load()`` (load-time transforms such as FBA's weight standardisation).
-    """
+    converter: Converter = Converter()
 
     def __init__(self, entry: ModelEntry, weights_set: Weights | None = None, weights: Any = None,
                  device: str | None = "cpu", precision: str | None = "fp32", **options: Any):
@@ -170,77 +327,85 @@ class TorchBackend(Backend):
 
         self.device = pick_device(device)
         self.dtype = pick_dtype(precision, self.device, entry.precisions)
-        self.net = self.build_net()
-        self.load_weights(weights)
+        ours = self.load_state_dict(weights)
+        self.net = self.build_net(ours)
+        from .checkpoint import check_state_dict
+
+        check_state_dict(self.net, ours, what=f"{self.entry.name} weights")
+        self.net.load_state_dict(ours, strict=True)
         self.net.eval()
+        self.after_load()
         self.net.to(self.device)
-        if self.dtype != self.net_dtype_default():
+        if self.dtype != self.net_dtype():
             self.net.to(self.dtype)
 
     @staticmethod
-    def net_dtype_default():
+    def net_dtype():
         import torch
 
         return torch.float32
 
-    # -- to implement -----------------------------------------------------------------------------------------
-    def build_net(self):
+    # -- to implement ------------------------------------------------------------------------------------------------
+    def build_net(self, state_dict: Mapping):
         raise NotImplementedError
 
-    def convert(self, official: dict) -> dict:
-        """Official-layout mapping -> our state dict (every key consumed, leftovers raise)."""
+    def encode(self, batch: Batch):
+        """-> (network inputs, ctx for decode)."""
         raise NotImplementedError
 
-    def read_checkpoint(self, path: str) -> dict:
-        """Official checkpoint file -> official-layout mapping. Default: torch state dict, any common wrapping."""
-        from .checkpoint import safe_torch_load, strip_prefix, unwrap
+    def forward(self, inputs):
+        return self.net(*inputs)
 
-        return strip_prefix(unwrap(safe_torch_load(path)))
+    def decode(self, outputs, batch: Batch, ctx) -> Prediction:
+        raise NotImplementedError
 
     def after_load(self) -> None:
-        pass
+        """Load-time transforms (BN folding, memory format) after the strict load, before moving to the device."""
 
-    # -- loading ----------------------------------------------------------------------------------------------
-    def load_weights(self, weights: Any) -> None:
-        from .checkpoint import check_state_dict, is_ours, safe_torch_load, to_tensor_dict
+    # -- inference -------------------------------------------------------------------------------------------------
+    def predict_batch(self, batch: Batch) -> Prediction:
+        import torch
+
+        batch = batch.to(self.device)
+        with torch.inference_mode():
+            inputs, ctx = self.encode(batch)
+            return self.decode(self.forward(inputs), batch, ctx)
+
+    # -- weights -----------------------------------------------------------------------------------------------------
+    def load_state_dict(self, weights: Any) -> dict:
+        """Our state dict from ``weights``: None (the cache), a file (official or our converted format) or a mapping
+        in the official key layout."""
+        from .checkpoint import to_tensor_dict
 
         if weights is None:
-            from ..weights import require
+            from .install import cached_state_dict
 
-            weights = require(self.entry, self.weights_set)
+            ours, self.weights_path, self.weights_sha256 = cached_state_dict(self.entry, self.weights_set,
+                                                                             self.converter, self.spec)
+            return ours
         if isinstance(weights, Mapping):
-            ours = self.convert(to_tensor_dict(weights))
-            self.weights_path, self.weights_sha256 = None, None
-        else:
-            path = os.fspath(weights)
-            if not os.path.isfile(path):
-                raise InputError(f"{path}: weights file not found; pass an existing file to --weights", path=path)
-            self.weights_path = path
-            from ..weights import file_sha256
+            self.weights_path = self.weights_sha256 = None
+            return self.convert(to_tensor_dict(weights), None)
+        path = os.fspath(weights)
+        if not os.path.isfile(path):
+            raise InputError(f"{path}: weights file not found; pass an existing file to --weights", path=path)
+        from ..weights import file_sha256
+        from .install import read_ours
 
-            self.weights_sha256 = file_sha256(path)
-            ours = None
-            if path.endswith((".pt", ".pth", ".ckpt", ".tar", ".pth.tar")):
-                try:
-                    obj = safe_torch_load(path)
-                except ConverterError:
-                    obj = None
-                if is_ours(obj):
-                    meta = obj["mattecli"]
-                    if meta.get("family") not in (None, self.entry.family):
-                        raise ConverterError(
-                            f"{path}: converted weights are for family {meta.get('family')}, not {self.entry.family}",
-                            path=path)
-                    ours = to_tensor_dict(obj["state_dict"])
-            if ours is None:
-                try:
-                    official = self.read_checkpoint(path)
-                except ConverterError as e:
-                    raise ConverterError(f"{path}: {e}" if path not in str(e) else str(e), path=path) from None
-                try:
-                    ours = self.convert(official)
-                except ConverterError as e:
-                    raise ConverterError(f"{path}: {e}", path=path) from None
-        check_state_dict(self.net, ours, what=f"{self.entry.name} weights")
-        self.net.load_state_dict(ours, strict=True)
-        self.after_load()
+        self.weights_path, self.weights_sha256 = path, file_sha256(path)
+        ours = read_ours(path, self.entry.family)
+        if ours is not None:
+            return ours
+        try:
+            official = self.converter.read(path, self.spec)
+        except ConverterError as e:
+            raise ConverterError(str(e) if path in str(e) else f"{path}: {e}", path=path) from None
+        return self.convert(official, path)
+
+    def convert(self, official: Mapping, path: str | None) -> dict:
+        try:
+            return self.converter.to_ours(official, self.spec)
+        except ConverterError as e:
+            if path and path not in str(e):
+                raise ConverterError(f"{path}: {e}", path=path) from None
+            raise

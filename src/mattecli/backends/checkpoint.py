@@ -4,7 +4,7 @@
 - :func:`unwrap`: take the state dict out of the wrappings the authors ship (``{'state_dict': ...}``,
   ``{'model': ...}``, ``module.`` prefixes).
 - :class:`KeyTaker`: pop keys from an official mapping; :meth:`KeyTaker.finish` raises on leftovers.
-- our own converted file format: ``{"mattecli": {...meta}, "state_dict": {...}}`` (:func:`save_ours`, :func:`is_ours`).
+Our own converted file format lives in :mod:`mattecli.weights.converted`.
 """
 from __future__ import annotations
 
@@ -12,9 +12,6 @@ import os
 from typing import Any, Iterable, Mapping
 
 from ..errors import ConverterError
-
-OURS_KEY = "mattecli"
-
 
 def _pickle_reason(e: BaseException) -> str:
     """The offending global from PyTorch's refusal, without its advice to disable the safe loader."""
@@ -139,13 +136,3 @@ def check_state_dict(module, sd: Mapping[str, Any], what: str = "weights") -> No
     for k, v in own.items():
         if tuple(v.shape) != tuple(sd[k].shape):
             raise ConverterError(f"{what}: {k} has shape {tuple(sd[k].shape)}, expected {tuple(v.shape)}")
-
-
-def save_ours(state_dict: Mapping[str, Any], path: str | os.PathLike, meta: Mapping[str, Any]) -> None:
-    import torch
-
-    torch.save({OURS_KEY: dict(meta), "state_dict": dict(state_dict)}, os.fspath(path))
-
-
-def is_ours(obj: Any) -> bool:
-    return isinstance(obj, Mapping) and OURS_KEY in obj and "state_dict" in obj

@@ -1,40 +1,17 @@
-"""Helpers shared by every verb: stderr console, error handling, option parsing.
+"""Helpers shared by every verb module: error handling and model options from the command line.
 
-- ``stderr``: a rich Console on stderr; colour only on a TTY and never with NO_COLOR. stdout carries data only.
-- ``@handle_errors``: turns MatteError into one line on stderr + its exit code (1, or 2 for usage errors), so the
-  behaviour is the same under ``typer.testing.CliRunner`` and as a real process.
+``@handle_errors`` turns MatteError into one line on stderr + its exit code (1, or 2 for usage errors), so the
+behaviour is the same under ``typer.testing.CliRunner`` and as a real process. Messages and the console live in
+:mod:`mattecli.console`.
 """
 from __future__ import annotations
 
 import functools
-import os
-import sys
 
 import typer
 
+from ..console import error_line, make_console, stderr_console, warn_line  # noqa: F401  (verbs import them here)
 from ..errors import MatteError
-
-
-def make_console(stream=None):
-    from rich.console import Console
-
-    stream = stream or sys.stderr
-    no_color = bool(os.environ.get("NO_COLOR"))
-    is_tty = hasattr(stream, "isatty") and stream.isatty()
-    return Console(file=stream, no_color=no_color or not is_tty, force_terminal=False if not is_tty else None,
-                   highlight=False, soft_wrap=True)
-
-
-def stderr_console():
-    return make_console(sys.stderr)
-
-
-def error_line(msg: str) -> None:
-    print(f"mattecli: error: {msg}", file=sys.stderr)
-
-
-def warn_line(msg: str) -> None:
-    print(f"mattecli: warning: {msg}", file=sys.stderr)
 
 
 def handle_errors(fn):
@@ -45,37 +22,20 @@ def handle_errors(fn):
         except MatteError as e:
             error_line(str(e))
             raise typer.Exit(e.exit_code)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as e:
+            from ..batch.signals import exit_code
+
             error_line("interrupted")
-            raise typer.Exit(130)
+            raise typer.Exit(exit_code(e))
 
     return wrapper
 
 
-def parse_kv_options(items: list[str] | None) -> dict:
-    """``--option key=value`` (repeatable) -> dict with ints/floats/bools/None parsed."""
-    from ..errors import UsageError
+def model_options(entry, items: list[str] | None, **extra) -> dict:
+    """``--option KEY=VALUE`` (repeatable) for ``entry``: typed and validated now, before any work (exit 2 with the
+    valid values). ``extra``: options set by other flags (``tta``, ``align``)."""
+    from ..options import parse_cli_options
 
-    out: dict = {}
-    for item in items or []:
-        if "=" not in item:
-            raise UsageError(f"--option {item!r}: expected KEY=VALUE")
-        k, v = item.split("=", 1)
-        out[k.strip()] = _parse_scalar(v.strip())
-    return out
-
-
-def _parse_scalar(v: str):
-    low = v.lower()
-    if low in ("true", "yes", "on"):
-        return True
-    if low in ("false", "no", "off"):
-        return False
-    if low in ("none", "null"):
-        return None
-    for conv in (int, float):
-        try:
-            return conv(v)
-        except ValueError:
-            pass
-    return v
+    given = parse_cli_options(items)
+    given.update(extra)
+    return entry.validate_options(given)

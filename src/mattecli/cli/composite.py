@@ -48,7 +48,7 @@ def register(app: typer.Typer) -> None:
         from ..errors import UsageError
         from ..imaging.composite import FITS, parse_colour
         from ..imaging.foreground import METHODS
-        from . import _batch
+        from .. import batch
 
         modes = [m for m, on in (("--bg-image", bg_image), ("--bg-blur", bg_blur is not None), ("--rgba", rgba_out)) if on]
         if bg_color and not modes:
@@ -76,29 +76,29 @@ def register(app: typer.Typer) -> None:
             raise UsageError("--bits must be 8 or 16")
         colour = parse_colour(bg_color) if bg_color else None
 
-        _batch.check_report(report)
+        batch.check_report(report)
         otype = "rgba" if rgba_out else "composite"
-        excl = _batch.output_excludes(output)
-        items = _batch.expand_inputs(inputs, exclude=excl)
-        _batch.drop_run_outputs(items, output, template=template, ext=fmt_l, types=[otype])
-        _batch.drop_partner_inputs(items, {"alpha": alpha, "foreground": foreground, "bg": bg_image})
-        _batch.pair(items, alpha, "alpha", flag="--alpha", exclude=excl)
-        _batch.pair(items, foreground, "foreground", flag="--foreground", exclude=excl)
+        excl = batch.output_excludes(output)
+        items = batch.expand_inputs(inputs, exclude=excl)
+        batch.drop_run_outputs(items, output, template=template, ext=fmt_l, types=[otype])
+        batch.drop_partner_inputs(items, {"alpha": alpha, "foreground": foreground, "bg": bg_image})
+        batch.pair(items, alpha, "alpha", flag="--alpha", exclude=excl)
+        batch.pair(items, foreground, "foreground", flag="--foreground", exclude=excl)
         bg_single = None
         if bg_image:
             if Path(bg_image).is_file():
                 bg_single = Path(bg_image)
             else:
-                _batch.pair(items, bg_image, "bg", flag="--bg-image", exclude=excl)
+                batch.pair(items, bg_image, "bg", flag="--bg-image", exclude=excl)
         if not items:
             raise UsageError("no inputs left after removing the alpha/foreground files")
-        plan = _batch.OutputPlan(output, template=template, ext=fmt_l, single_file_ok=len(items) == 1)
+        plan = batch.OutputPlan(output, template=template, ext=fmt_l, single_file_ok=len(items) == 1)
         planned = {id(it): plan.path(it, type=otype) for it in items}
-        _batch.check_single_file(plan, fmt, [otype])
-        _batch.check_plan(items, list(planned.values()), plan=plan, types=[otype])
+        batch.check_single_file(plan, fmt, [otype])
+        batch.check_plan(items, list(planned.values()), plan=plan, types=[otype])
         if bg_single is not None and any(Path(p).resolve() == bg_single.resolve() for p in planned.values()):
             raise UsageError(f"an output would overwrite the background image {bg_single}")
-        runner = _batch.BatchRunner(verb="composite", fail_fast=fail_fast, skip_existing=skip_existing,
+        runner = batch.BatchRunner(verb="composite", fail_fast=fail_fast, skip_existing=skip_existing,
                                     report=report, json_out=json_out, quiet=quiet, verbose=verbose)
         cache: dict = {}
 

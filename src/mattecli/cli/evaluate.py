@@ -19,7 +19,7 @@ from typing import List, Optional
 
 import typer
 
-from ._common import error_line, handle_errors, parse_kv_options, warn_line
+from ._common import error_line, handle_errors, model_options, warn_line
 
 
 def register(app: typer.Typer) -> None:
@@ -275,7 +275,9 @@ def _model_mode(model, images, gt, trimap, backgrounds, save_pred, weights, devi
                                        trimap_from_alpha)
     from ..evaluation.metrics import METRICS, as_alpha_u8
 
-    options = parse_kv_options(option)
+    from ..registry import resolve
+
+    options = model_options(resolve(model)[0], option)
     if save_pred is not None:
         check_out_folder(save_pred, "--save-pred")
     backend = mattecli.load_model(model, weights=None if weights is None else os.fspath(weights), device=device,

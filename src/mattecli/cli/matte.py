@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from ._common import handle_errors, parse_kv_options
+from ._common import handle_errors, model_options
 
 OUTPUT_TYPES = ("alpha", "foreground", "rgba", "composite")
 FG_CHOICES = ("auto", "ml", "cf", "none", "model")
@@ -24,57 +24,6 @@ def parse_types(text: str) -> list[str]:
     if bad or not types:
         raise UsageError(f"--output-type {text!r}: use one or more of {', '.join(OUTPUT_TYPES)} separated by commas")
     return list(dict.fromkeys(types))
-
-
-def _available(entry):
-    """Name to load (with weight tag) if this entry can run now (no weights needed or weights cached), else None."""
-    if not entry.implemented or not entry.adapter:
-        return None
-    if not entry.weights:
-        return entry.name
-    from ..weights import cached_path
-
-    for i, w in enumerate(entry.weights):
-        if cached_path(entry, w) is not None:
-            return entry.name if i == 0 else f"{entry.name}.{w.tag}"
-    return None
-
-
-def pick_auto(has_trimap: bool, has_bg: bool) -> tuple[str, str]:
-    """``--model auto``: (model name, reason). Raises UsageError saying what to pass or fetch."""
-    from ..errors import UsageError
-    from ..registry import list_models
-
-    entries = [e for e in list_models(kind="matting")]
-
-    def best(pred):
-        cands = []
-        for order, e in enumerate(entries):
-            if pred(e):
-                name = _available(e)
-                if name:
-                    cands.append((-e.quality, order, name))
-        return sorted(cands)[0][2] if cands else None
-
-    if has_bg:
-        name = best(lambda e: "background" in e.requires and not ("trimap" in e.requires and not has_trimap))
-        if name:
-            return name, "a background plate was given"
-        if not has_trimap:
-            fetch = [e.name for e in entries if "background" in e.requires and e.implemented]
-            raise UsageError("--model auto: a background plate was given but no background-matting model has cached "
-                             f"weights; run `mattecli models fetch {fetch[0] if fetch else 'bgmv2'}` or name a model")
-    if has_trimap:
-        name = best(lambda e: "trimap" in e.requires and "background" not in e.requires)
-        if name:
-            return name, "a trimap was given"
-    name = best(lambda e: not e.requires)
-    if name:
-        return name, "no trimap or plate was given"
-    free = [e.name for e in entries if not e.requires and e.implemented and e.weights]
-    hint = f"run `mattecli models fetch {free[0]}`, " if free else ""
-    raise UsageError("--model auto: no trimap or background plate was given and no trimap-free model has cached "
-                     f"weights; {hint}or pass --trimap FILE|DIR (make one with `mattecli trimap`) to use closed-form")
 
 
 def register(app: typer.Typer) -> None:
@@ -117,7 +66,7 @@ def register(app: typer.Typer) -> None:
         RGBA outputs are straight (unassociated) alpha unless --premultiplied; the PNG records which in its 'alpha-mode' text chunk. Exit status: 0 all done, 1 some inputs failed (or the --report could not be written), 2 usage error, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM); both still write the report.
         """
         from ..errors import UsageError
-        from . import _batch
+        from .. import batch
 
         types = parse_types(output_type)
         if foreground not in FG_CHOICES:
@@ -129,16 +78,17 @@ def register(app: typer.Typer) -> None:
             raise UsageError("--format jpg cannot hold an alpha matte or an RGBA cut-out; use --format png or tif")
         if bits not in (8, 16):
             raise UsageError("--bits must be 8 or 16")
-        _batch.check_device_precision(device, precision)
-        opts = parse_kv_options(option)
+        batch.check_device_precision(device, precision)
 
-        _batch.check_report(report)
-        excl = _batch.output_excludes(output)
-        items = _batch.expand_inputs(inputs, exclude=excl)
+        batch.check_report(report)
+        excl = batch.output_excludes(output)
+        items = batch.expand_inputs(inputs, exclude=excl)
 
         from ..registry import resolve
 
         if model.strip().lower() == "auto":
+            from ..choose import pick_auto
+
             name, why = pick_auto(trimap is not None, bg is not None)
             if not quiet:
                 print(f"mattecli: --model auto: using {name} ({why})", file=sys.stderr)
@@ -159,13 +109,22 @@ def register(app: typer.Typer) -> None:
             print(f"mattecli: warning: {entry.name} does not use a trimap; --trimap is ignored", file=sys.stderr)
         if bg is not None and "background" not in entry.requires | entry.optional and not quiet:
             print(f"mattecli: warning: {entry.name} does not use a background plate; --bg is ignored", file=sys.stderr)
+        extra = {}
+        if tta and "tta" in entry.options:
+            extra["tta"] = True      # the model's own test-time augmentation
+            tta = False
+        if align:
+            if "align" not in entry.options:
+                raise UsageError(f"--align: model {entry.name} takes no background plate to align")
+            extra["align"] = True
+        opts = model_options(entry, option, **extra)
 
         ext = {"jpeg": "jpg", "tiff": "tif"}.get(fmt_l, fmt_l)
         model_label = entry.name if name == entry.name else name
-        _batch.drop_run_outputs(items, output, template=template, ext=ext, types=types, model=model_label)
-        _batch.drop_partner_inputs(items, {"trimap": trimap, "bg": bg})
-        _batch.pair(items, trimap, "trimap", flag="--trimap", exclude=excl)
-        _batch.pair(items, bg, "bg", flag="--bg", exclude=excl)
+        batch.drop_run_outputs(items, output, template=template, ext=ext, types=types, model=model_label)
+        batch.drop_partner_inputs(items, {"trimap": trimap, "bg": bg})
+        batch.pair(items, trimap, "trimap", flag="--trimap", exclude=excl)
+        batch.pair(items, bg, "bg", flag="--bg", exclude=excl)
         if not items:
             raise UsageError("no inputs left after removing the trimap/plate files")
 
@@ -180,31 +139,23 @@ def register(app: typer.Typer) -> None:
             else:
                 comp_colour = parse_colour(composite_bg)
 
-        plan = _batch.OutputPlan(output, template=template, ext=ext,
+        plan = batch.OutputPlan(output, template=template, ext=ext,
                                  single_file_ok=len(items) == 1 and len(types) == 1)
         planned = {id(it): [plan.path(it, type=t, model=model_label) for t in types] for it in items}
-        _batch.check_single_file(plan, fmt, types)
-        _batch.check_plan(items, [p for ps in planned.values() for p in ps], plan=plan, types=types,
+        batch.check_single_file(plan, fmt, types)
+        batch.check_plan(items, [p for ps in planned.values() for p in ps], plan=plan, types=types,
                           model=model_label)
-
-        if tta and "tta" in entry.options:
-            opts["tta"] = True      # the model's own test-time augmentation
-            tta = False
-        if align:
-            if "align" not in entry.options:
-                raise UsageError(f"--align: model {entry.name} takes no background plate to align")
-            opts["align"] = True
 
         import mattecli
 
         backend = mattecli.load_model(name, weights=weights, device=device, precision=precision, **opts)
-        runner = _batch.BatchRunner(verb="matte", model=model_label,
+        runner = batch.BatchRunner(verb="matte", model=model_label,
                                     weights_sha256=getattr(backend, "weights_sha256", None), fail_fast=fail_fast,
                                     skip_existing=skip_existing, report=report, json_out=json_out, quiet=quiet,
                                     verbose=verbose)
         meta_base = {"Software": f"mattecli {mattecli.__version__}", "mattecli-model": model_label}
 
-        def process(it: _batch.Item):
+        def process(it: batch.Item):
             return matte_one(it, backend, entry, types, planned[id(it)], foreground=foreground,
                              premultiplied=premultiplied, comp_colour=comp_colour, comp_image=comp_image,
                              bits=bits, tta=tta, meta=meta_base)

@@ -5,7 +5,7 @@ from typing import List, Optional
 
 import typer
 
-from ._common import handle_errors, parse_kv_options
+from ._common import handle_errors, model_options
 
 
 def _resize_to(a, shape, path, image_path):
@@ -82,7 +82,7 @@ def register(app: typer.Typer) -> None:
           mattecli trimap photos/ --segmenter bisenetv2 --classes person -o trimaps/
         """
         from ..errors import UsageError
-        from . import _batch
+        from .. import batch
 
         sources = [s for s in (mask, from_alpha, segmenter) if s]
         if len(sources) != 1:
@@ -101,29 +101,29 @@ def register(app: typer.Typer) -> None:
             raise UsageError("--band must be at least 1 pixel with --mask (a mask has no soft pixels)")
         if classes is not None and not segmenter:
             raise UsageError("--classes applies to --segmenter only")
-        _batch.check_device_precision(device)
+        batch.check_device_precision(device)
         kind = "mask" if mask else ("alpha" if from_alpha else "segmenter")
         partner = mask or from_alpha
-        _batch.check_report(report)
-        excl = _batch.output_excludes(output)
+        batch.check_report(report)
+        excl = batch.output_excludes(output)
         if inputs:
-            items = _batch.expand_inputs(inputs, exclude=excl)
-            _batch.drop_run_outputs(items, output, template=template, ext="png", types=["trimap"],
+            items = batch.expand_inputs(inputs, exclude=excl)
+            batch.drop_run_outputs(items, output, template=template, ext="png", types=["trimap"],
                                     model=segmenter or kind)
             if partner:
-                _batch.drop_partner_inputs(items, {kind: partner})
-                _batch.pair(items, partner, kind, flag="--mask" if mask else "--from-alpha", exclude=excl)
+                batch.drop_partner_inputs(items, {kind: partner})
+                batch.pair(items, partner, kind, flag="--mask" if mask else "--from-alpha", exclude=excl)
         else:
             if segmenter:
                 raise UsageError("--segmenter needs input images")
-            items = _batch.expand_inputs([partner], what="--mask" if mask else "--from-alpha", exclude=excl)
+            items = batch.expand_inputs([partner], what="--mask" if mask else "--from-alpha", exclude=excl)
             for it in items:
                 it.partners[kind] = it.path
                 # name outputs after the image: masks/img_mask.png -> img_trimap.png
-                base = _batch._strip(it.path.stem, _batch.SUFFIXES[kind])
+                base = batch.strip_suffix(it.path.stem, batch.SUFFIXES[kind])
                 if base:
                     it.rel = it.rel.with_name(base + it.rel.suffix)
-            _batch.drop_run_outputs(items, output, template=template, ext="png", types=["trimap"], model=kind)
+            batch.drop_run_outputs(items, output, template=template, ext="png", types=["trimap"], model=kind)
         if not items:
             raise UsageError("no inputs left after removing the mask/alpha files")
 
@@ -142,14 +142,14 @@ def register(app: typer.Typer) -> None:
             elif entry.requires:
                 raise UsageError(f"--segmenter {entry.name}: needs {', '.join(sorted(entry.requires))}; use a "
                                  "segmenter or a trimap-free matting model (see `mattecli models list`)")
-            backend = mattecli.load_model(segmenter, weights=weights, device=device, **parse_kv_options(option))
+            backend = mattecli.load_model(segmenter, weights=weights, device=device, **model_options(entry, option))
             model_label = entry.name
-        plan = _batch.OutputPlan(output, template=template, ext="png", single_file_ok=len(items) == 1)
+        plan = batch.OutputPlan(output, template=template, ext="png", single_file_ok=len(items) == 1)
         if plan.is_file and not str(plan.output).lower().endswith(".png"):
             raise UsageError(f"-o {output}: trimaps are written as .png")
         planned = {id(it): plan.path(it, type="trimap", model=model_label or kind) for it in items}
-        _batch.check_plan(items, list(planned.values()), plan=plan, types=["trimap"], model=model_label or kind)
-        runner = _batch.BatchRunner(verb="trimap", model=model_label,
+        batch.check_plan(items, list(planned.values()), plan=plan, types=["trimap"], model=model_label or kind)
+        runner = batch.BatchRunner(verb="trimap", model=model_label,
                                     weights_sha256=getattr(backend, "weights_sha256", None) if backend else None,
                                     fail_fast=fail_fast, skip_existing=skip_existing, report=report,
                                     json_out=json_out, quiet=quiet, verbose=verbose)

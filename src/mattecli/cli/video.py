@@ -10,7 +10,7 @@ from typing import List, Optional
 
 import typer
 
-from ._common import handle_errors, parse_kv_options, warn_line
+from ._common import handle_errors, model_options, warn_line
 
 HELP = """Matte a video or image sequence: decode, run a model in batches on the CPU/GPU, encode - all streamed.
 
@@ -144,7 +144,6 @@ def register(app: typer.Typer) -> None:
         if bad or not types:
             raise UsageError(f"--output-type {output_type!r}: use one or more of {', '.join(OUTPUT_TYPES)}")
         parse_smooth(smooth)
-        opts = parse_kv_options(option)
 
         # model entry first (cheap, no torch): unknown names and missing inputs fail before any decoding
         auto = model.strip().lower() == "auto"
@@ -154,10 +153,9 @@ def register(app: typer.Typer) -> None:
             raise UsageError(f"model {entry.name} needs a clean background plate: pass --bg plate.png|plate.mp4")
         if "trimap" in entry.requires and not trimap:
             raise UsageError(f"model {entry.name} needs a trimap per frame: pass --trimap FOLDER|PATTERN|VIDEO")
-        if align:
-            if "align" not in entry.options:
-                raise UsageError(f"--align: model {entry.name} takes no background plate to align")
-            opts["align"] = True
+        if align and "align" not in entry.options:
+            raise UsageError(f"--align: model {entry.name} takes no background plate to align")
+        opts = model_options(entry, option, **({"align": True} if align else {}))
 
         try:
             _run(input, fps, types, output, template, lossless, codec, crf, preset, bits, entry, opts,

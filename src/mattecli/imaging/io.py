@@ -25,6 +25,7 @@ from typing import Iterator, Mapping
 import numpy as np
 
 from ..errors import InputError, MatteError, UsageError
+from .arrays import rgb_of, to_float, to_uint8  # noqa: F401  (re-exported: one conversion rule)
 
 READ_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp")
 WRITE_EXTS = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
@@ -222,32 +223,6 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     if a.ndim == 2 or (a.ndim == 3 and a.shape[2] in (3, 4)):
         return apply_orientation(a, orient)
     raise InputError(f"{p}: unsupported channel layout {a.shape}", path=p)
-
-
-def to_float(a: np.ndarray) -> np.ndarray:
-    """uint8/uint16/float -> float32 in [0,1]."""
-    if a.dtype == np.uint8:
-        return a.astype(np.float32) / 255.0
-    if a.dtype == np.uint16:
-        return a.astype(np.float32) / 65535.0
-    return np.clip(a.astype(np.float32), 0.0, 1.0)
-
-
-def to_uint8(a: np.ndarray) -> np.ndarray:
-    if a.dtype == np.uint8:
-        return a
-    if a.dtype == np.uint16:
-        return ((a.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
-    return (np.clip(a.astype(np.float32), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-
-
-def rgb_of(a: np.ndarray) -> np.ndarray:
-    """Any decoded image -> HxWx3 (grey is repeated, an alpha channel is dropped). dtype kept."""
-    if a.ndim == 2:
-        return np.repeat(a[..., None], 3, axis=2)
-    if a.shape[2] == 4:
-        return np.ascontiguousarray(a[..., :3])
-    return a
 
 
 def read_rgb(path: str | os.PathLike) -> np.ndarray:

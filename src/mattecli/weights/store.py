@@ -9,15 +9,13 @@ Cache layout (``home()`` = ``$MATTECLI_HOME``, else ``$XDG_CACHE_HOME/mattecli``
 
 Only verified files are ever renamed into place; a download that fails verification is deleted.
 
-Conversion hook (optional, per family): ``convert_file(path) -> (our_state_dict, meta_dict)``, looked up first as an
-attribute of the adapter class, then as a function of ``mattecli.backends.<family>.convert``. It may accept the
-keywords ``entry`` and ``wset``. When present, fetch and import store its result as ``<file>.mattecli.pt`` (loaded in
-preference to the official file, so run time needs no converter dependency such as ``onnx``).
+Conversion: ``fetch`` and ``import_file`` take ``convert(path) -> (our_state_dict, meta)`` from the caller (the
+family's converter, see ``mattecli.backends.install``; this package never imports the backends) and store the result
+as ``<file>.mattecli.pt`` (loaded in preference to the official file). Every stored file gets its sha256 recorded
+(:mod:`.integrity`) and is checked against it on every load.
 """
 from __future__ import annotations
 
-import importlib
-import inspect
 import os
 import re
 import shutil
@@ -30,6 +28,7 @@ from ..errors import ChecksumMismatch, ConverterError, InputError, MatteError, W
 from . import cache_dir, converted_name, file_sha256, home
 from .download import SourceFailed, discard_part
 from .lock import file_lock
+from . import integrity
 from .sources import describe, fetch_source, fetchable, is_offline, needs_network
 
 Echo = Callable[[str], None]
@@ -86,120 +85,28 @@ def license_notice(entry, wset) -> str:
     return msg
 
 
-# -- conversion hook ----------------------------------------------------------------------------------------------
-def find_convert_hook(entry):
-    """The family's ``convert_file`` (adapter class attribute, else ``backends.<family>.convert``), or None."""
-    if entry.implemented and entry.adapter:
-        try:
-            from ..api import adapter_class
+# -- conversion ---------------------------------------------------------------------------------------------------
+Convert = Callable[[Path], tuple]
 
-            fn = getattr(adapter_class(entry), "convert_file", None)
-            if callable(fn):
-                return fn
-        except (ImportError, MatteError):
-            pass
-    mod_name = f"mattecli.backends.{entry.family}.convert"
+
+def _run_convert(convert: Convert, wset, path: Path):
+    """``convert(path)`` with its errors as one-line ConverterErrors naming the file."""
     try:
-        mod = importlib.import_module(mod_name)
-    except ModuleNotFoundError as e:
-        if e.name and (mod_name == e.name or mod_name.startswith(e.name + ".")):
-            return None
+        return convert(path)
+    except ConverterError as e:
+        raise ConverterError(f"{path}: {e}" if str(path) not in str(e) else str(e), path=path) from None
+    except MatteError:
         raise
-    fn = getattr(mod, "convert_file", None)
-    return fn if callable(fn) else None
+    except ImportError as e:
+        raise ConverterError(f"{path}: converting {wset.format} weights needs the Python package "
+                             f"{e.name or e}: pip install {e.name or e}", path=path) from None
+    except Exception as e:  # a corrupt file makes third-party parsers raise anything
+        raise ConverterError(f"{path}: cannot convert these weights ({type(e).__name__}: {e})", path=path) from None
 
 
-def _family_convert_module(entry):
-    mod_name = f"mattecli.backends.{entry.family}.convert"
-    try:
-        return importlib.import_module(mod_name)
-    except ModuleNotFoundError as e:
-        if e.name and (mod_name == e.name or mod_name.startswith(e.name + ".")):
-            return None
-        raise
-
-
-def _call_hook(fn, path: Path, entry, wset):
-    kwargs = {}
-    try:
-        params = inspect.signature(fn).parameters
-        var_kw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-        for k, v in (("entry", entry), ("wset", wset)):
-            if var_kw or k in params:
-                kwargs[k] = v
-    except (TypeError, ValueError):
-        pass
-    out = fn(os.fspath(path), **kwargs)
-    if isinstance(out, tuple) and len(out) == 2:
-        ours, meta = out
-    else:
-        ours, meta = out, {}
-    from ..backends.checkpoint import to_tensor_dict
-
-    return to_tensor_dict(ours), dict(meta or {})
-
-
-def convert_official(entry, wset, path: Path):
-    """Run the family's conversion hook on ``path``: (ours, meta) or None when the family has no hook.
-
-    When there is no hook, the file is still checked as far as possible: the family's ``read_checkpoint`` (and a
-    one-argument ``to_ours``), else a safe ``torch.load`` for torch-format files. Raises ConverterError.
-    """
-    hook = find_convert_hook(entry)
-    if hook is not None:
-        try:
-            return _call_hook(hook, path, entry, wset)
-        except ConverterError as e:
-            raise ConverterError(f"{path}: {e}" if str(path) not in str(e) else str(e), path=path) from None
-        except MatteError:
-            raise
-        except ImportError as e:
-            raise ConverterError(f"{path}: converting {wset.format} weights needs the Python package "
-                                 f"{e.name or e}: pip install {e.name or 'onnx'}", path=path) from None
-        except Exception as e:  # a corrupt file makes third-party parsers raise anything
-            raise ConverterError(f"{path}: cannot convert to {entry.name} weights ({type(e).__name__}: {e})",
-                                 path=path) from None
-    _check_without_hook(entry, wset, path)
-    return None
-
-
-def _check_without_hook(entry, wset, path: Path) -> None:
-    mod = _family_convert_module(entry)
-    read = getattr(mod, "read_checkpoint", None) if mod else None
-    if callable(read):
-        try:
-            official = read(os.fspath(path))
-        except ConverterError as e:
-            raise ConverterError(f"{path}: {e}" if str(path) not in str(e) else str(e), path=path) from None
-        to_ours = getattr(mod, "to_ours", None)
-        if callable(to_ours) and _one_arg(to_ours):
-            try:
-                to_ours(official)
-            except ConverterError as e:
-                raise ConverterError(f"{path}: {e}", path=path) from None
-        return
-    if wset.format in ("torch", "torch-pickle") or path.suffix in (".pt", ".pth", ".ckpt", ".tar"):
-        from ..backends.checkpoint import safe_torch_load, unwrap
-
-        try:
-            unwrap(safe_torch_load(path))
-        except ConverterError as e:
-            raise ConverterError(f"{path}: {e}" if str(path) not in str(e) else str(e), path=path) from None
-
-
-def _one_arg(fn) -> bool:
-    try:
-        params = [p for p in inspect.signature(fn).parameters.values()
-                  if p.default is inspect.Parameter.empty
-                  and p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)]
-        return len(params) == 1
-    except (TypeError, ValueError):
-        return False
-
-
-def _store_converted(entry, wset, ours, meta, source_sha: str) -> Path:
+def _store_converted(entry, wset, ours, meta, source_sha: str | None) -> Path:
     from .. import __version__
-    from ..backends.checkpoint import save_ours
+    from . import converted
 
     d = cache_dir(entry, wset)
     d.mkdir(parents=True, exist_ok=True)
@@ -207,14 +114,16 @@ def _store_converted(entry, wset, ours, meta, source_sha: str) -> Path:
     full_meta = dict(meta)
     full_meta.update({"family": entry.family, "entry": entry.name, "tag": wset.tag, "source_file": wset.filename,
                       "source_sha256": source_sha, "source_format": wset.format, "mattecli_version": __version__})
-    tmp = d / f".{target.name}.{os.getpid()}.tmp"
-    try:
-        save_ours(ours, tmp, full_meta)
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    converted.save(ours, target, full_meta)
     return target
+
+
+def _store_official(part: Path, target: Path, sha: str) -> None:
+    """Rename a verified ``.part`` into place and record its sha256 (trust on first use where the registry has
+    none)."""
+    integrity.forget(target)
+    os.replace(part, target)
+    integrity.record(target, sha)
 
 
 def _prepare_dirs(entry, wset) -> Path:
@@ -254,9 +163,9 @@ def manual_instructions(entry, wset) -> str:
 
 
 def fetch(entry, wset, *, offline: bool | None = None, force: bool = False, progress: bool = True,
-          timeout: float | None = None, echo: Echo | None = _stderr_echo, convert: bool = True) -> Path:
-    """Make the weight set available in the cache and return the path to load. Raises WeightsUnavailable,
-    ChecksumMismatch."""
+          timeout: float | None = None, echo: Echo | None = _stderr_echo, convert: Convert | None = None) -> Path:
+    """Make the weight set available in the cache and return the path to load. ``convert``: see the module doc.
+    Raises WeightsUnavailable, ChecksumMismatch."""
     from . import cached_path
 
     if wset is None:
@@ -326,11 +235,11 @@ def fetch(entry, wset, *, offline: bool | None = None, force: bool = False, prog
                     echo(f"checksum mismatch from {describe(src)}: {problem}; file discarded")
                     break
                 if not wset.sha256:
-                    echo(f"note: the registry has no sha256 for {wset.filename}; got sha256 {t.sha256} "
-                         f"({t.size} bytes); it is checked by conversion only")
-                if convert:
+                    echo(f"note: the registry has no sha256 for {wset.filename}; recorded sha256 {t.sha256} "
+                         f"({t.size} bytes): every later load checks it")
+                if convert is not None:
                     try:
-                        conv = _convert_part(entry, wset, part)
+                        conv = _convert_part(convert, wset, part)
                     except ConverterError as e:
                         if not wset.sha256:  # unverifiable and unconvertible: do not keep it
                             discard_part(part)
@@ -340,7 +249,7 @@ def fetch(entry, wset, *, offline: bool | None = None, force: bool = False, prog
                         echo(f"warning: {e}; kept the verified official file")
                 else:
                     conv = None
-                os.replace(part, target)
+                _store_official(part, target, t.sha256)
                 discard_part(part)
                 echo(f"verified and saved {target}")
                 if conv is not None:
@@ -348,6 +257,7 @@ def fetch(entry, wset, *, offline: bool | None = None, force: bool = False, prog
                     echo(f"converted to our format: {converted_name(wset)}")
                 elif force:
                     _remove(d / converted_name(wset))
+                    integrity.forget(d / converted_name(wset))
                 return cached_path(entry, wset)
         msg = _unavailable_message(entry, wset, failures, off)
         if mismatched:
@@ -355,7 +265,7 @@ def fetch(entry, wset, *, offline: bool | None = None, force: bool = False, prog
         raise WeightsUnavailable(msg)
 
 
-def _convert_part(entry, wset, part: Path):
+def _convert_part(convert: Convert, wset, part: Path):
     """Convert a verified ``.part`` under its official file name (converters may look at the suffix), without
     making it visible in the cache yet: a hard link (or copy) in a private temporary folder."""
     import tempfile
@@ -367,32 +277,34 @@ def _convert_part(entry, wset, part: Path):
         except OSError:
             shutil.copyfile(part, view)
         try:
-            return convert_official(entry, wset, view)
+            return _run_convert(convert, wset, view)
         except ConverterError as e:
             raise ConverterError(str(e).replace(str(view), wset.filename), path=wset.filename) from None
 
 
-def _ready(entry, wset, convert: bool, echo: Echo) -> Path | None:
+def _ready(entry, wset, convert: Convert | None, echo: Echo) -> Path | None:
     """The cached path when present; converts an official file that lacks its converted twin."""
     from . import cached_path
 
     d = cache_dir(entry, wset)
     official = d / wset.filename
     conv = d / converted_name(wset)
-    if convert and official.is_file() and not conv.is_file() and find_convert_hook(entry) is not None:
+    if convert is not None and official.is_file() and not conv.is_file():
         try:
-            res = convert_official(entry, wset, official)
-        except ConverterError as e:
+            sha = integrity.check(official, f"mattecli models fetch {display_name(entry, wset)} --force",
+                                  wset.sha256)
+            res = _run_convert(convert, wset, official)
+        except (ConverterError, ChecksumMismatch) as e:
             echo(f"warning: {e}")
             res = None
         if res is not None:
-            _store_converted(entry, wset, res[0], res[1], file_sha256(official))
+            _store_converted(entry, wset, res[0], res[1], sha)
     return cached_path(entry, wset)
 
 
 # -- import -------------------------------------------------------------------------------------------------------
 def import_file(entry, wset, file: str | os.PathLike, *, echo: Echo | None = _stderr_echo,
-                progress: bool = True) -> Path:
+                progress: bool = True, convert: Convert | None = None) -> Path:
     """Verify ``file`` (sha256 when known, conversion), then store it in the cache. Returns the path to load.
 
     The official file is stored under its official name when it is the official file (same name, or sha256
@@ -408,7 +320,7 @@ def import_file(entry, wset, file: str | os.PathLike, *, echo: Echo | None = _st
     src = Path(file).expanduser()
     name = display_name(entry, wset)
     if src.is_dir():
-        if find_convert_hook(entry) is None:
+        if convert is None:
             raise InputError(f"{src}: is a folder; pass the weights file {wset.filename}", path=src)
         sha = None
     elif not src.is_file():
@@ -423,12 +335,12 @@ def import_file(entry, wset, file: str | os.PathLike, *, echo: Echo | None = _st
                 "this is not the official file (or it is damaged): download it again", path=src)
         verified = True
     elif sha is not None:
-        echo(f"note: the registry has no sha256 for {wset.filename}; this file (sha256 {sha}) is checked by "
-             "conversion only")
+        echo(f"note: the registry has no sha256 for {wset.filename}; recorded this file's sha256 {sha}: every "
+             "later load checks it")
     if sha is not None and wset.size is not None and src.stat().st_size != wset.size:
         raise ChecksumMismatch(f"{src}: {src.stat().st_size} bytes, the registry says {wset.size} for "
                                f"{wset.filename}", path=src)
-    conv = convert_official(entry, wset, src)
+    conv = _run_convert(convert, wset, src) if convert is not None else None
     if sha is None and conv is None:  # pragma: no cover - a folder needs a hook (checked above)
         raise InputError(f"{src}: cannot import a folder for {name}", path=src)
     keep_official = sha is not None and (verified or src.name == wset.filename or conv is None)
@@ -445,11 +357,14 @@ def import_file(entry, wset, file: str | os.PathLike, *, echo: Echo | None = _st
                     if t.sha256 != sha:
                         raise InputError(f"{src}: the file changed while it was being imported; try again",
                                          path=src)
-                    os.replace(part, target)
+                    _store_official(part, target, sha)
                 finally:
                     _remove(part)
+            elif integrity.recorded(target) is None:
+                integrity.record(target, sha)
         else:
             _remove(target)  # an older official file would not match the converted one
+            integrity.forget(target)
         if conv is not None:
             meta = dict(conv[1])
             if not keep_official:
@@ -458,6 +373,7 @@ def import_file(entry, wset, file: str | os.PathLike, *, echo: Echo | None = _st
             echo(f"converted to our format: {converted_name(wset)}")
         else:
             _remove(d / converted_name(wset))
+            integrity.forget(d / converted_name(wset))
         discard_part(part_path(entry, wset))
     echo(f"imported {src} into {d}")
     return cached_path(entry, wset)
@@ -491,14 +407,17 @@ def verify_set(entry, wset) -> list[VerifyRow]:
     official_sha = None
     if official.is_file():
         official_sha = file_sha256(official)
-        if not wset.sha256:
+        want = integrity.expected_sha(official, wset.sha256)
+        if want is None:
             rows.append(VerifyRow(name, wset.tag, wset.filename, "unknown-hash",
-                                  f"registry has no sha256; file sha256 {official_sha}", str(official)))
-        elif official_sha == wset.sha256.lower():
-            rows.append(VerifyRow(name, wset.tag, wset.filename, "ok", f"sha256 {official_sha}", str(official)))
+                                  f"registry has no sha256 and none was recorded; file sha256 {official_sha}",
+                                  str(official)))
+        elif official_sha == want:
+            how = "" if wset.sha256 else " (recorded when first stored)"
+            rows.append(VerifyRow(name, wset.tag, wset.filename, "ok", f"sha256 {official_sha}{how}", str(official)))
         else:
             rows.append(VerifyRow(name, wset.tag, wset.filename, "mismatch",
-                                  f"sha256 {official_sha}, expected {wset.sha256}; run `mattecli models fetch "
+                                  f"sha256 {official_sha}, expected {want}; run `mattecli models fetch "
                                   f"{name} --force`", str(official)))
     elif not conv.is_file():
         rows.append(VerifyRow(name, wset.tag, wset.filename, "missing", f"run `mattecli models fetch {name}`"))
@@ -512,15 +431,16 @@ def verify_set(entry, wset) -> list[VerifyRow]:
 
 
 def _verify_converted(entry, wset, name, conv: Path, official_sha: str | None) -> VerifyRow:
-    from ..backends.checkpoint import is_ours, safe_torch_load
+    from . import converted
 
     try:
-        obj = safe_torch_load(conv)
+        integrity.check(conv, f"mattecli models fetch {name} --force")
+    except ChecksumMismatch as e:
+        return VerifyRow(name, wset.tag, conv.name, "mismatch", str(e), str(conv))
+    try:
+        sd, meta = converted.load(conv)
     except ConverterError as e:
         return VerifyRow(name, wset.tag, conv.name, "unreadable", str(e), str(conv))
-    if not is_ours(obj):
-        return VerifyRow(name, wset.tag, conv.name, "unreadable", "not a mattecli converted file", str(conv))
-    meta = obj["mattecli"]
     src_sha = meta.get("source_sha256")
     want = official_sha or (wset.sha256.lower() if wset.sha256 else None)
     if meta.get("family") not in (None, entry.family):
@@ -531,7 +451,7 @@ def _verify_converted(entry, wset, name, conv: Path, official_sha: str | None) -
                          f"made from sha256 {src_sha}, expected {want}; run `mattecli models fetch {name} --force`",
                          str(conv))
     return VerifyRow(name, wset.tag, conv.name, "converted-ok",
-                     f"{len(obj['state_dict'])} tensors from sha256 {src_sha}", str(conv))
+                     f"{len(sd)} tensors from sha256 {src_sha}", str(conv))
 
 
 def verify(pairs) -> list[VerifyRow]:

@@ -1,4 +1,5 @@
 """Background Matting v1 (registry data only; no torch import here)."""
+from ...options import Option
 from ...registry import ModelEntry, Weights, WeightSource
 
 _ORIGIN = "github.com/senguptaumd/Background-Matting @ 90765850422621f38ec9f912059cfcad1a8a592b"
@@ -45,7 +46,7 @@ ENTRIES = [
         origin=_ORIGIN,
         options={
             # ours: registry segmenter producing the person mask when predict() gets no segmentation=
-            "segmenter": "bisenetv2.cocostuff",
+            "segmenter": Option("bisenetv2.cocostuff", "str", help="registry segmenter for the person mask"),
         },
         quality=60,
     ),

@@ -1,4 +1,5 @@
 """Background Matting V2 (registry data only; no torch import here)."""
+from ...options import Option
 from ...registry import ModelEntry, Weights, WeightSource
 
 _ORIGIN = "github.com/PeterL1n/BackgroundMattingV2 @ a8e82df9f594578edf287dbb2b289ebcc50fbf00"
@@ -41,14 +42,14 @@ ENTRIES = [
         origin=_ORIGIN,
         options={
             # official MattingRefine / inference script options (defaults of inference_images.py)
-            "backbone_scale": 0.25,
-            "refine_mode": "sampling",
-            "refine_sample_pixels": 80_000,
-            "refine_threshold": 0.7,
-            "refine_kernel_size": 3,
-            "refine_prevent_oversampling": True,
+            "backbone_scale": Option(0.25, "float", min=0, max=0.5, min_open=True, help="scale of the base network"),
+            "refine_mode": Option("sampling", "choice", choices=("full", "sampling", "thresholding")),
+            "refine_sample_pixels": Option(80_000, "int", min=0, help="pixels refined in sampling mode"),
+            "refine_threshold": Option(0.7, "float", min=0, max=1, help="error threshold in thresholding mode"),
+            "refine_kernel_size": Option(3, "int", choices=(1, 3), help="the released weights use 3"),
+            "refine_prevent_oversampling": Option(True, "bool"),
             # ours: warp the plate onto each frame (hand-held shots); failures warn and fall back to no alignment
-            "align": False,
+            "align": Option(False, "bool", help="align the plate to a hand-held shot (features + homography)"),
         },
         quality=80,
     ),

@@ -1,11 +1,16 @@
 """BiSeNetV2 semantic segmenters (registry data only). Used by `mattecli trimap --segmenter`."""
+from ...options import Option
 from ...registry import ModelEntry, Weights, WeightSource
 from .classes import CITYSCAPES, COCOSTUFF
 
 _ORIGIN = "github.com/CoinCheung/BiSeNet @ 6b4b67a8e3eb"
 _RELEASE = "https://github.com/CoinCheung/BiSeNet/releases/download/0.0.0/"
 _PAPER = "Yu et al., BiSeNet V2: Bilateral Network with Guided Aggregation for Real-time Semantic Segmentation, IJCV 2021"
-_OPTIONS = {"classes": ("person",), "normalization": "demo"}
+_OPTIONS = {
+    "classes": Option(("person",), "list", help="class names (or indices) that make the foreground"),
+    "normalization": Option("demo", "choice", choices=("demo", "dataset"),
+                            help="demo: the authors' demo mean/std (both weight sets); dataset: each dataset's own"),
+}
 
 ENTRIES = [
     ModelEntry(

@@ -1,4 +1,5 @@
 """Context-Aware Matting (Hou & Liu, ICCV 2019), TensorFlow 1 checkpoints read without TensorFlow. Data only."""
+from ...options import Option
 from ...registry import ModelEntry, Weights, WeightSource
 
 _PAPER = ("Hou, Liu: Context-Aware Image Matting for Simultaneous Foreground and Alpha Estimation, ICCV 2019 "
@@ -7,7 +8,14 @@ _URL = "http://web.cecs.pdx.edu/~qiqi2/files/papers/conmat/files/model.tgz"
 _LICENSE = ("research only (README: 'The provided implementation is for research purposes only'; commercial use: "
             "contact the authors)")
 _ORIGIN = "https://github.com/hqqxyy/Context-Aware-Matting @ e7b7367d35a99c69d4f2e1b8b459ef8cdb7edc10"
-_OPTIONS = {"vis_patch_crop_size": None, "vis_comp_crop_size": None, "tile": 0}
+_OPTIONS = {
+    "vis_patch_crop_size": Option(None, "str", nullable=True, none_means="the whole image",
+                                  help="HEIGHT,WIDTH crop of the patch encoder's input (official demo flag)"),
+    "vis_comp_crop_size": Option(None, "str", nullable=True, none_means="the whole image",
+                                 help="HEIGHT,WIDTH crop of the context encoder's input (official demo flag)"),
+    "tile": Option(0, "int", min=0, help="0 = off; else tiles of 16k+1 >= 65 px (bounded memory, slightly "
+                                         "different results)"),
+}
 
 
 def _weights(tag: str, sub: str, what: str) -> Weights:

@@ -6,11 +6,18 @@ names are the keyword arguments of pymatting's Laplacian / solver (``epsilon``, 
 """
 from __future__ import annotations
 
+from ...options import Option
 from ...registry import ModelEntry
 
 _ADAPTER = "mattecli.backends.classical.adapter:ClassicalBackend"
 _ORIGIN = "pymatting/pymatting (pymatting>=1.1.10), MIT"
-_CG = {"rtol": 1e-7, "maxiter": 10000}
+_CG = {"rtol": Option(1e-7, "float", min=0, min_open=True, help="relative tolerance of the conjugate-gradient solve"),
+       "maxiter": Option(10000, "int", min=1, help="iterations of the conjugate-gradient solve")}
+_EPS = Option(1e-7, "float", min=0, help="regularisation of the matting Laplacian")
+
+
+def _radius(default):
+    return Option(default, "int", min=1, max=64, help="window radius of the matting Laplacian")
 
 
 def _entry(name, summary, paper, options, quality, aliases=()):
@@ -33,23 +40,29 @@ def _entry(name, summary, paper, options, quality, aliases=()):
 ENTRIES = [
     _entry("closed-form", "Closed-form matting (matting Laplacian, sparse solve); the default without trained weights",
            "Levin, Lischinski, Weiss: A Closed-Form Solution to Natural Image Matting, CVPR 2006 / TPAMI 2008",
-           {"epsilon": 1e-7, "radius": 1, **_CG}, quality=5, aliases=("cf",)),
+           {"epsilon": _EPS, "radius": _radius(1), **_CG}, quality=5, aliases=("cf",)),
     _entry("knn", "KNN matting (nonlocal neighbours in colour+position space)",
            "Chen, Li, Tang: KNN Matting, CVPR 2012 / TPAMI 2013",
-           {"kernel": "binary", **_CG}, quality=3),
+           {"kernel": Option("binary", "choice", choices=("binary", "soft"), help="KNN affinity kernel"), **_CG}, quality=3),
     _entry("lkm", "Large-kernel matting Laplacian (fast, box-filter based)",
            "He, Sun, Tang: Fast Matting Using Large Kernel Matting Laplacian Matrices, CVPR 2010",
-           {"epsilon": 1e-7, "radius": 10, **_CG}, quality=2),
+           {"epsilon": _EPS, "radius": _radius(10), **_CG}, quality=2),
     _entry("rw", "Random-walk matting",
            "Grady, Schiwietz, Aharon, Westermann: Random Walks for Interactive Alpha-Matting, VIIP 2005",
-           {"sigma": 0.033, "radius": 1, "regularization": 1e-8, **_CG}, quality=1),
+           {"sigma": Option(0.033, "float", min=0, min_open=True, help="colour similarity scale"),
+            "radius": _radius(1), "regularization": Option(1e-8, "float", min=0, help="diagonal regularisation"), **_CG}, quality=1),
     _entry("sm", "Shared matting (sampling based, no linear solve)",
            "Gastal, Oliveira: Shared Sampling for Real-Time Alpha Matting, Eurographics 2010",
-           {"trimap_expansion_radius": 10, "trimap_expansion_threshold": 0.02, "sample_gathering_angles": 4,
-            "sample_gathering_Np_radius": 1, "sample_refinement_radius": 5, "local_smoothing_radius1": 5,
-            "local_smoothing_radius2": 5, "local_smoothing_radius3": 5, "local_smoothing_sigma_sq1": None,
-            "local_smoothing_sigma_sq2": 0.1, "local_smoothing_sigma_sq3": None}, quality=1),
+           {"trimap_expansion_radius": Option(10, "int", min=0), "trimap_expansion_threshold": Option(0.02, "float", min=0),
+            "sample_gathering_angles": Option(4, "int", min=1), "sample_gathering_Np_radius": Option(1, "int", min=0),
+            "sample_refinement_radius": Option(5, "int", min=0), "local_smoothing_radius1": Option(5, "int", min=0),
+            "local_smoothing_radius2": Option(5, "int", min=0), "local_smoothing_radius3": Option(5, "int", min=0),
+            "local_smoothing_sigma_sq1": Option(None, "float", min=0, min_open=True, nullable=True,
+                                                none_means="pymatting's default"),
+            "local_smoothing_sigma_sq2": Option(0.1, "float", min=0, min_open=True),
+            "local_smoothing_sigma_sq3": Option(None, "float", min=0, min_open=True, nullable=True,
+                                                none_means="pymatting's default")}, quality=1),
     _entry("lbdm", "Learning-based digital matting (local learned Laplacian)",
            "Zheng, Kambhamettu: Learning Based Digital Matting, ICCV 2009",
-           {"epsilon": 1e-7, "radius": 1, **_CG}, quality=4),
+           {"epsilon": _EPS, "radius": _radius(1), **_CG}, quality=4),
 ]

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import InputError
-from ..base import Backend, MatteResult, as_float_trimap
+from ..base import Backend, Prediction
 
 _FUNCS = {
     "closed-form": "estimate_alpha_cf",
@@ -24,19 +24,8 @@ _FUNCS = {
 _CG_KEYS = ("rtol", "maxiter")
 
 
-def image_for_pymatting(image: np.ndarray) -> np.ndarray:
-    a = np.asarray(image)
-    if a.ndim != 3 or a.shape[2] != 3:
-        raise InputError(f"image must be HxWx3 RGB, got shape {a.shape}")
-    if a.dtype == np.uint8:
-        return a.astype(np.float64) / 255.0
-    if a.dtype == np.uint16:
-        return a.astype(np.float64) / 65535.0
-    return np.clip(a.astype(np.float64), 0.0, 1.0)
-
-
 class ClassicalBackend(Backend):
-    """pymatting ``estimate_alpha_<method>`` behind the common ``predict`` contract."""
+    """pymatting ``estimate_alpha_<method>`` behind the common contract (one image at a time, on the CPU)."""
 
     weights_sha256 = None
     weights_path = None
@@ -48,7 +37,8 @@ class ClassicalBackend(Backend):
         self.func_name = _FUNCS[entry.name]
 
     def _kwargs(self) -> dict:
-        changed = {k: v for k, v in self.options.items() if v != self.entry.options.get(k, object())}
+        defaults = self.entry.option_defaults()
+        changed = {k: v for k, v in self.options.items() if v != defaults.get(k, object())}
         if self.entry.name == "sm":
             return changed
         kw: dict = {}
@@ -60,19 +50,23 @@ class ClassicalBackend(Backend):
             kw["cg_kwargs"] = cg
         return kw
 
-    def predict(self, image: np.ndarray, trimap: np.ndarray | None = None,
-                background: np.ndarray | None = None) -> MatteResult:
+    def alpha(self, image: np.ndarray, trimap: np.ndarray) -> np.ndarray:
+        """HxWx3 float64 image in [0,1] and HxW float64 trimap {0,.5,1} -> HxW float32 alpha (pymatting)."""
         import pymatting
 
-        self.check_inputs(trimap, background)
-        img = image_for_pymatting(image)
-        tri = as_float_trimap(trimap).astype(np.float64)
-        if tri.shape != img.shape[:2]:
-            raise InputError(f"trimap is {tri.shape[1]}x{tri.shape[0]} but the image is {img.shape[1]}x{img.shape[0]}")
-        if not (tri == 0).any() or not (tri == 1).any():
-            which = "background (0)" if not (tri == 0).any() else "foreground (255)"
+        if not (trimap == 0).any() or not (trimap == 1).any():
+            which = "background (0)" if not (trimap == 0).any() else "foreground (255)"
             raise InputError(f"trimap has no {which} pixels; {self.entry.name} needs both known regions "
                              "(a trimap-free model needs none: see `mattecli models list`)")
         fn = getattr(pymatting, self.func_name)
-        alpha = fn(img, tri, **self._kwargs())
-        return MatteResult(alpha=np.clip(alpha, 0.0, 1.0).astype(np.float32))
+        return np.clip(fn(image, trimap, **self._kwargs()), 0.0, 1.0).astype(np.float32)
+
+    def predict_batch(self, batch) -> Prediction:
+        import torch
+
+        self.check_inputs(batch.trimap, batch.background)
+        batch = batch.to(torch.device("cpu"))
+        images = batch.float_image(torch.float64).permute(0, 2, 3, 1).numpy()
+        trimaps = batch.trimap_levels(torch.float64)[:, 0].numpy()
+        alphas = [self.alpha(np.ascontiguousarray(images[i]), trimaps[i]) for i in range(batch.n)]
+        return Prediction(alpha=torch.from_numpy(np.stack(alphas))[:, None])

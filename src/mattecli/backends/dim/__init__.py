@@ -1,4 +1,5 @@
 """Deep Image Matting (Xu et al., CVPR 2017) through two community ports (no official code exists). Data only."""
+from ...options import Option
 from ...registry import ModelEntry, Weights, WeightSource
 
 _PAPER = "Xu, Price, Cohen, Huang: Deep Image Matting, CVPR 2017 (arXiv:1703.03872)"
@@ -34,7 +35,13 @@ ENTRIES = [
         precisions=("fp32", "fp16", "bf16"),
         code_license="none stated (huochaitiantang/pytorch-deep-image-matting has no LICENSE file)",
         origin="https://github.com/huochaitiantang/pytorch-deep-image-matting @ f5f909dba65c6538b38b23190af5eb5665b518be",
-        options={"crop_or_resize": "whole", "max_size": 1600, "size_h": 320, "size_w": 320},
+        options={
+            "crop_or_resize": Option("whole", "choice", choices=("whole", "resize", "crop"),
+                                     help="the port's test modes: whole image, resize to size_h x size_w, or crops"),
+            "max_size": Option(1600, "int", min=32, help="whole mode: longer side limit (multiple of 32)"),
+            "size_h": Option(320, "int", min=32, help="resize/crop mode: network input height (multiple of 32)"),
+            "size_w": Option(320, "int", min=32, help="resize/crop mode: network input width (multiple of 32)"),
+        },
         quality=60,
     ),
     ModelEntry(

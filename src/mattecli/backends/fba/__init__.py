@@ -1,4 +1,5 @@
 """FBA Matting registry data (no torch import here)."""
+from ...options import Option
 from ...registry import ModelEntry, Weights, WeightSource
 
 ENTRIES = [
@@ -31,7 +32,13 @@ ENTRIES = [
         precisions=("fp32", "bf16", "fp16"),
         code_license="MIT (MarcoForte/FBA_Matting)",
         origin="https://github.com/MarcoForte/FBA_Matting@8dd100d760186150710510ee8d78ed916cdb17a4",
-        options={"tta": False, "tile": None, "tile_overlap": 128},
+        options={
+            "tta": Option(False, "choice", choices=(False, True, "flip", "d4"),
+                          help="test-time augmentation: true/d4 = 8 flips and rotations averaged, flip = 2 views"),
+            "tile": Option(None, "int", min=64, nullable=True, none_means="whole image",
+                           help="run on overlapping tiles of this size (bounded memory, slightly different results)"),
+            "tile_overlap": Option(128, "int", min=0, help="overlap of tiles in pixels (linear blending)"),
+        },
         quality=90,
     ),
 ]

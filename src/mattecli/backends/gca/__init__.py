@@ -1,4 +1,5 @@
 """GCA Matting registry data (no torch import here)."""
+from ...options import Option
 from ...registry import ModelEntry, Weights, WeightSource
 
 _LICENSE = ("non-commercial: covered by the Adobe Deep Image Matting Dataset License Agreement, noncommercial use "
@@ -42,7 +43,11 @@ ENTRIES = [
         precisions=("fp32", "bf16", "fp16"),
         code_license="MIT (Yaoyi-Li/GCA-Matting)",
         origin="https://github.com/Yaoyi-Li/GCA-Matting@5a999be4b00bb482658fa7013a74a2b8acddc78e",
-        options={"tile": None, "tile_overlap": 128},
+        options={
+            "tile": Option(None, "int", min=64, nullable=True, none_means="whole image",
+                           help="run on overlapping tiles of this size (bounded memory; attention becomes local)"),
+            "tile_overlap": Option(128, "int", min=0, help="overlap of tiles in pixels (linear blending)"),
+        },
         quality=80,
     ),
 ]

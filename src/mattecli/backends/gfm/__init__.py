@@ -1,4 +1,5 @@
 """GFM, Glance and Focus Matting (registry data only): one entry, seven released weight sets (backbone-RoSTa tags)."""
+from ...options import Option
 from ...registry import ModelEntry, Weights, WeightSource
 
 _ORIGIN = "github.com/JizhiziLi/GFM @ 4b15ee01a02e"
@@ -57,16 +58,15 @@ ENTRIES = [
         code_license="MIT",
         origin=_ORIGIN + " (core/gfm.py, core/test.py, core/util.py)",
         options={
-            # core/test.py --test_choice: 'HYBRID' (1/3-scale glance + 1/2-scale focus) or 'RESIZE' (one 1/2 pass);
-            # the RIM variant always runs its own single 1/3-scale pass
-            "test_choice": "HYBRID",
-            # core/test.py --pred_choice: 1 glance, 2 focus, 3 fusion (RIM: 1 TT, 2 FT, 3 BT, 4 RIM);
-            # None = 3, or 4 for RIM (scripts/test/test_dataset.sh)
-            "pred_choice": None,
-            # core/config.py: images whose short side exceeds it are first resized so it equals it (test_samples);
-            # None or 0 disables. MAX_SIZE_H/W cap the network input per side.
-            "shorter_path_limitation": 1080,
-            "max_size": 1600,
+            "test_choice": Option("HYBRID", "choice", choices=("HYBRID", "RESIZE"),
+                                  help="core/test.py: HYBRID = 1/3-scale glance + 1/2-scale focus; RESIZE = one "
+                                       "1/2-scale pass (the RIM variant always runs its own 1/3-scale pass)"),
+            "pred_choice": Option(None, "int", choices=(1, 2, 3, 4), nullable=True,
+                                  none_means="3 fusion, or 4 for RIM",
+                                  help="1 glance, 2 focus, 3 fusion (RIM: 1 TT, 2 FT, 3 BT, 4 RIM)"),
+            "shorter_path_limitation": Option(1080, "int", min=32, nullable=True, none_means="no limit",
+                                              help="images whose short side exceeds it are first resized to it"),
+            "max_size": Option(1600, "int", min=32, help="MAX_SIZE_H/W: cap of the network input per side"),
         },
         quality=55,
     ),

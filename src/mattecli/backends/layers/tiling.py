@@ -1,9 +1,11 @@
 """Opt-in tiled inference with overlap and linear blending (for images too large for one pass).
 
-``tiled(fn, image, trimap, tile, overlap)`` runs ``fn(image_crop, trimap_crop) -> dict of HxW[xC] float arrays`` on
-overlapping crops of at most ``tile`` x ``tile`` pixels and blends the results with weights that ramp linearly across
-the overlap (no ramp on the image border). Tiles whose trimap has no unknown pixel may be skipped by the caller's
-``fn`` returning None, in which case ``fill(image_crop, trimap_crop)`` provides the result.
+``tiled_batch(run, batch, tile, overlap)`` runs ``run(sub_batch) -> Prediction`` on overlapping crops of at most
+``tile`` x ``tile`` pixels of a :class:`~mattecli.backends.base.Batch` and blends alpha, foreground and background
+with weights that ramp linearly across the overlap (no ramp on the image border). A crop whose trimap has no unknown
+pixel is not run: the trimap decides its alpha and the image gives its colours.
+
+``tiled(fn, image, trimap, tile, overlap)`` is the same on numpy arrays for pipelines that work per image.
 """
 from __future__ import annotations
 
@@ -55,3 +57,39 @@ def tiled(fn, image: np.ndarray, trimap: np.ndarray, tile: int, overlap: int) ->
     for k, v in acc.items():
         res[k] = (v / (wsum if v.ndim == 2 else wsum[..., None])).astype(np.float32)
     return res
+
+
+def tiled_batch(run, batch, tile: int, overlap: int):
+    """Tiled ``run`` over a Batch -> Prediction (float32 tensors on the batch's device; extras are dropped)."""
+    import torch
+
+    from ..base import Prediction
+
+    h, w = batch.size
+    tile = int(tile)
+    overlap = int(max(0, min(overlap, tile // 2)))
+    dev = batch.device
+    acc: dict = {}
+    wsum = torch.zeros((1, 1, h, w), dtype=torch.float64, device=dev)
+    for y0 in _starts(h, tile, overlap):
+        for x0 in _starts(w, tile, overlap):
+            y1, x1 = min(h, y0 + tile), min(w, x0 + tile)
+            sub = batch.map(lambda t: t[..., y0:y1, x0:x1])
+            if sub.trimap is not None and not bool((sub.trimap == 128).any()):
+                img = sub.float_image()
+                pred = Prediction(alpha=(sub.trimap == 255).float(), foreground=img, background=img)
+            else:
+                pred = run(sub)
+            wy = torch.from_numpy(_ramp(y1 - y0, y0 == 0, y1 == h, overlap)).to(dev)
+            wx = torch.from_numpy(_ramp(x1 - x0, x0 == 0, x1 == w, overlap)).to(dev)
+            wt = (wy[:, None] * wx[None, :])[None, None]
+            wsum[..., y0:y1, x0:x1] += wt
+            for k in ("alpha", "foreground", "background"):
+                v = getattr(pred, k)
+                if v is None:
+                    continue
+                if k not in acc:
+                    acc[k] = torch.zeros((batch.n, v.shape[1], h, w), dtype=torch.float64, device=dev)
+                acc[k][..., y0:y1, x0:x1] += v.double() * wt
+    out = {k: (v / wsum).float() for k, v in acc.items()}
+    return Prediction(alpha=out["alpha"], foreground=out.get("foreground"), background=out.get("background"))

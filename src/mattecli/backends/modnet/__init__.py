@@ -1,4 +1,5 @@
 """MODNet trimap-free portrait matting (registry data only; no torch import here)."""
+from ...options import Option
 from ...registry import ModelEntry, Weights, WeightSource
 
 _ORIGIN = "github.com/ZHKKKe/MODNet @ 28165a451e4610c9d77cfdf925a94610bb2810fb"
@@ -38,7 +39,7 @@ ENTRIES = [
         precisions=("fp32", "fp16"),
         code_license="Apache-2.0",
         origin=_ORIGIN,
-        options={"ref_size": 512},
+        options={"ref_size": Option(512, "int", min=32, help="the official resize target of the short side")},
         quality=50,
     ),
 ]

@@ -1,4 +1,5 @@
 """PP-Matting (PaddleSeg Matting), HRNet-W18 human models (registry data only)."""
+from ...options import Option
 from ...registry import ModelEntry, Weights, WeightSource
 
 _ZOO = "https://paddleseg.bj.bcebos.com/matting/models/"
@@ -35,7 +36,8 @@ ENTRIES = [
         code_license="Apache-2.0",
         origin="github.com/PaddlePaddle/PaddleSeg @ d7975e7cb3b9 (Matting/ppmatting)",
         aliases=("pp-matting", "ppmatting.hrnet_w18-512"),
-        options={"max_short": None},
+        options={"max_short": Option(None, "int", min=32, nullable=True, none_means="the config's own limit",
+                                      help="limit of the short side before inference")},
         quality=60,
     ),
 ]

@@ -10,6 +10,7 @@ One entry, ``rvm``, with three weight sets (the tag picks the file; the architec
 """
 from __future__ import annotations
 
+from ...options import Option
 from ...registry import ModelEntry, Weights, WeightSource
 
 _RELEASE = "https://github.com/PeterL1n/RobustVideoMatting/releases/download/v1.0.0/"
@@ -73,7 +74,12 @@ ENTRIES = [
         code_license="GPL-3.0",
         origin="https://github.com/PeterL1n/RobustVideoMatting @ 53d74c6826735f01f4406b5ca9075eee27bec094 "
                "(ONNX layout: branch onnx @ ebead27)",
-        options={"downsample_ratio": None, "refiner": "deep_guided_filter"},
+        options={
+            "downsample_ratio": Option(None, "float", min=0, max=1, min_open=True, nullable=True,
+                                       none_means="auto: the long side of the network input becomes 480 px",
+                                       help="scale of the base network's input (the authors' guidance table)"),
+            "refiner": Option("deep_guided_filter", "choice", choices=("deep_guided_filter", "fast_guided_filter")),
+        },
         quality=65,
     ),
 ]

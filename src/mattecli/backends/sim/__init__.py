@@ -4,6 +4,7 @@ Two files: the matting network (tag ``simd``, default, or ``adobe``) and the sem
 as the weight set ``sim.classifier`` so that ``mattecli models import sim.classifier FILE`` caches it; ``load_model``
 takes it as ``classifier_weights=`` (the official config key is ``[classifier] resume_checkpoint``).
 """
+from ...options import Option
 from ...registry import ModelEntry, Weights, WeightSource
 
 _LICENSE = ("not stated by the authors (no licence file in nowsyn/SIM); trained on data that includes the Adobe Deep "
@@ -64,7 +65,8 @@ ENTRIES = [
         precisions=("fp32", "bf16", "fp16"),
         code_license="not stated (no licence file in nowsyn/SIM)",
         origin="https://github.com/nowsyn/SIM@dc5ed5a594fda16d3bd0a8d114b8740d876c12c8",
-        options={"classifier_weights": None},
+        options={"classifier_weights": Option(None, "str", nullable=True, none_means="the cached sim.classifier",
+                                               help="file of the semantic-trimap classifier")},
         quality=85,
     ),
 ]

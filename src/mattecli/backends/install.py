@@ -1,0 +1,83 @@
+"""Weights for a family, through its converter: fetch / import (official file -> verified cache + our converted
+file) and the verified state dict a backend loads. The weights package below knows nothing of the families; this is
+where the two meet (backends -> weights, never the other way)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..errors import ConverterError
+
+
+def spec_of(entry, wset, options: dict | None = None):
+    from .base import ModelSpec
+
+    return ModelSpec(entry, wset, entry.validate_options(options))
+
+
+def converter_of(entry):
+    from ..api import adapter_class
+
+    return adapter_class(entry).converter
+
+
+def convert_function(entry, wset):
+    """``path -> (our state dict, meta)`` for the store, with the entry's default options."""
+    if not entry.weights:
+        return None
+    conv = converter_of(entry)
+    spec = spec_of(entry, wset)
+
+    def convert(path: Path):
+        return conv.convert_file(path, spec)
+
+    return convert
+
+
+def fetch(entry, wset, **kw) -> Path:
+    from ..weights.store import fetch as store_fetch
+
+    return store_fetch(entry, wset, convert=convert_function(entry, wset), **kw)
+
+
+def import_file(entry, wset, file: str | os.PathLike, **kw) -> Path:
+    from ..weights.store import import_file as store_import
+
+    return store_import(entry, wset, file, convert=convert_function(entry, wset), **kw)
+
+
+def cached_state_dict(entry, wset, converter, spec) -> tuple[dict, str, str]:
+    """(our state dict, path, sha256 of the official file) from the cache; every file is hash-checked first."""
+    from ..weights import converted, integrity, require
+    from ..weights.store import display_name
+    from .checkpoint import to_tensor_dict
+
+    path = require(entry, wset)
+    fix = f"mattecli models fetch {display_name(entry, wset)} --force"
+    if path.name.endswith(".mattecli.pt"):
+        sha = integrity.check(path, fix)
+        ours, meta = converted.load(path)
+        if meta.get("family") not in (None, entry.family):
+            raise ConverterError(f"{path}: converted weights are for family {meta.get('family')}, not "
+                                 f"{entry.family}; run `{fix}`", path=path)
+        return to_tensor_dict(ours), str(path), meta.get("source_sha256") or sha
+    sha = integrity.check(path, fix, wset.sha256)
+    return converter.to_ours(converter.read(path, spec), spec), str(path), sha
+
+
+def read_ours(path: str | os.PathLike, family: str) -> dict | None:
+    """Our state dict if ``path`` (a ``--weights FILE``) is in our converted format, else None."""
+    from ..weights import converted
+    from .checkpoint import to_tensor_dict
+
+    if not str(path).lower().endswith((".pt", ".pth", ".ckpt", ".tar")):
+        return None
+    try:
+        ours, meta = converted.load(path)
+    except ConverterError:
+        return None
+    if meta.get("family") not in (None, family):
+        raise ConverterError(f"{path}: converted weights are for family {meta.get('family')}, not {family}",
+                             path=path)
+    return to_tensor_dict(ours)
+

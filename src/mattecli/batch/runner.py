@@ -1,0 +1,234 @@
+"""Running a batch: per-item errors, skip/resume, signals, progress, report, exit code.
+
+``BatchRunner.run(items, fn, planned)`` calls ``fn(item)`` for every item through an *executor* (the local loop
+here; another executor may run items elsewhere and yield their outcomes as they finish) and keeps the records:
+
+* a :class:`~mattecli.errors.MatteError` from ``fn`` fails that item with its one-line message, any other exception
+  with ``TypeName: message`` (the traceback with ``--verbose``); an item whose planning found a problem
+  (``Item.problem``: no trimap for it...) fails the same way; the batch goes on, the exit code is 1 at the end
+  (``--fail-fast`` stops at the first failure);
+* ``--skip-existing``: an item whose planned outputs all exist *and decode* is skipped;
+* Ctrl-C (exit 130) and SIGTERM (exit 143) stop the run; the report is still written with ``interrupted: true`` and
+  the inputs never reached listed as ``not-run``;
+* stdout carries only data: the written paths one per line, or with ``--json`` one JSON document (the report).
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Sequence
+
+from ..errors import MatteError
+from ..imaging.io import atomic_write_text, image_size, verify_decodes
+from . import signals
+from .checks import check_report
+from .inputs import Item
+from .report import Record, iso, to_csv, version
+
+
+@dataclass
+class Outcome:
+    """What running one item gave: status ok | failed | skipped, its outputs and report fields, or its error."""
+
+    status: str
+    outputs: list = field(default_factory=list)
+    fields: dict = field(default_factory=dict)
+    error: str | None = None
+    trace: str | None = None
+    seconds: float = 0.0
+
+
+def attempt(item: Item, fn: Callable[[Item], object], planned: Callable[[Item], Sequence[Path]] | None = None,
+            skip_existing: bool = False) -> Outcome:
+    """Run ``fn`` on one item and capture the result or the error (never raises but for interrupts)."""
+    try:
+        if item.problem:
+            return Outcome("failed", error=item.problem)
+        if skip_existing and planned is not None:
+            outs = list(planned(item))
+            if outs and all(verify_decodes(p) for p in outs):
+                return Outcome("skipped", outputs=outs)
+        res = fn(item)
+        if isinstance(res, dict):
+            fields = {k: v for k, v in res.items() if k != "outputs"}
+            return Outcome("ok", outputs=list(res.get("outputs", [])), fields=fields)
+        return Outcome("ok", outputs=list(res or []))
+    except KeyboardInterrupt:
+        raise
+    except MatteError as e:
+        return Outcome("failed", error=str(e))
+    except Exception as e:  # a bug or a library error: report it, keep going
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        return Outcome("failed", error=f"{type(e).__name__}: {first}" if first else type(e).__name__,
+                       trace=traceback.format_exc())
+
+
+def local_executor(items: Sequence[Item], run_one: Callable[[Item], Outcome]) -> Iterator[tuple[Item, Outcome]]:
+    """Items one after another in this process, in order."""
+    for it in items:
+        t0 = time.perf_counter()
+        out = run_one(it)
+        out.seconds = out.seconds or (time.perf_counter() - t0)
+        yield it, out
+
+
+Executor = Callable[[Sequence[Item], Callable[[Item], Outcome]], Iterable[tuple[Item, Outcome]]]
+
+
+class BatchRunner:
+    """Runs ``fn(item) -> outputs`` over items with the shared batch semantics and returns the exit code.
+
+    ``fn`` returns a list of written paths, or a dict with ``outputs`` and other report fields (``width``,
+    ``height``, ...)."""
+
+    def __init__(self, *, verb: str, model: str | None = None, weights_sha256: str | None = None,
+                 fail_fast: bool = False, skip_existing: bool = False, report: str | os.PathLike | None = None,
+                 json_out: bool = False, quiet: bool = False, verbose: bool = False, argv: list | None = None,
+                 progress_unit: str = "items"):
+        self.verb = verb
+        self.model = model
+        self.weights_sha256 = weights_sha256
+        self.fail_fast = fail_fast
+        self.skip_existing = skip_existing
+        self.report = Path(report) if report else None
+        check_report(self.report)
+        self.json_out = json_out
+        self.quiet = quiet
+        self.verbose = verbose
+        self.argv = list(sys.argv if argv is None else argv)
+        self.records: list[Record] = []
+        self.started = time.time()
+        self.interrupted = False
+        self.signal_name: str | None = None     # "SIGINT" / "SIGTERM" when interrupted
+        self.report_failed = False
+        self.progress_unit = progress_unit
+        self.notes: list[str] = []              # extra lines for the summary (e.g. counts a verb keeps)
+
+    # -- messages (stderr) ------------------------------------------------------------------------------------
+    def info(self, msg: str) -> None:
+        if not self.quiet:
+            print(f"mattecli: {msg}", file=sys.stderr, flush=True)
+
+    def debug(self, msg: str) -> None:
+        if self.verbose:
+            print(f"mattecli: {msg}", file=sys.stderr, flush=True)
+
+    def _fail_line(self, item: Item, msg: str) -> None:
+        text = msg if str(item.path) in msg else f"{item.path}: {msg}"
+        print(f"mattecli: error: {text}", file=sys.stderr, flush=True)
+
+    # -- main loop --------------------------------------------------------------------------------------------
+    def run(self, items: Sequence[Item], fn: Callable[[Item], object],
+            planned: Callable[[Item], Sequence[Path]] | None = None, executor: Executor | None = None) -> int:
+        """Exit code: 0 all done, 1 some input failed (or the report could not be written), 130 interrupted by
+        SIGINT (Ctrl-C), 143 terminated by SIGTERM. Interrupted or --fail-fast runs still write the report; the
+        inputs never reached are listed with status ``not-run``."""
+        executor = executor or local_executor
+        with signals.stop_on_signals():
+            return self._run(items, lambda it: attempt(it, fn, planned, self.skip_existing), executor)
+
+    def _run(self, items, run_one, executor) -> int:
+        from ..progress import Progress
+
+        bar = Progress(self.verb, total=len(items), unit=self.progress_unit,
+                       enabled=not self.quiet and len(items) > 1, transient=True)
+        try:
+            with bar:
+                for it, out in executor(items, run_one):
+                    rec = self._record(it, out)
+                    bar.advance(1, it.path.name)
+                    if rec.status == "failed" and self.fail_fast:
+                        self.info("stopping at the first failure (--fail-fast)")
+                        break
+        except KeyboardInterrupt as e:
+            self.interrupted = True
+            self.signal_name = signals.signal_name(e)
+            print(f"mattecli: interrupted ({self.signal_name})", file=sys.stderr, flush=True)
+        finally:
+            done = {r.input for r in self.records}
+            for it in items:
+                if str(it.path) not in done:
+                    self.records.append(Record(input=str(it.path), status="not-run", model=self.model,
+                                               weights_sha256=self.weights_sha256))
+            self.finish()
+        if self.interrupted:
+            return signals.EXIT_SIGTERM if self.signal_name == "SIGTERM" else signals.EXIT_SIGINT
+        return 1 if (self.failed or self.report_failed) else 0
+
+    def _record(self, it: Item, out: Outcome) -> Record:
+        rec = Record(input=str(it.path), model=self.model, weights_sha256=self.weights_sha256, status=out.status,
+                     outputs=list(out.outputs), seconds=out.seconds, error=out.error)
+        for k, v in out.fields.items():
+            if k in ("width", "height"):
+                setattr(rec, k, v)
+            else:
+                rec.extra[k] = v
+        if rec.width is None:
+            sz = image_size(it.path)
+            if sz:
+                rec.width, rec.height = sz
+        self.records.append(rec)
+        if out.status == "ok":
+            if not self.json_out:
+                for o in rec.outputs:
+                    print(o, file=sys.stdout, flush=True)
+            self.debug(f"{it.path} -> {', '.join(str(o) for o in rec.outputs)} ({out.seconds:.2f} s)")
+        elif out.status == "skipped":
+            self.debug(f"skip {it.path} (outputs exist and decode)")
+        elif out.status == "failed":
+            self._fail_line(it, out.error or "failed")
+            if self.verbose and out.trace:
+                print(out.trace, file=sys.stderr, end="", flush=True)
+        return rec
+
+    # -- results ----------------------------------------------------------------------------------------------
+    @property
+    def failed(self) -> int:
+        return sum(r.status == "failed" for r in self.records)
+
+    def summary(self) -> dict:
+        counts = {s: sum(r.status == s for r in self.records) for s in ("ok", "failed", "skipped")}
+        counts["not_run"] = sum(r.status == "not-run" for r in self.records)
+        return {"verb": self.verb, "model": self.model, "weights_sha256": self.weights_sha256,
+                "total": len(self.records), **counts, "seconds": round(time.time() - self.started, 3),
+                "interrupted": self.interrupted, "signal": self.signal_name}
+
+    def report_dict(self) -> dict:
+        return {"mattecli": version(), "command": self.argv, "started": iso(self.started),
+                "summary": self.summary(), "items": [r.as_dict() for r in self.records]}
+
+    def finish(self) -> None:
+        s = self.summary()
+        doc = self.report_dict()
+        if self.report is not None:
+            try:
+                if self.report.suffix.lower() == ".csv":
+                    atomic_write_text(self.report, to_csv(doc["items"]))
+                else:
+                    atomic_write_text(self.report, json.dumps(doc, indent=2) + "\n")
+            except (MatteError, OSError) as e:
+                self.report_failed = True
+                print(f"mattecli: error: --report {self.report}: not written ({e})", file=sys.stderr)
+        if self.json_out:
+            print(json.dumps(doc, indent=2), file=sys.stdout, flush=True)
+        parts = [f"{s['ok']} done"]
+        if s["skipped"]:
+            parts.append(f"{s['skipped']} skipped")
+        if s["failed"]:
+            parts.append(f"{s['failed']} failed")
+        if s["not_run"]:
+            parts.append(f"{s['not_run']} not run")
+        msg = f"{self.verb}: {', '.join(parts)} in {s['seconds']:.1f} s"
+        if self.report is not None and not self.report_failed:
+            msg += f"; report: {self.report}"
+        for note in self.notes:
+            msg += f"; {note}"
+        if s["failed"] or self.report_failed:
+            print(f"mattecli: {msg}", file=sys.stderr, flush=True)
+        else:
+            self.info(msg)

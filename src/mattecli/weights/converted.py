@@ -1,0 +1,52 @@
+"""Our converted weights format, ``<official file>.mattecli.pt``: ``{"mattecli": meta, "state_dict": tensors}``,
+written once by fetch/import with its sha256 recorded (:mod:`.integrity`), read back only after that hash matches.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+from ..errors import ConverterError
+from . import integrity
+
+OURS_KEY = "mattecli"
+
+
+def is_ours(obj: Any) -> bool:
+    return isinstance(obj, Mapping) and OURS_KEY in obj and "state_dict" in obj
+
+
+def save(state_dict: Mapping[str, Any], path: str | os.PathLike, meta: Mapping[str, Any]) -> str:
+    """Write our format atomically and record its sha256 (returned)."""
+    import torch
+
+    from . import file_sha256
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save({OURS_KEY: dict(meta), "state_dict": dict(state_dict)}, os.fspath(tmp))
+        sha = file_sha256(tmp)
+        integrity.forget(path)
+        os.replace(tmp, path)
+        integrity.record(path, sha)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return sha
+
+
+def load(path: str | os.PathLike) -> tuple[dict, dict]:
+    """(state dict, meta) of a file in our format; ConverterError if it is not one. No hash check here: callers
+    that read from the cache check :func:`integrity.check` first."""
+    import torch
+
+    try:
+        obj = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable file
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConverterError(f"{path}: not a readable converted weights file ({first[:200]})", path=path) from None
+    if not is_ours(obj):
+        raise ConverterError(f"{path}: not a mattecli converted weights file", path=path)
+    return dict(obj["state_dict"]), dict(obj[OURS_KEY])
