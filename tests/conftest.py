@@ -5,6 +5,7 @@ except under ``CI=true`` where a missing ``../shared`` is a failure.
 """
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import os
@@ -39,12 +40,18 @@ def shared() -> Path:
     return need_shared()
 
 
+@functools.lru_cache(maxsize=None)
 def _synthetic_module():
     path = need_shared("oracles", "synthetic_weights.py")
     spec = importlib.util.spec_from_file_location("_oracle_synthetic_weights", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+@functools.lru_cache(maxsize=None)
+def _weights_of(layout: str) -> dict:
+    return _synthetic_module().from_layout_json(layout)
 
 
 class Oracle:
@@ -55,8 +62,8 @@ class Oracle:
         self.layout = json.loads((self.dir / "layout.json").read_text())
 
     def weights(self) -> dict:
-        """{official key: numpy array}, from the shared deterministic recipe."""
-        return _synthetic_module().from_layout_json(str(self.dir / "layout.json"))
+        """{official key: numpy array}, from the shared deterministic recipe (built once per test process)."""
+        return dict(_weights_of(str(self.dir / "layout.json")))
 
     def torch_weights(self) -> dict:
         import torch

@@ -7,47 +7,12 @@ mattecli say which in the PNG text chunk ``alpha-mode`` (``straight`` or ``premu
 """
 from __future__ import annotations
 
-import re
-
 import numpy as np
 
 from ..errors import UsageError
+from .colour import NAMED_COLOURS, parse_colour  # noqa: F401  (re-exported)
 
 FITS = ("cover", "contain", "stretch")
-
-NAMED_COLOURS = {
-    "black": (0, 0, 0), "white": (255, 255, 255), "red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255),
-    "grey": (128, 128, 128), "gray": (128, 128, 128), "greenscreen": (0, 177, 64), "bluescreen": (0, 71, 187),
-    "yellow": (255, 255, 0), "magenta": (255, 0, 255), "cyan": (0, 255, 255),
-}
-
-
-def parse_colour(text: str) -> np.ndarray:
-    """``"#00ff00"``, ``"#0f0"``, ``"0,255,0"``, ``"0.0,1.0,0.0"`` or a name (white, black, green, greenscreen ...)
-    -> float32 RGB in [0,1]."""
-    s = str(text).strip().lower()
-    if s in NAMED_COLOURS:
-        return np.array(NAMED_COLOURS[s], np.float32) / 255.0
-    m = re.fullmatch(r"#?([0-9a-f]{6}|[0-9a-f]{3})", s)
-    if m and (s.startswith("#") or len(m.group(1)) == 6):
-        h = m.group(1)
-        if len(h) == 3:
-            h = "".join(c * 2 for c in h)
-        return np.array([int(h[i:i + 2], 16) for i in (0, 2, 4)], np.float32) / 255.0
-    parts = [p for p in re.split(r"[,\s]+", s) if p]
-    if len(parts) == 3:
-        try:
-            vals = [float(p) for p in parts]
-        except ValueError:
-            vals = None
-        if vals is not None and all(v >= 0 for v in vals):
-            if any("." in p for p in parts) and all(v <= 1 for v in vals):
-                return np.array(vals, np.float32)
-            if all(v <= 255 for v in vals):
-                return np.array(vals, np.float32) / 255.0
-    raise UsageError(f"colour {text!r}: use #RRGGBB, R,G,B (0-255), r,g,b (0.0-1.0) or a name "
-                     f"({', '.join(sorted(NAMED_COLOURS))})")
-
 
 def _a3(alpha: np.ndarray) -> np.ndarray:
     a = np.asarray(alpha, np.float32)

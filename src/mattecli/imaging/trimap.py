@@ -82,6 +82,15 @@ def quantise_trimap(a: np.ndarray, path: str | os.PathLike = "trimap") -> np.nda
     return out
 
 
+def quantise_levels(t):
+    """8-bit grey levels -> {0, 128, 255} by the same rule, for a uint8 numpy array or torch tensor (any shape,
+    any device); the result has the type of ``t``."""
+    out = t * 0 + 128
+    out[t <= BG_MAX] = 0
+    out[t >= FG_MIN] = 255
+    return out
+
+
 def validate_trimap(t: np.ndarray, path: str | os.PathLike = "trimap", shape: tuple | None = None,
                     image_path: str | os.PathLike | None = None) -> np.ndarray:
     """Check size against ``shape`` (HxW) and that some pixel is unknown. Returns ``t``."""
