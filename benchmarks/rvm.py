@@ -7,8 +7,8 @@ same number of intra-op threads. Each configuration runs in a fresh subprocess, 
 ``ru_maxrss`` (interpreter + library + weights + activations; the ``base MB`` column is the RSS after loading, before
 the first frame).
 
-  ours  : mattecli.load_model("rvm", weights=ONNX) -> predict_batch(frames[B,3,H,W]) (B consecutive frames of one
-          sequence, recurrent state carried), torch.inference_mode, BatchNorm folded (the ONNX has it folded too)
+  ours  : mattecli.load_model("rvm", weights=ONNX) -> predict_batch(Batch(frames[B,3,H,W])) (B consecutive frames of
+          one sequence, recurrent state carried), torch.inference_mode, BatchNorm folded (the ONNX has it folded too)
   ort   : onnxruntime.InferenceSession(ONNX, CPUExecutionProvider); batch B = B frames through the graph's batch axis
           (the export has no time axis), states carried
 
@@ -95,6 +95,7 @@ def worker(args) -> dict:
 
         torch.set_num_threads(args.threads)
         import mattecli
+        from mattecli.backends.base import Batch
         from mattecli.backends.rvm.adapter import RVMAdapter
 
         RVMAdapter.fold_bn = args.impl != "ours-bn"
@@ -109,7 +110,7 @@ def worker(args) -> dict:
             t = torch.from_numpy(x)
             if args.impl == "ours-cl":
                 t = t.contiguous(memory_format=torch.channels_last)
-            return m.predict_batch(t)["alpha"]
+            return m.predict_batch(Batch(t)).alpha
     base = rss_mb()
     times, cpu = [], []
     for i in range(0, n, batch):
@@ -130,9 +131,9 @@ def _unfolded_mapping(onnx_path: str) -> dict:
     """Official .pth-style mapping from the ONNX weights: each folded conv gets an identity BatchNorm after it."""
     import torch
 
-    from mattecli.backends.rvm.convert import expected_layout, read_onnx
+    from mattecli.backends.rvm.convert import expected_layout, folded_from_onnx
 
-    folded = read_onnx(onnx_path)
+    folded = folded_from_onnx(onnx_path)
     want = expected_layout("mobilenetv3", folded=False, segmentation=True)
     out = {}
     for k, shape in want.items():

@@ -96,10 +96,13 @@ class NullBackend:
     def reset(self):
         pass
 
-    def predict_batch(self, images, trimaps=None, backgrounds=None):
+    def predict_batch(self, batch):
         import torch
 
-        return {"alpha": torch.ones_like(images[:, :1]), "foreground": images}
+        from mattecli.backends.base import Prediction
+
+        x = batch.float_image()
+        return Prediction(alpha=torch.ones_like(x[:, :1]), foreground=x)
 
 
 def load_rvm(args):
@@ -123,9 +126,12 @@ def phase(args) -> dict:
     """Run one phase in this process; returns a dict of figures."""
     import torch
 
-    from mattecli.video.pipeline import VideoJob, VideoPipeline, rvm_auto_downsample
+    from mattecli.backends.base import Batch
+    from mattecli.backends.rvm.adapter import auto_downsample_ratio
+    from mattecli.video.encode_plan import plan_output
+    from mattecli.video.job import VideoJob
+    from mattecli.video.pipeline import VideoPipeline
     from mattecli.video.reader import VideoSource
-    from mattecli.video.writer import plan_output
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -134,7 +140,7 @@ def phase(args) -> dict:
     if args.phase == "model":
         src = VideoSource(clip)
         if not args.downsample_ratio:
-            args.downsample_ratio = rvm_auto_downsample(src.info.height, src.info.width)
+            args.downsample_ratio = auto_downsample_ratio(src.info.height, src.info.width)
         k = min(args.frames, args.model_frames)
         frames = []
         for f in src.frames():
@@ -145,17 +151,16 @@ def phase(args) -> dict:
         model, res["weights"] = load_rvm(args)
         import numpy as np
 
-        x = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2)
+        x = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2)   # uint8 [N,3,H,W], as the pipeline feeds it
         model.reset()
         with torch.inference_mode():   # warm-up (one batch), not timed
-            model.predict_batch(x[: args.batch_size].float().div(255).to(model.device))
+            model.predict_batch(Batch(image=x[: args.batch_size].to(model.device)))
             model.reset()
             t0 = time.perf_counter()
             done = 0
             for i in range(0, len(frames), args.batch_size):
-                xb = x[i:i + args.batch_size].to(model.device).float().div_(255)
-                out = model.predict_batch(xb)
-                out["alpha"].cpu()
+                xb = x[i:i + args.batch_size].to(model.device)
+                model.predict_batch(Batch(image=xb)).alpha.cpu()
                 done += xb.shape[0]
             dt = time.perf_counter() - t0
         res.update(frames=done, seconds=dt, fps=done / dt, downsample_ratio=args.downsample_ratio)
@@ -164,7 +169,7 @@ def phase(args) -> dict:
         info = src.info
         if args.phase in ("e2e", "long"):
             if not args.downsample_ratio:
-                args.downsample_ratio = rvm_auto_downsample(info.height, info.width)
+                args.downsample_ratio = auto_downsample_ratio(info.height, info.width)
             model, res["weights"] = load_rvm(args)
             res["downsample_ratio"] = args.downsample_ratio
         else:

@@ -86,7 +86,7 @@ def main() -> None:
         e = ModelEntry(name="bench", family="bench", summary="bench", weights=(w,), implemented=False)
 
         def ours():
-            store.fetch(e, w, force=True, progress=False, echo=None, convert=False)
+            store.fetch(e, w, force=True, progress=False, echo=None)
 
         rows.append(("raw read", best(lambda: raw(url, False))))
         rows.append(("raw read + sha256", best(lambda: raw(url, True))))
@@ -112,7 +112,7 @@ def main() -> None:
                          sources=(WeightSource("wheel", "mattecli-benchwheel==1.0", member="mattecli_benchwheel/w.bin"),))
             e2 = ModelEntry(name="benchwheel", family="bench", summary="bench", weights=(w2,), implemented=False)
             rows.append(("mattecli fetch (wheel, local pip)",
-                         best(lambda: store.fetch(e2, w2, force=True, progress=False, echo=None, convert=False))))
+                         best(lambda: store.fetch(e2, w2, force=True, progress=False, echo=None))))
     httpd.shutdown()
 
     mb = len(data) / 1e6

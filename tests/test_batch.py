@@ -1,4 +1,4 @@
-"""Batch semantics (cli/_batch.py): input expansion, stem pairing, output plans, the runner and its reports."""
+"""Batch semantics (mattecli.batch): input expansion, stem pairing, output plans, the runner and its reports."""
 from __future__ import annotations
 
 import csv
@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mattecli.cli import _batch as B
+from mattecli import batch as B
 from mattecli.errors import InputError, UsageError
 from mattecli.imaging.io import write_image
 
@@ -80,19 +80,26 @@ def test_partner_files_in_the_same_folder_are_not_inputs(tmp_path):
     assert [(i.stem, i.partners["trimap"].name) for i in items] == [("hair", "hair_trimap.png")]
 
 
-def test_unpaired_and_ambiguous_errors_list_inputs(tmp_path):
+def test_unpaired_and_ambiguous_are_item_problems(tmp_path):
+    """A missing or ambiguous partner is that item's error (it fails at run time; the batch goes on)."""
     for n in ("a", "b", "c"):
         _touch_img(tmp_path / "img" / f"{n}.png")
     _touch_img(tmp_path / "tri" / "a.png")
-    with pytest.raises(UsageError) as ei:
-        B.pair(B.expand_inputs([tmp_path / "img"]), tmp_path / "tri", "trimap", flag="--trimap")
-    msg = str(ei.value)
-    assert "--trimap" in msg and "2 input(s)" in msg and "b.png" in msg and "c.png" in msg and "\n" not in msg
+    items = B.pair(B.expand_inputs([tmp_path / "img"]), tmp_path / "tri", "trimap", flag="--trimap")
+    probs = {i.path.name: i.problem for i in items}
+    assert probs["a.png"] is None
+    for n in ("b.png", "c.png"):
+        assert "--trimap" in probs[n] and n in probs[n] and "\n" not in probs[n]
     _touch_img(tmp_path / "tri" / "b.png")
     _touch_img(tmp_path / "tri" / "c.png")
     _touch_img(tmp_path / "tri" / "c.tif")
-    with pytest.raises(UsageError, match="several candidate files for .*c.png"):
-        B.pair(B.expand_inputs([tmp_path / "img"]), tmp_path / "tri", "trimap")
+    items = B.pair(B.expand_inputs([tmp_path / "img"]), tmp_path / "tri", "trimap")
+    c = next(i for i in items if i.path.name == "c.png")
+    assert "several candidate files for" in c.problem and "c.png" in c.problem
+    assert all(i.problem is None for i in items if i.path.name != "c.png")
+    r = B.BatchRunner(verb="t", quiet=True)
+    assert r.run(items, lambda it: []) == 1
+    assert [x.status for x in r.records] == ["ok", "ok", "failed"]
     with pytest.raises(UsageError, match="not found"):
         B.pair(B.expand_inputs([tmp_path / "img"]), tmp_path / "missing", "trimap")
 
@@ -166,7 +173,7 @@ def test_runner_fail_fast_and_csv(tmp_path, capsys):
     # every planned input is in the report: the one never reached is "not-run"
     assert [row["status"] for row in rows] == ["ok", "failed", "not-run"] and not (tmp_path / "out" / "d.png").exists()
     assert r.summary()["total"] == 3 and r.summary()["not_run"] == 1
-    assert set(B.CSV_COLUMNS) <= set(rows[0])
+    assert set(B.report.CSV_COLUMNS) <= set(rows[0])
     with pytest.raises(UsageError, match="json or .csv"):
         B.BatchRunner(verb="t", report=tmp_path / "r.txt")
 
@@ -222,7 +229,7 @@ def test_report_path_checked_up_front_and_write_failure_exits_1(tmp_path, capsys
     def boom(*a, **k):
         raise InputError("disk full")
 
-    monkeypatch.setattr(B, "atomic_write_text", boom)
+    monkeypatch.setattr(B.runner, "atomic_write_text", boom)
     assert r.run(items, _proc(tmp_path)) == 1
     err = capsys.readouterr().err
     assert "--report" in err and "not written" in err and "report: " not in err

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 import mattecli
-from mattecli.errors import ConverterError, InputError, MissingInput, WeightsUnavailable
+from mattecli.backends.base import Batch
+from mattecli.errors import ConverterError, InputError, MissingInput, UsageError, WeightsUnavailable
 
 pytestmark = pytest.mark.shared
 
@@ -48,18 +49,23 @@ def test_network_batch_of_two(model):
 
 
 def test_preprocessing_exact(oracle):
-    from mattecli.backends.bgm.adapter import _crop_resize, get_bbox, process_mask
+    from mattecli.backends.bgm.preprocess import crop_resize, get_bbox, process_mask
 
     p = oracle("bgmv1_netg").pipeline_io()
     bbox = get_bbox(p["mask_u8"])
     np.testing.assert_array_equal(bbox, p["bbox"])
-    np.testing.assert_array_equal(process_mask(_crop_resize(p["mask_u8"], bbox)), p["net_seg_u8"])
+    np.testing.assert_array_equal(process_mask(crop_resize(p["mask_u8"], bbox)), p["net_seg_u8"])
+
+
+def _predict(model, img, bg=None, **kw):
+    """One image through predict_batch with the extra inputs (segmentation=, motion_frames=)."""
+    return model.predict_batch(Batch.from_numpy(img, None, bg), **kw).result(0)
 
 
 @pytest.mark.slow
 def test_pipeline_image_mode(model, oracle):
     p = oracle("bgmv1_netg").pipeline_io()
-    r = model.predict(p["image_rgb_u8"], background=p["back_rgb_u8"], segmentation=p["mask_u8"])
+    r = _predict(model, p["image_rgb_u8"], p["back_rgb_u8"], segmentation=p["mask_u8"])
     assert r.alpha.shape == (157, 211) and r.foreground.shape == (157, 211, 3)
     np.testing.assert_array_equal(r.extras["bbox"], p["bbox"])
     np.testing.assert_array_equal(r.extras["net_seg_u8"], p["net_seg_u8"])
@@ -70,17 +76,15 @@ def test_pipeline_image_mode(model, oracle):
         assert d.max() <= 1 and (d > 0).mean() < 1e-3  # bit-exact here; uint8 truncation may flip by 1 elsewhere
 
 
-def _small_reso(monkeypatch):
+def _small_reso(model, monkeypatch):
     """Run the pipeline at 128x128 instead of 512x512 (keeps these tests fast; the logic is the same)."""
-    from mattecli.backends.bgm import adapter
-
-    monkeypatch.setattr(adapter, "RESO", 128)
+    monkeypatch.setattr(model, "reso", 128)
 
 
 def test_segmenter_used_when_no_mask(model, monkeypatch, oracle):
     from conftest import Oracle
 
-    _small_reso(monkeypatch)
+    _small_reso(model, monkeypatch)
     w = Oracle("bisenetv2_coco").torch_weights()
     p = oracle("bgmv1_netg").pipeline_io()
     img = p["image_rgb_u8"]
@@ -107,32 +111,61 @@ def test_segmenter_unavailable_message(official, isolated_home):
         m2.predict(img, background=img)
 
 
+def test_bad_segmenter_option_refused_at_load(official):
+    with pytest.raises(UsageError, match="unicorn"):
+        mattecli.load_model("bgm", weights=official, segmenter="unicorn")
+    with pytest.raises(UsageError, match="needs background"):
+        mattecli.load_model("bgm", weights=official, segmenter="bgmv2")
+    with pytest.raises(UsageError, match="unknown option"):
+        mattecli.load_model("bgm", weights=official, segmentation="mask.png")
+
+
 def test_float_mask_motion_frames_and_empty(model, monkeypatch):
-    _small_reso(monkeypatch)
+    _small_reso(model, monkeypatch)
     rng = np.random.default_rng(1)
     img = rng.integers(0, 256, (60, 80, 3), dtype=np.uint8)
     bg = rng.integers(0, 256, (60, 80, 3), dtype=np.uint8)
     mask = np.zeros((60, 80), np.float32)
     mask[10:50, 20:60] = 1.0
-    r = model.predict(img, background=bg, segmentation=mask)
-    r2 = model.predict(img, background=bg, segmentation=(mask * 255).astype(np.uint8),
-                       motion_frames=[img, bg, img, bg])
+    r = _predict(model, img, bg, segmentation=mask)
+    r2 = _predict(model, img, bg, segmentation=(mask * 255).astype(np.uint8), motion_frames=[img, bg, img, bg])
     np.testing.assert_array_equal(r.alpha, r2.alpha)  # motion frames never reach the output (official forward)
-    assert r.alpha.shape == (60, 80)
+    assert r.alpha.shape == (60, 80) and not r.extras["empty"]
     with pytest.warns(UserWarning, match="empty"):
-        e = model.predict(img, background=bg, segmentation=np.zeros((60, 80), np.uint8))
+        e = _predict(model, img, bg, segmentation=np.zeros((60, 80), np.uint8))
     assert e.alpha.max() == 0 and e.extras["empty"]
     with pytest.raises(InputError, match="motion_frames"):
-        model.predict(img, background=bg, segmentation=mask, motion_frames=[img])
+        _predict(model, img, bg, segmentation=mask, motion_frames=[img])
     with pytest.raises(MissingInput, match="--bg"):
-        model.predict(img, segmentation=mask)
+        _predict(model, img, segmentation=mask)
+
+
+def test_predict_batch_equals_single_predicts(model, monkeypatch):
+    """A batch of 2 equal-size images (one plate for both, one mask each; the second mask empty) == 2 single
+    calls. The outputs are uint8 levels, so float32 rounding differences of the batched convolutions (~1e-6)
+    could flip a level only where the network output sits on a level boundary: at most 1/255, rarely."""
+    _small_reso(model, monkeypatch)
+    rng = np.random.default_rng(2)
+    imgs = rng.integers(0, 256, (2, 48, 64, 3), dtype=np.uint8)
+    bg = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    masks = np.zeros((2, 48, 64), np.uint8)
+    masks[0, 8:40, 10:50] = 255
+    masks[1, 4:30, 30:60] = 255
+    batch = Batch(torch.from_numpy(imgs).permute(0, 3, 1, 2), background=torch.from_numpy(bg).permute(2, 0, 1)[None])
+    out = model.predict_batch(batch, segmentation=torch.from_numpy(masks))
+    assert out.alpha.shape == (2, 1, 48, 64) and out.foreground.shape == (2, 3, 48, 64)
+    for i in range(2):
+        one = _predict(model, imgs[i], bg, segmentation=masks[i])
+        got = out.result(i)
+        for a, b in ((got.alpha, one.alpha), (got.foreground, one.foreground)):
+            d = np.abs(a - b)
+            assert d.max() <= 1 / 255 + 1e-7 and (d > 0).mean() < 1e-3
+        np.testing.assert_array_equal(got.extras["bbox"], one.extras["bbox"])
 
 
 def test_converter_round_trip(tmp_path, model, official):
-    from mattecli.backends.bgm import convert
-
     path = tmp_path / "netG_epoch_12.pth"
-    convert.write_checkpoint(model.net.state_dict(), path)
+    model.converter.write(model.net.state_dict(), path, model.spec)
     sd = torch.load(path, weights_only=True)
     assert list(sd) == ["module." + k for k in official]
     m2 = mattecli.load_model("bgm.real-hand-held", weights=path)

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 import mattecli
-from mattecli.errors import ConverterError, WeightsUnavailable
+from mattecli.backends.base import Batch
+from mattecli.errors import ConverterError, UsageError, WeightsUnavailable
 
 CASES = [("bisenetv2.cityscapes", "bisenetv2_city"), ("bisenetv2.cocostuff", "bisenetv2_coco")]
 
@@ -37,15 +38,17 @@ def test_pipeline_matches_oracle(case):
     name, o, sd = case
     m = mattecli.load_model(name, weights=sd)
     io = o.pipeline_io()
-    logits, lo = m.logits(io["image_rgb_u8"])
+    logits, lo = m.logits(Batch.from_numpy(io["image_rgb_u8"]))
     np.testing.assert_allclose(lo.numpy(), io["logits_lowres"], atol=1e-5)
     np.testing.assert_allclose(logits[0].max(0).values.numpy(), io["logits_max"], atol=1e-5)
     r = m.predict(io["image_rgb_u8"])
     assert (r.extras["labels"] == io["pred_u8"]).mean() > 0.999
     assert r.alpha.shape == io["pred_u8"].shape and r.alpha.dtype == np.float32
+    assert r.extras["labels"].shape == io["pred_u8"].shape and r.extras["class_names"][r.extras["class_ids"][0]] == "person"
+    np.testing.assert_array_equal(r.extras["probability"], r.alpha)
     if "pred_u8_cocostats" in io.files:
         m2 = mattecli.load_model(name, weights=sd, normalization="dataset")
-        logits2, _ = m2.logits(io["image_rgb_u8"])
+        logits2, _ = m2.logits(Batch.from_numpy(io["image_rgb_u8"]))
         np.testing.assert_allclose(logits2[0].max(0).values.numpy(), io["logits_max_cocostats"], atol=1e-5)
 
 
@@ -60,15 +63,36 @@ def test_other_sizes_and_classes(case, hw):
 
 
 def test_batch_two_equals_two_singles(case):
+    """The network on a batch of 2 == twice on batch 1, in float64 (float32 may group the sums otherwise)."""
     import torch
 
     name, o, sd = case
     m = mattecli.load_model(name, weights=sd)
-    x = torch.from_numpy(np.random.default_rng(5).standard_normal((2, 3, 64, 96), dtype=np.float32))
+    net = m.net.double()
+    x = torch.from_numpy(np.random.default_rng(5).standard_normal((2, 3, 64, 96)))
     with torch.inference_mode():
-        both = m.net.forward_lowres(x)
-        one = torch.cat([m.net.forward_lowres(x[i:i + 1]) for i in range(2)])
-    np.testing.assert_allclose(both.numpy(), one.numpy(), atol=1e-5)
+        both = net.forward_lowres(x)
+        one = torch.cat([net.forward_lowres(x[i:i + 1]) for i in range(2)])
+    np.testing.assert_allclose(both.numpy(), one.numpy(), atol=1e-10, rtol=0)
+
+
+def test_predict_batch_equals_single_predicts(case):
+    """predict_batch on 2 equal-size images == 2 x predict, run in float64 (the labels are argmaxes: float32
+    rounding could flip a near-tie) then compared exactly on labels and to 1e-10 on the probabilities."""
+    import torch
+
+    name, o, sd = case
+    m = mattecli.load_model(name, weights=sd, classes=["person", "1"])
+    m.net.double()
+    m.dtype = torch.float64
+    imgs = np.random.default_rng(6).integers(0, 256, (2, 45, 77, 3), dtype=np.uint8)
+    out = m.predict_batch(Batch(torch.from_numpy(imgs).permute(0, 3, 1, 2)))
+    assert out.alpha.shape == (2, 1, 45, 77) and out.extras["labels"].shape == (2, 45, 77)
+    for i in range(2):
+        one, got = m.predict(imgs[i]), out.result(i)
+        np.testing.assert_array_equal(got.extras["labels"], one.extras["labels"])
+        np.testing.assert_allclose(got.alpha, one.alpha, atol=1e-10, rtol=0)
+        assert got.extras["class_ids"][1] == 1 and len(got.extras["class_names"]) == len(m.entry.classes)
 
 
 def test_converter_round_trip_and_leftovers(case, tmp_path):
@@ -78,9 +102,7 @@ def test_converter_round_trip_and_leftovers(case, tmp_path):
     m = mattecli.load_model(name, weights=sd)
     ours = m.net.state_dict()
     path = tmp_path / "bisenet.pth"
-    from mattecli.backends.bisenet import convert
-
-    convert.write_checkpoint(ours, path)
+    m.converter.write(ours, path, m.spec)
     m2 = mattecli.load_model(name, weights=str(path))
     for k, v in m2.net.state_dict().items():
         assert torch.equal(v, ours[k]), k
@@ -97,12 +119,16 @@ def test_converter_round_trip_and_leftovers(case, tmp_path):
         mattecli.load_model(name, weights=missing)
 
 
-def test_unknown_class_is_a_usage_error(case):
-    from mattecli.errors import UsageError
-
+def test_bad_options_are_usage_errors_at_load(case):
     name, o, sd = case
     with pytest.raises(UsageError, match="unknown class"):
         mattecli.load_model(name, weights=sd, classes=["unicorn"])
+    with pytest.raises(UsageError, match="unknown class"):   # before the weights are looked at
+        mattecli.load_model(name, weights="/nonexistent/model.pth", classes=["unicorn"])
+    with pytest.raises(UsageError, match="out of range"):
+        mattecli.load_model(name, weights=sd, classes=["999"])
+    with pytest.raises(UsageError, match="normalization"):
+        mattecli.load_model(name, weights=sd, normalization="imagenet")
 
 
 def test_missing_weights_message(isolated_home):

@@ -183,15 +183,21 @@ def test_batch_continues_fail_fast_skip_existing_report_json(tmp_path):
     assert read_grey(out / "c_alpha.png").shape == (48, 48)
 
 
-def test_unpaired_inputs_listed(tmp_path):
+def test_unpaired_inputs_are_item_errors(tmp_path):
+    """A missing trimap fails that input only: the others are matted, the report lists it, exit 1 at the end."""
     d = tmp_path / "in"
     for n in ("x", "y", "z"):
         write_example(d, name=n, parts=("image",))
     write_example(tmp_path / "tri", name="y", parts=("trimap",))
-    r = invoke("matte", d, "--trimap", tmp_path / "tri", "-o", tmp_path / "out")
-    assert r.exit_code == 2
-    line = one_line_error(r)
-    assert "x.png" in line and "z.png" in line and "y.png" not in line
+    r = invoke("matte", d, "--trimap", tmp_path / "tri", "-o", tmp_path / "out", "--json")
+    assert r.exit_code == 1
+    doc = json.loads(r.stdout)
+    status = {Path(i["input"]).name: (i["status"], i["error"]) for i in doc["items"]}
+    assert status["y.png"][0] == "ok" and (tmp_path / "out" / "y_alpha.png").is_file()
+    for n in ("x.png", "z.png"):
+        assert status[n][0] == "failed" and "--trimap" in status[n][1] and n in status[n][1]
+    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("mattecli: error:")]
+    assert len(errors) == 2 and all("no trimap" in ln for ln in errors)
 
 
 def test_tta_and_option(tmp_path, ex):
@@ -217,18 +223,20 @@ def test_subprocess_python_m(tmp_path, ex):
 
 
 # --- --model auto and model-predicted foregrounds, with fake registry entries -------------------------------
-from mattecli.backends.base import Backend, MatteResult  # noqa: E402
+from mattecli.backends.base import Backend, Prediction  # noqa: E402
 from mattecli.registry import ModelEntry, Weights  # noqa: E402
 
 
 class FakeFGModel(Backend):
     """Trimap-free model predicting alpha 0.5 everywhere and a pure red foreground."""
 
-    def predict(self, image, trimap=None, background=None):
-        h, w = image.shape[:2]
-        fg = np.zeros((h, w, 3), np.float32)
-        fg[..., 0] = 1.0
-        return MatteResult(alpha=np.full((h, w), 0.5, np.float32), foreground=fg)
+    def predict_batch(self, batch):
+        import torch
+
+        n, _, h, w = batch.image.shape
+        fg = torch.zeros((n, 3, h, w))
+        fg[:, 0] = 1.0
+        return Prediction(alpha=torch.full((n, 1, h, w), 0.5), foreground=fg)
 
     def __init__(self, entry, wset=None, weights=None, device=None, precision=None, **options):
         super().__init__(entry, wset, **options)
@@ -258,7 +266,7 @@ def _cache(entry):
 
 
 def test_pick_auto_prefers_cached_high_quality(isolated_home, fake_entries):
-    from mattecli.cli.matte import pick_auto
+    from mattecli.choose import pick_auto
     from mattecli.errors import UsageError
 
     tri, free = fake_entries

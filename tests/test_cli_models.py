@@ -10,8 +10,10 @@ import pytest
 from typer.testing import CliRunner
 
 from mattecli.cli.app import app
+from mattecli.options import Option
 from mattecli.registry import ModelEntry, Weights, WeightSource
-from weights_helpers import add_entry, make_entry, online_home, private_registry, sha  # noqa: F401
+from weights_helpers import (add_entry, flip_byte_in_largest_tensor, make_entry, official_pth,  # noqa: F401
+                             online_home, private_registry, sha)
 
 DATA = os.urandom(20_000)
 
@@ -30,7 +32,9 @@ def reg(private_registry, online_home, tmp_path):
                      license="Apache-2.0")
     toy = add_entry(make_entry(name="toy", data=DATA, sources=[WeightSource("url", official.as_uri())],
                                license="CC BY-NC 4.0", implemented=True, requires=frozenset({"trimap"}), outputs=("alpha", "foreground"),
-                               options={"refine_mode": "sampling", "downsample_ratio": 0.25},
+                               options={"refine_mode": Option("sampling", "choice", choices=("full", "sampling")),
+                                        "downsample_ratio": Option(0.25, "float", min=0, max=1, min_open=True,
+                                                                   help="backbone input scale")},
                                paper="Someone et al., Toy Matting, 2024", code_license="MIT",
                                origin="github.com/someone/toy@abc123", precisions=("fp32", "fp16"),
                                extra_sets=(second,)))
@@ -72,6 +76,8 @@ def test_list_filters_json_and_all(reg):
     assert toy["weights"][0]["sha256"] == sha(DATA) and toy["weights"][0]["cached"] is False
     assert toy["weights"][0]["license_flags"] == ["non-commercial"]
     assert toy["options"] == {"refine_mode": "sampling", "downsample_ratio": 0.25}
+    assert toy["option_specs"]["refine_mode"]["choices"] == ["full", "sampling"]
+    assert toy["option_specs"]["downsample_ratio"]["valid"] == "a number in (0, 1]"
     rows = json.loads(run("models", "list", "--all", "--json").stdout)
     assert [d["name"] for d in rows] == ["toy", "toy.large", "classic", "bgtoy", "seg"]
     assert rows[1]["model"] == "toy" and rows[1]["weight_set"]["tag"] == "large"
@@ -83,7 +89,7 @@ def test_info_prints_everything(reg):
     assert r.exit_code == 0, r.output
     out = r.stdout
     for needle in ["Toy Matting, 2024", "requires:     trimap", "alpha, foreground", "refine_mode = 'sampling'",
-                   "downsample_ratio = 0.25", "fp32, fp16", "code licence: MIT", "github.com/someone/toy@abc123",
+                   "downsample_ratio = 0.25", "one of full, sampling", "backbone input scale", "fp32, fp16", "code licence: MIT", "github.com/someone/toy@abc123",
                    sha(DATA), "toy_weights.bin", "CC BY-NC 4.0  [NON-COMMERCIAL]", "trained on: toy data",
                    "SAD=1.5", "weights toy.large", "manual: https://example.org/drive", "(Google Drive)",
                    "cached:     no", "mattecli models import toy.large FILE", "20.0 KB (20,000 bytes)"]:
@@ -182,6 +188,73 @@ def test_import_refuses_pickle_without_unsafe_advice(tmp_path, monkeypatch):
     err = r.stderr.strip().splitlines()[-1]
     assert "refused to load" in err and "only plain state dicts" in err and str(evil) in err
     assert "weights_only" not in err and "False" not in err
+
+
+@pytest.fixture
+def tiny_cli(private_registry, online_home, tmp_path):
+    """The official file of a tiny implemented model (weights_helpers.TinyAdapter), served by a file:// URL."""
+    (tmp_path / "dl").mkdir()
+    return official_pth(tmp_path / "dl" / "tiny.pth")
+
+
+def _tiny_entry(f, sha256=None):
+    return add_entry(make_entry(name="tiny", family="tinyfam", filename="tiny.pth", fmt="torch", data=f.read_bytes(),
+                                sha256=sha256, adapter="weights_helpers:TinyAdapter", implemented=True,
+                                sources=[WeightSource("url", f.as_uri())]))
+
+
+def test_damaged_converted_file_is_caught_by_verify_and_load(tiny_cli, online_home):
+    import mattecli
+    from mattecli.errors import ChecksumMismatch
+
+    _tiny_entry(tiny_cli)
+    r = run("models", "fetch", "tiny", "-q")
+    assert r.exit_code == 0, r.output
+    conv = online_home / "weights" / "tiny" / "default" / "tiny.pth.mattecli.pt"
+    assert r.stdout.strip() == str(conv)
+    assert run("models", "verify", "tiny").exit_code == 0
+    flip_byte_in_largest_tensor(conv)
+    import torch
+
+    damaged = torch.load(conv, weights_only=True)["state_dict"]["weight"]  # torch alone would load it silently
+    assert int((damaged != torch.arange(6.0).reshape(2, 3)).sum()) == 1
+    r = run("models", "verify", "tiny")
+    assert r.exit_code == 1
+    row = [ln for ln in r.stdout.splitlines() if "tiny.pth.mattecli.pt" in ln][0]
+    assert "mismatch" in row and "mattecli models fetch tiny --force" in row
+    with pytest.raises(ChecksumMismatch) as ei:
+        mattecli.load_model("tiny")
+    assert str(conv) in str(ei.value) and "mattecli models fetch tiny --force" in str(ei.value)
+    r = run("models", "fetch", "tiny", "--force", "-q")  # the fix named in the message works
+    assert r.exit_code == 0 and run("models", "verify", "tiny").exit_code == 0
+    assert mattecli.load_model("tiny").net.weight.shape == (2, 3)
+
+
+def test_official_file_without_registry_hash_is_recorded_and_checked(tiny_cli, online_home):
+    import mattecli
+    from mattecli.errors import ChecksumMismatch
+
+    _tiny_entry(tiny_cli, sha256="")
+    digest = sha(tiny_cli.read_bytes())
+    r = run("models", "fetch", "tiny")
+    assert r.exit_code == 0, r.output
+    assert f"recorded sha256 {digest}" in r.stderr  # printed: trust on first use
+    d = online_home / "weights" / "tiny" / "default"
+    official = d / "tiny.pth"
+    assert (d / "tiny.pth.sha256").read_text().strip() == digest
+    r = run("models", "verify", "tiny", "--json")
+    assert r.exit_code == 0 and [x["status"] for x in json.loads(r.stdout)] == ["ok", "converted-ok"]
+    # loads of the official file check the recorded hash (drop our converted twin so the official file is loaded)
+    (d / "tiny.pth.mattecli.pt").unlink()
+    m = mattecli.load_model("tiny")
+    assert m.weights_sha256 == digest and m.weights_path == str(official)
+    official.write_bytes(official.read_bytes() + b"\0")
+    r = run("models", "verify", "tiny")
+    assert r.exit_code == 1 and "mismatch" in r.stdout and digest in r.stdout
+    with pytest.raises(ChecksumMismatch) as ei:
+        mattecli.load_model("tiny")
+    assert str(official) in str(ei.value) and digest in str(ei.value)
+    assert "mattecli models fetch tiny --force" in str(ei.value)
 
 
 class _Evil:

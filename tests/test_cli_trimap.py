@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from foundation_helpers import invoke, one_line_error, small_example, write_example
-from mattecli.backends.base import Backend, MatteResult
+from mattecli.backends.base import Backend, Prediction
 from mattecli.imaging.io import read_image, read_png_text, write_image
 from mattecli.registry import ModelEntry
 
@@ -68,20 +68,24 @@ def test_usage_errors(tmp_path):
 class FakeSegmenter(Backend):
     """Labels: class 2 in a centred square, class 1 elsewhere."""
 
-    def predict(self, image, trimap=None, background=None):
-        h, w = image.shape[:2]
-        lab = np.ones((h, w), np.int32)
-        lab[h // 4: 3 * h // 4, w // 4: 3 * w // 4] = 2
-        return MatteResult(alpha=(lab == 2).astype(np.float32), extras={"labels": lab})
+    def predict_batch(self, batch):
+        import torch
+
+        n, (h, w) = batch.n, batch.size
+        lab = torch.ones((n, h, w), dtype=torch.int32)
+        lab[:, h // 4: 3 * h // 4, w // 4: 3 * w // 4] = 2
+        return Prediction(alpha=(lab == 2).float()[:, None], extras={"labels": lab})
 
 
 class FakeMatting(Backend):
-    def predict(self, image, trimap=None, background=None):
-        h, w = image.shape[:2]
-        a = np.zeros((h, w), np.float32)
-        a[:, w // 2:] = 1.0
-        a[:, w // 2 - 2: w // 2] = 0.5
-        return MatteResult(alpha=a)
+    def predict_batch(self, batch):
+        import torch
+
+        n, (h, w) = batch.n, batch.size
+        a = torch.zeros((n, 1, h, w))
+        a[..., w // 2:] = 1.0
+        a[..., w // 2 - 2: w // 2] = 0.5
+        return Prediction(alpha=a)
 
 
 @pytest.fixture

@@ -325,15 +325,17 @@ def test_units_describe_the_region(tmp_path):
 # -- --model with a fake backend registered in the registry ---------------------------------------------------
 
 FAKE = '''
-import numpy as np
-from mattecli.backends.base import Backend, MatteResult
+from mattecli.backends.base import Backend, Prediction
 SEEN = []
 class FakeBackend(Backend):
-    def predict(self, image, trimap=None, background=None):
-        SEEN.append((None if trimap is None else np.asarray(trimap).copy(), background is not None))
-        if np.asarray(image).max() == 0:
+    """alpha = the image's red channel; an all-black image fails."""
+    def predict_batch(self, batch):
+        for i in range(batch.n):
+            SEEN.append((None if batch.trimap is None else batch.trimap[i, 0].numpy().copy(),
+                         batch.background is not None))
+        if int(batch.image.max()) == 0:
             raise RuntimeError("boom\\nsecond line")
-        return MatteResult(alpha=np.asarray(image)[..., 0].astype(np.float32) / 255.0)
+        return Prediction(alpha=batch.float_image()[:, :1])
 '''
 
 
@@ -382,9 +384,9 @@ def test_model_mode_with_fake_backend(tmp_path, fake_model):
     for r in rep["images"]:
         assert r["sad"] == 0 and r["grad"] == 0 and r["conn"] == 0 and r["predict_seconds"] >= 0
     # trimaps were generated from the GT by the documented recipe and passed to the model
-    from mattecli.evaluation.datasets import trimap_from_alpha
+    from mattecli.evaluation.datasets import gt_trimap
 
-    np.testing.assert_array_equal(fake_model.SEEN[0][0], trimap_from_alpha(_alpha(seed=0), 10))
+    np.testing.assert_array_equal(fake_model.SEEN[0][0], gt_trimap(_alpha(seed=0), 10))
     saved = cv2.imread(str(tmp_path / "saved" / "im1.png"), cv2.IMREAD_UNCHANGED)
     np.testing.assert_array_equal(saved, _alpha(seed=1))
     # with a trimap folder, the missing trimaps are per-file errors
@@ -412,6 +414,27 @@ def test_model_mode_failures_and_save_pred_checks(tmp_path, fake_model):
     assert [r["name"] for r in rep["images"]] == ["ok_img"]
     line = f"mattecli: error: {tmp_path / 'img' / 'black_img.png'}: RuntimeError: boom"
     assert line in res.stderr.splitlines() and "Traceback" not in res.stderr
+
+
+def test_model_mode_save_pred_is_planned_like_other_outputs(tmp_path, fake_model):
+    for n in ("a", "b"):
+        a = _alpha(seed=len(n))
+        _png(tmp_path / "img" / f"{n}.png", np.dstack([a, a, a]))
+        _png(tmp_path / "gt" / f"{n}.png", a)
+    _png(tmp_path / "gt" / "lonely.png", _alpha())  # a ground truth no image uses: an error for that item
+    args = ("--model", "fake-eval", "--images", tmp_path / "img", "--gt", tmp_path / "gt", "--json", "-q")
+    for _ in range(2):  # the predictions saved inside the image folder are not inputs of the next run
+        res = _run(*args, "--save-pred", tmp_path / "img" / "preds")
+        assert res.exit_code == 1
+        rep = json.loads(res.stdout)
+        assert [r["name"] for r in rep["images"]] == ["a", "b"] and [e["name"] for e in rep["errors"]] == ["lonely"]
+        assert "no image named lonely" in rep["errors"][0]["error"]
+    assert sorted(p.name for p in (tmp_path / "img" / "preds").iterdir()) == ["a.png", "b.png"]
+    # predictions that would overwrite the ground truth: a usage error before the model runs
+    fake_model.SEEN.clear()
+    res = _run(*args, "--save-pred", tmp_path / "gt")
+    assert res.exit_code == 2 and "--save-pred" in res.stderr and "would overwrite" in res.stderr
+    assert not fake_model.SEEN
 
 
 def test_composition_mode_with_fake_backend(tmp_path, fake_model):
@@ -468,11 +491,11 @@ def test_model_mode_closed_form_roundtrip(tmp_path):
     rep = json.loads(res.stdout)
     assert rep["count"] == 2 and all(0 <= r["sad"] < 0.05 for r in rep["images"])
     # re-score the saved predictions with the same (generated) trimaps
-    from mattecli.evaluation.datasets import trimap_from_alpha
+    from mattecli.evaluation.datasets import gt_trimap
 
     for i in range(2):
         a = cv2.imread(str(tmp_path / "gt" / f"c{i}.png"), cv2.IMREAD_UNCHANGED)
-        _png(tmp_path / "tri" / f"c{i}.png", trimap_from_alpha(a, 3))
+        _png(tmp_path / "tri" / f"c{i}.png", gt_trimap(a, 3))
     res2 = _run("--pred", tmp_path / "pred", "--gt", tmp_path / "gt", "--trimap", tmp_path / "tri", "--json", "-q")
     rep2 = json.loads(res2.stdout)
     for r1, r2 in zip(rep["images"], rep2["images"]):
@@ -522,3 +545,29 @@ def test_video_mode_folders_and_files(tmp_path):
     assert res.exit_code == 1
     rep = json.loads(res.stdout)
     assert "messddt" not in rep["mean"] and rep["errors"][0]["name"] == "s3"
+
+
+def test_modes_run_through_the_batch_runner_and_stop_on_ctrl_c(tmp_path, capsys):
+    from pathlib import Path
+
+    from mattecli.batch import Item
+    from mattecli.evaluation import modes, runner as R
+
+    G = np.zeros((6, 6), np.uint8)
+    G[2:4, 2:4] = 255
+    items = [Item(Path(f"in/{n}.png"), Path(f"{n}.png")) for n in ("a", "b", "c")]
+    items[1].problem = "in/b.png: no partner"
+
+    def prepare(it):
+        if it.stem == "c":
+            raise KeyboardInterrupt
+        return {"score": (it.stem, G, G, None, str(it.path)), "predict_seconds": 0.5}
+
+    job = modes.Job("model", items, prepare, R.score_array_task)
+    rows, errors, code = modes.run_job(job, quiet=True)
+    assert code == 130
+    assert [r["name"] for r in rows] == ["a"] and rows[0]["sad"] == 0 and rows[0]["predict_seconds"] == 0.5
+    assert list(rows[0])[:6] == ["name", "sad", "mse", "grad", "conn", "seconds"]
+    assert errors == [{"name": "b", "error": "in/b.png: no partner"}]
+    err = capsys.readouterr().err
+    assert "mattecli: error: in/b.png: no partner" in err and "interrupted" in err

@@ -8,6 +8,7 @@ import pytest
 from mattecli.errors import InputError, UsageError
 from mattecli.evaluation import datasets as D
 from mattecli.evaluation import metrics as M
+from mattecli.evaluation import pairing as PA
 
 
 def _touch(p, arr=None):
@@ -21,30 +22,32 @@ def test_pair_folders_by_stem_any_extension(tmp_path):
     for n in ("a.jpg", "c9.png", "c10.bmp", "z.png"):
         _touch(tmp_path / "pred" / n)
     (tmp_path / "pred" / "notes.txt").write_text("x")
-    items = D.pair_folders(tmp_path / "pred", tmp_path / "gt")
-    assert [i.name for i in items] == ["a", "b", "c9", "c10", "z"]  # natural order
-    by = {i.name: i for i in items}
-    assert by["a"].pred.endswith("a.jpg") and by["a"].error is None
-    assert "no prediction named b" in by["b"].error
-    assert "no ground truth named z" in by["z"].error
+    items = PA.pair_folders(tmp_path / "pred", tmp_path / "gt")
+    assert [i.relstem for i in items] == ["a", "b", "c9", "c10", "z"]  # natural order
+    by = {i.relstem: i for i in items}
+    assert by["a"].partners["pred"].name == "a.jpg" and by["a"].problem is None
+    assert by["a"].path == by["a"].partners["pred"] and by["a"].partners["gt"].name == "a.png"
+    assert "no prediction named b" in by["b"].problem
+    assert "no ground truth named z" in by["z"].problem
     with pytest.raises(UsageError, match="nope"):
-        D.pair_folders(tmp_path / "pred", tmp_path / "nope")
+        PA.pair_folders(tmp_path / "pred", tmp_path / "nope")
     (tmp_path / "empty").mkdir()
     with pytest.raises(UsageError, match="no prediction images"):
-        D.pair_folders(tmp_path / "empty", tmp_path / "gt")
+        PA.pair_folders(tmp_path / "empty", tmp_path / "gt")
 
 
 def test_duplicate_stems_are_errors(tmp_path):
     _touch(tmp_path / "gt" / "a.png")
     _touch(tmp_path / "pred" / "a.png")
     _touch(tmp_path / "pred" / "a.jpg")
-    items = D.pair_folders(tmp_path / "pred", tmp_path / "gt")
-    assert len(items) == 1 and items[0].name == "a" and items[0].pred is None
-    assert "2 prediction files match" in items[0].error and "a.png" in items[0].error and "a.jpg" in items[0].error
+    items = PA.pair_folders(tmp_path / "pred", tmp_path / "gt")
+    assert len(items) == 1 and items[0].relstem == "a" and "pred" not in items[0].partners
+    assert "2 prediction files match" in items[0].problem and "a.png" in items[0].problem
+    assert "a.jpg" in items[0].problem
     # two ground truths with the same base name
     _touch(tmp_path / "gt" / "a_gt.png")
-    items = D.pair_folders(tmp_path / "pred", tmp_path / "gt")
-    assert sum(1 for i in items if i.error and "same name" in i.error and "a_gt.png" in i.error) == 1
+    items = PA.pair_folders(tmp_path / "pred", tmp_path / "gt")
+    assert sum(1 for i in items if i.problem and "same name" in i.problem and "a_gt.png" in i.problem) == 1
 
 
 def test_pairing_uses_the_suffixes_the_other_verbs_write(tmp_path):
@@ -57,32 +60,33 @@ def test_pairing_uses_the_suffixes_the_other_verbs_write(tmp_path):
     _touch(tmp_path / "pred" / "GT02_matte.png")
     _touch(tmp_path / "pred" / "GT03.png")
     _touch(tmp_path / "pred" / "orphan_alpha.png")
-    items = D.pair_folders(tmp_path / "pred", tmp_path / "gt", tmp_path / "tri")
-    by = {i.name: i for i in items}
+    items = PA.pair_folders(tmp_path / "pred", tmp_path / "gt", tmp_path / "tri")
+    by = {i.relstem: i for i in items}
     assert sorted(by) == ["GT01", "GT02", "GT03", "orphan"]
-    assert by["GT01"].pred.endswith("GT01_alpha.png") and by["GT01"].trimap.endswith("GT01_trimap.png")
-    assert by["GT02"].pred.endswith("GT02_matte.png") and by["GT03"].pred.endswith("GT03.png")
-    assert all(by[n].error is None for n in ("GT01", "GT02", "GT03"))
-    assert "no ground truth named orphan" in by["orphan"].error
+    assert by["GT01"].partners["pred"].name == "GT01_alpha.png"
+    assert by["GT01"].partners["trimap"].name == "GT01_trimap.png"
+    assert by["GT02"].partners["pred"].name == "GT02_matte.png" and by["GT03"].partners["pred"].name == "GT03.png"
+    assert all(by[n].problem is None for n in ("GT01", "GT02", "GT03"))
+    assert "no ground truth named orphan" in by["orphan"].problem
     # ground truth named STEM_gt / STEM_alpha: the item is STEM; suffix matching ignores case
     _touch(tmp_path / "gt2" / "x_gt.png")
     _touch(tmp_path / "gt2" / "y_ALPHA.png")
     _touch(tmp_path / "p2" / "x_alpha.png")
     _touch(tmp_path / "p2" / "y_alpha.png")
-    items = D.pair_folders(tmp_path / "p2", tmp_path / "gt2")
-    assert [(i.name, i.error) for i in items] == [("x", None), ("y", None)]
+    items = PA.pair_folders(tmp_path / "p2", tmp_path / "gt2")
+    assert [(i.relstem, i.problem) for i in items] == [("x", None), ("y", None)]
     # two candidates (STEM.png and STEM_alpha.png) is an error for that item, naming both
     _touch(tmp_path / "pred" / "GT03_alpha.png")
     _touch(tmp_path / "tri" / "GT02.png")
-    items = D.pair_folders(tmp_path / "pred", tmp_path / "gt", tmp_path / "tri")
-    by = {i.name: i for i in items}
-    assert "2 prediction files match" in by["GT03"].error and "GT03_alpha.png" in by["GT03"].error
-    assert "2 trimap files match" in by["GT02"].error
-    assert "GT03_alpha" not in by and by["GT01"].error is None
+    items = PA.pair_folders(tmp_path / "pred", tmp_path / "gt", tmp_path / "tri")
+    by = {i.relstem: i for i in items}
+    assert "2 prediction files match" in by["GT03"].problem and "GT03_alpha.png" in by["GT03"].problem
+    assert "2 trimap files match" in by["GT02"].problem
+    assert "GT03_alpha" not in by and by["GT01"].problem is None
     # a missing trimap names both accepted spellings
     (tmp_path / "tri" / "GT01_trimap.png").unlink()
-    err = {i.name: i for i in D.pair_folders(tmp_path / "pred", tmp_path / "gt", tmp_path / "tri")}["GT01"].error
-    assert "no trimap named GT01.* or GT01_trimap.*" in err
+    by = {i.relstem: i for i in PA.pair_folders(tmp_path / "pred", tmp_path / "gt", tmp_path / "tri")}
+    assert "no trimap named GT01.* or GT01_trimap.*" in by["GT01"].problem
 
 
 def test_pairing_with_gt_and_trimaps_in_one_folder(tmp_path):
@@ -90,11 +94,11 @@ def test_pairing_with_gt_and_trimaps_in_one_folder(tmp_path):
         _touch(tmp_path / "am" / f"{n}.png")
         _touch(tmp_path / "am" / f"{n}_trimap.png")
         _touch(tmp_path / "out" / f"{n}_alpha.png")
-    items = D.pair_folders(tmp_path / "out", tmp_path / "am", tmp_path / "am")
-    assert [(i.name, i.error) for i in items] == [("a", None), ("b", None)]
-    assert items[0].gt.endswith("a.png") and items[0].trimap.endswith("a_trimap.png")
+    items = PA.pair_folders(tmp_path / "out", tmp_path / "am", tmp_path / "am")
+    assert [(i.relstem, i.problem) for i in items] == [("a", None), ("b", None)]
+    assert items[0].partners["gt"].name == "a.png" and items[0].partners["trimap"].name == "a_trimap.png"
     with pytest.raises(UsageError, match="same folder"):
-        D.pair_folders(tmp_path / "am", tmp_path / "am")
+        PA.pair_folders(tmp_path / "am", tmp_path / "am")
 
 
 def test_model_inputs_pair_with_suffixes(tmp_path):
@@ -106,10 +110,11 @@ def test_model_inputs_pair_with_suffixes(tmp_path):
     _touch(tmp_path / "tri" / "0002_trimap.png")
     _touch(tmp_path / "bg" / "0001_back.png")
     _touch(tmp_path / "bg" / "0002_img.png")
-    items = D.pair_model_inputs(tmp_path / "img", tmp_path / "gt", tmp_path / "tri", tmp_path / "bg")
-    assert [(i.name, i.error) for i in items] == [("0001_img", None), ("0002_img", None)]
-    assert items[1].gt.endswith("0002_alpha.png") and items[1].trimap.endswith("0002_trimap.png")
-    assert items[0].background.endswith("0001_back.png")
+    items = PA.pair_model_inputs(tmp_path / "img", tmp_path / "gt", tmp_path / "tri", tmp_path / "bg")
+    assert [(i.relstem, i.problem) for i in items] == [("0001_img", None), ("0002_img", None)]
+    assert items[1].partners["alpha"].name == "0002_alpha.png"
+    assert items[1].partners["trimap"].name == "0002_trimap.png"
+    assert items[0].partners["bg"].name == "0001_back.png"
 
 
 def test_read_alpha_channels_and_depths(tmp_path):
@@ -135,9 +140,10 @@ def test_composition_pairing_is_deterministic(tmp_path):
         _touch(tmp_path / "al" / f"{n}.png")
     for j in range(5):
         _touch(tmp_path / "bg" / f"b{j}.png")
-    items = D.pairs_composition(tmp_path / "fg", tmp_path / "al", tmp_path / "bg", 3)
-    assert [i.name for i in items] == ["f1_0", "f1_1", "f1_2", "f2_3", "f2_4", "f2_5"]
-    assert [i.background.rsplit("/", 1)[1] for i in items] == ["b0.png", "b1.png", "b2.png", "b3.png", "b4.png", "b0.png"]
+    items = PA.pairs_composition(tmp_path / "fg", tmp_path / "al", tmp_path / "bg", 3)
+    assert [i.relstem for i in items] == ["f1_0", "f1_1", "f1_2", "f2_3", "f2_4", "f2_5"]
+    assert [i.partners["bg"].name for i in items] == ["b0.png", "b1.png", "b2.png", "b3.png", "b4.png", "b0.png"]
+    assert [i.path.name for i in items[:3]] == ["f1.png"] * 3 and items[0].partners["alpha"].name == "f1.png"
 
 
 def test_background_cover_and_composite():
@@ -158,12 +164,14 @@ def test_trimap_recipe():
     a = np.zeros((40, 40), np.uint8)
     a[10:30, 10:30] = 255
     a[10:30, 9] = 100
-    t = D.trimap_from_alpha(a, radius=3)
+    t = D.gt_trimap(a, radius=3)
     assert set(np.unique(t)) == {0, 128, 255}
     assert t[20, 20] == 255 and t[0, 0] == 0
     assert t[20, 9] == 128 and t[20, 6] == 128 and t[20, 5] == 0  # dilate(alpha>0) by 3 from column 9
     assert t[20, 12] == 128 and t[20, 13] == 255  # erode(alpha==255) by 3 from column 10
-    np.testing.assert_array_equal(D.trimap_from_alpha(a, 0) == 128, (a > 0) & (a < 255))
+    np.testing.assert_array_equal(D.gt_trimap(a, 0) == 128, (a > 0) & (a < 255))
+    with pytest.raises(UsageError, match="trimap-radius"):
+        D.gt_trimap(a, -1)
 
 
 def test_dtssd_hand_values():
@@ -201,3 +209,56 @@ def test_video_metrics_summary():
     assert r == {"sad": 0.0, "mse": 0.0, "grad": 0.0, "conn": 0.0, "dtssd": 0.0, "messddt": 0.0, "frames": 3}
     with pytest.raises(ValueError, match="frames"):
         M.video_metrics(gts[:2], gts)
+
+
+def test_gt_trimap_is_the_dilate_erode_recipe():
+    """gt_trimap (the one trimap rule of imaging.trimap, lo=0, hi=1) equals the documented recipe written out."""
+    def recipe(a, r):
+        k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+        fg, anyfg = (a == 255).astype(np.uint8), (a > 0).astype(np.uint8)
+        if r:
+            fg = cv2.erode(fg, k, borderType=cv2.BORDER_REPLICATE)
+            anyfg = cv2.dilate(anyfg, k, borderType=cv2.BORDER_REPLICATE)
+        t = np.full(a.shape, 128, np.uint8)
+        t[anyfg == 0] = 0
+        t[fg == 1] = 255
+        return t
+
+    rng = np.random.default_rng(0)
+    for trial in range(60):
+        h, w = rng.integers(1, 30, 2)
+        a = rng.choice(np.array([0, 255, 77], np.uint8), size=(h, w), p=[0.45, 0.45, 0.1])
+        if trial % 3 == 0:
+            a = np.where(rng.random((h, w)) < 0.97, 255, 0).astype(np.uint8)
+        for r in (0, 1, 2, 4, 10):
+            np.testing.assert_array_equal(D.gt_trimap(a, r), recipe(a, r), err_msg=f"{trial} r={r}")
+
+
+def test_nested_folders_pair_by_relative_stem(tmp_path):
+    for sub in ("s1", "s2"):
+        _touch(tmp_path / "gt" / sub / "a.png")
+        _touch(tmp_path / "pred" / sub / "a_alpha.png")
+    _touch(tmp_path / "gt" / "s3" / "b.png")
+    _touch(tmp_path / "pred" / "b.png")                 # flat prediction for a nested ground truth: by stem
+    (tmp_path / "pred" / ".hidden.png").write_bytes(b"")  # hidden files are never inputs
+    items = PA.pair_folders(tmp_path / "pred", tmp_path / "gt")
+    assert [(i.relstem, i.problem) for i in items] == [("s1/a", None), ("s2/a", None), ("s3/b", None)]
+    assert [i.partners["pred"].relative_to(tmp_path / "pred").as_posix() for i in items] == [
+        "s1/a_alpha.png", "s2/a_alpha.png", "b.png"]
+    # the same stem in two prediction sub-folders is ambiguous for a ground truth that has neither's path
+    _touch(tmp_path / "gt" / "c.png")
+    for sub in ("x", "y"):
+        _touch(tmp_path / "pred" / sub / "c.png")
+    by = {i.relstem: i for i in PA.pair_folders(tmp_path / "pred", tmp_path / "gt")}
+    assert "2 prediction files match" in by["c"].problem
+
+
+def test_read_alpha_applies_exif_orientation(tmp_path):
+    from PIL import Image
+
+    a = np.zeros((2, 3), np.uint8)
+    a[0, 2] = 255
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise for display
+    Image.fromarray(a).save(tmp_path / "o.png", exif=exif)
+    np.testing.assert_array_equal(D.read_alpha(tmp_path / "o.png"), np.rot90(a, -1))

@@ -150,3 +150,16 @@ def test_from_labels():
     lab[0:3, 0:3] = 7
     t = T.trimap_from_labels(lab, [3], 1, "rect")
     assert t[10, 10] == 255 and t[1, 1] == 0 and t[5, 5] == 128
+
+
+def test_resize_to_image_same_aspect_only():
+    from mattecli.errors import InputError
+    from mattecli.imaging.trimap import resize_to_image
+
+    m = np.zeros((10, 20), np.float32)
+    m[:, 10:] = 1.0
+    assert resize_to_image(m, (10, 20)) is m
+    r = resize_to_image(m, (20, 40), "m.png", "img.png")
+    assert r.shape == (20, 40) and r[:, :18].max() == 0 and r[:, 22:].min() == 1 and 0 <= r.min() <= r.max() <= 1
+    with pytest.raises(InputError, match="m.png.*img.png.*aspect"):
+        resize_to_image(m, (20, 20), "m.png", "img.png")

@@ -7,12 +7,19 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from video_helpers import FakeTemporal, audio_packets, audio_seconds, make_clip, read_video, synth_frame
+import video_helpers as vh
+from video_helpers import (FakeTemporal, audio_packets, audio_seconds, frame_batch, make_clip, read_video,
+                           synth_frame)
 
+from mattecli.batch import natural_key
 from mattecli.errors import InputError, MissingInput, UsageError
-from mattecli.video.pipeline import VideoJob, run_video
-from mattecli.video.reader import ThreadedReader, VideoSource, list_sequence, natural_key
-from mattecli.video.writer import OutputError, plan_output
+from mattecli.video.encode_plan import plan_output
+from mattecli.video.job import VideoJob
+from mattecli.video.oserrors import OutputError
+from mattecli.video.pipeline import run_video
+from mattecli.video.reader import VideoSource
+from mattecli.video.sequence import list_sequence
+from mattecli.video.threads import ThreadedReader
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -135,18 +142,6 @@ def test_colour_tags_kept(tmp_path):
     c.close()
 
 
-def _expected_alpha(n, batch=4):
-    """Alpha the fake temporal model produces for the synthetic clip (uint8)."""
-    be = FakeTemporal()
-    import torch
-
-    out = []
-    for i in range(n):
-        x = torch.from_numpy(synth_frame(i)).permute(2, 0, 1)[None].float() / 255
-        out.append(be.predict_batch(x)["alpha"][0, 0].numpy())
-    return out
-
-
 @pytest.mark.parametrize("name,tol", [("r.mov", 2), ("r.webm", 12), ("r.mkv", 0), ("seq8/", 0), ("seq16/%04d.png", 0)])
 def test_rgba_alpha_round_trip(clip, tmp_path, name, tol):
     import cv2
@@ -158,10 +153,7 @@ def test_rgba_alpha_round_trip(clip, tmp_path, name, tol):
     # what the model produced on the decoded source frames
     src_frames = [f.image for f in VideoSource(str(p)).frames()]
     be = FakeTemporal()
-    import torch
-
-    exp = [be.predict_batch(torch.from_numpy(im).permute(2, 0, 1)[None].float() / 255)["alpha"][0, 0].numpy()
-           for im in src_frames]
+    exp = [be.predict_batch(frame_batch(im)).alpha[0, 0].numpy() for im in src_frames]
     if name.endswith("/") or "%" in name:
         folder = tmp_path / name.split("/")[0]
         files = sorted(os.listdir(folder))
@@ -200,7 +192,7 @@ def test_vp9_alpha_needs_libvpx_decoder(clip, tmp_path):
 
 def test_verification_catches_opaque_output(clip, tmp_path, monkeypatch):
     """If an encoder silently drops alpha, the run fails and nothing is left at the final path."""
-    from mattecli.video import writer
+    from mattecli.video import readback
 
     p, _ = clip
     plan = plan_output("rgba", str(tmp_path / "r.mov"))
@@ -208,7 +200,7 @@ def test_verification_catches_opaque_output(clip, tmp_path, monkeypatch):
     with pytest.raises(OutputError, match="alpha"):
         run_video(VideoSource(str(p)), FakeTemporal(), VideoJob([plan], progress=False))
     assert not (tmp_path / "r.mov").exists() and not (tmp_path / "r.partial.mov").exists()
-    assert writer.VERIFY_FRAMES > 0
+    assert readback.VERIFY_FRAMES > 0
 
 
 def test_image_sequence_input_natural_sort(tmp_path):
@@ -348,39 +340,11 @@ ALPHA_TABLE = [  # name, kwargs, encoder, pix_fmt written, decoder name, exact?
 ]
 
 
-def _h264_chroma_format_idc(avcc: bytes) -> int:
-    """chroma_format_idc of the first SPS in an avcC record (1 = 4:2:0; 0 = monochrome)."""
-    assert avcc[0] == 1, "not an avcC record"
-    n = int.from_bytes(avcc[6:8], "big")
-    sps = avcc[8:8 + n]
-    raw = bytearray()          # drop emulation-prevention bytes
-    for i, b in enumerate(sps[1:], 1):
-        if b == 3 and i >= 3 and sps[i - 1] == 0 and sps[i - 2] == 0:
-            continue
-        raw.append(b)
-    profile = raw[0]
-    bits = "".join(f"{b:08b}" for b in raw[3:])
-    pos = 0
-
-    def ue():
-        nonlocal pos
-        z = 0
-        while bits[pos] == "0":
-            z += 1
-            pos += 1
-        pos += 1
-        v = int(bits[pos:pos + z] or "0", 2) + (1 << z) - 1
-        pos += z
-        return v
-    ue()                       # seq_parameter_set_id
-    return ue() if profile in (100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135) else 1
-
-
 @pytest.mark.parametrize("name,kw,enc,pix,dec,exact", ALPHA_TABLE)
 def test_alpha_codec_per_extension(clip, tmp_path, name, kw, enc, pix, dec, exact):
     import av
 
-    from mattecli.video.writer import encoder_pix_fmts
+    from mattecli.video.encode_plan import encoder_pix_fmts
 
     plan = plan_output("alpha", str(tmp_path / name), **kw)
     if pix == "gray" and "gray" not in encoder_pix_fmts(enc):   # documented fallback: neutral chroma, said so
@@ -402,7 +366,7 @@ def test_alpha_codec_per_extension(clip, tmp_path, name, kw, enc, pix, dec, exac
     assert st.codec_context.name == dec
     if dec == "h264" and pix == "gray":
         # FFmpeg's h264 decoder hands 4:0:0 out as yuv(j)420p with neutral chroma; the bitstream itself is checked
-        assert _h264_chroma_format_idc(bytes(st.codec_context.extradata)) == 0
+        assert vh.h264_chroma_format_idc(bytes(st.codec_context.extradata)) == 0
         assert st.codec_context.color_range == 2        # full range: alpha 0..255 stored as is
     else:
         assert st.codec_context.pix_fmt == pix
@@ -418,27 +382,13 @@ def test_alpha_codec_per_extension(clip, tmp_path, name, kw, enc, pix, dec, exac
 # ------------------------------------------------------------------------------------------------------------------
 # write errors (disk full, file-size limit): one line, nothing corrupt left behind
 # ------------------------------------------------------------------------------------------------------------------
-def _enospc_after(n):
-    import errno
-
-    import av
-
-    calls = {"n": 0}
-
-    def mux(self, packet):
-        calls["n"] += 1
-        if calls["n"] > n:
-            raise av.error.OSError(errno.ENOSPC, "No space left on device", self.tmp)
-        self.out.mux(packet)
-    return mux
-
-
 @pytest.mark.parametrize("keep", [True, False])
 @pytest.mark.parametrize("name,otype,after", [("x.mov", "rgba", 3), ("x.mp4", "alpha", 0), ("x.mkv", "alpha", 2)])
 def test_disk_full_video_is_one_line_and_leaves_nothing(clip, tmp_path, monkeypatch, name, otype, after, keep):
-    from mattecli.video.writer import DiskFullError, VideoFileSink
+    from mattecli.video.oserrors import DiskFullError
+    from mattecli.video.video_file import VideoFileSink
 
-    monkeypatch.setattr(VideoFileSink, "_mux", _enospc_after(after))
+    monkeypatch.setattr(VideoFileSink, "_mux", vh.enospc_after(after))
     p, _ = clip
     out = tmp_path / name
     with pytest.raises(DiskFullError) as ei:
@@ -450,12 +400,13 @@ def test_disk_full_video_is_one_line_and_leaves_nothing(clip, tmp_path, monkeypa
 
 def test_disk_full_when_closing_the_file(clip, tmp_path, monkeypatch):
     """ENOSPC while flushing the encoder / writing the trailer (finish) is mapped the same way."""
-    from mattecli.video.writer import DiskFullError, VideoFileSink
+    from mattecli.video.oserrors import DiskFullError
+    from mattecli.video.video_file import VideoFileSink
 
     orig = VideoFileSink._close_container
 
     def close(self, partial=False):
-        self._mux = _enospc_after(0).__get__(self)
+        self._mux = vh.enospc_after(0).__get__(self)
         return orig(self, partial)
     monkeypatch.setattr(VideoFileSink, "_close_container", close)
     p, _ = clip
@@ -468,7 +419,8 @@ def test_disk_full_when_closing_the_file(clip, tmp_path, monkeypatch):
 def test_disk_full_png_sequence(clip, tmp_path, monkeypatch, keep):
     import errno
 
-    from mattecli.video.writer import DiskFullError, PngSequenceSink
+    from mattecli.video.oserrors import DiskFullError
+    from mattecli.video.png_sequence import PngSequenceSink
 
     n = {"n": 0}
     real = PngSequenceSink._write_bytes
@@ -497,33 +449,21 @@ def test_disk_full_cli_one_line(clip, tmp_path, monkeypatch):
     from video_helpers import register_fakes
 
     from mattecli.cli.app import app
-    from mattecli.video.writer import VideoFileSink
+    from mattecli.video.video_file import VideoFileSink
 
     register_fakes(monkeypatch)
-    monkeypatch.setattr(VideoFileSink, "_mux", _enospc_after(2))
+    monkeypatch.setattr(VideoFileSink, "_mux", vh.enospc_after(2))
     p, _ = clip
     out = tmp_path / "tiny" / "x.mov"
     for flag in ("--keep-partial", "--no-partial"):
         r = CliRunner().invoke(app, ["video", str(p), "-m", "fake-temporal", "-t", "alpha", "-o", str(out), "-q",
                                      flag])
         assert r.exit_code == 1, r.stderr
-        assert r.stderr.strip().splitlines() == [
-            f"mattecli: error: {out}: No space left on device (free some space or write elsewhere)"], r.stderr
+        errors = [line for line in r.stderr.splitlines() if line.startswith("mattecli: error:")]
+        assert len(errors) == 1 and errors[0].endswith(
+            f"{out}: No space left on device (free some space or write elsewhere)"), r.stderr
+        assert "Traceback" not in r.stderr
         assert r.stdout == "" and os.listdir(tmp_path / "tiny") == []
-
-
-FSIZE_RUN = """
-import resource, signal, sys
-sys.path.insert(0, {tests!r})
-import video_helpers as vh
-from mattecli import registry
-registry.list_models()
-registry.register(vh.ENTRY_TEMPORAL)
-signal.signal(signal.SIGXFSZ, signal.SIG_IGN)          # writes past the limit fail with EFBIG instead
-resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))
-from mattecli.cli.app import main
-main(["video", {src!r}, "-m", "fake-temporal", "-t", {otype!r}, "-o", {out!r}, "-q"])
-"""
 
 
 @pytest.mark.parametrize("name,otype,limit", [("x.mov", "rgba", 20000), ("seq/", "alpha", 300)])
@@ -536,11 +476,11 @@ def test_real_write_error_in_a_process(clip, tmp_path, name, otype, limit):
     big = tmp_path / "big.mp4"
     make_clip(big, n=12, w=320, h=240, audio=False)
     out = tmp_path / "o" / name
-    code = FSIZE_RUN.format(tests=os.path.dirname(__file__), src=str(big), otype=otype, out=str(out), limit=limit)
+    code = vh.FSIZE_RUN.format(tests=os.path.dirname(__file__), src=str(big), otype=otype, out=str(out), limit=limit)
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 1, r.stderr
-    lines = [l for l in r.stderr.splitlines() if l.startswith("mattecli: error:")]
-    assert lines == [f"mattecli: error: {out}: File too large (a file-size limit was reached; write elsewhere, "
-                     "or to a PNG folder)"], r.stderr
+    lines = [line for line in r.stderr.splitlines() if line.startswith("mattecli: error:")]
+    assert lines == [f"mattecli: error: {big}: {out}: File too large (a file-size limit was reached; write "
+                     "elsewhere, or to a PNG folder)"], r.stderr
     assert "Traceback" not in r.stderr
     assert not out.exists() and not (tmp_path / "o" / "x.partial.mov").exists()

@@ -1,4 +1,4 @@
-"""Video pipeline: batching with carried state, OOM back-off, smoothing, auxiliary inputs, interruption, CLI errors."""
+"""Video pipeline: batching with carried state, OOM back-off, smoothing, auxiliary inputs, interruption, CLI."""
 from __future__ import annotations
 
 import os
@@ -11,10 +11,12 @@ from video_helpers import (CrashBackend, FakeImage, FakeTemporal, OOMBackend, ma
                            register_fakes, synth_frame)
 
 from mattecli.errors import MatteError
-from mattecli.video.pipeline import (AlphaSmoother, VideoJob, parse_color, parse_smooth, run_video,
-                                     rvm_auto_downsample)
+from mattecli.imaging.colour import colour_or_none
+from mattecli.video.encode_plan import plan_output
+from mattecli.video.job import VideoJob
+from mattecli.video.pipeline import run_video
 from mattecli.video.reader import VideoSource
-from mattecli.video.writer import plan_output
+from mattecli.video.smoothing import AlphaSmoother, parse_smooth
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -47,9 +49,9 @@ def test_batch_1_equals_batch_4_temporal_state(clip, tmp_path):
         assert np.array_equal(x, y)
     # state really is carried: a model reset every batch gives a different result
     class Forgetful(FakeTemporal):
-        def predict_batch(self, images, trimaps=None, backgrounds=None):
+        def predict_batch(self, batch):
             self.state = None
-            return super().predict_batch(images, trimaps, backgrounds)
+            return super().predict_batch(batch)
     _, af = _alpha_seq(clip, Forgetful(), tmp_path / "bf", 4)
     assert any(not np.array_equal(x, y) for x, y in zip(a1, af))
 
@@ -87,7 +89,7 @@ def test_smoothing(clip, tmp_path):
         s = raw_f[t] if t == 0 else 0.5 * raw_f[t] + 0.5 * s
         assert np.abs(ema[t] / 65535 - s).max() <= 1.5 / 65535
     assert parse_smooth("none") is None and parse_smooth("median") == ("median", 3)
-    for bad in ("median:4", "ema:0", "blur"):
+    for bad in ("median:4", "ema:0", "blur", "ema:x"):
         with pytest.raises(MatteError):
             parse_smooth(bad)
     sm = AlphaSmoother(("median", 5))
@@ -115,8 +117,17 @@ def test_composite_over_colour_image_and_video(clip, tmp_path):
     pv = plan_output("composite", str(tmp_path / "vid.mp4"))
     res = run_video(VideoSource(str(clip)), FakeTemporal(), VideoJob([pv], composite_bg=str(bgvid), progress=False))
     assert res.frames == 14
-    assert parse_color("green") == (120, 255, 155) and parse_color("10,20,30") == (10, 20, 30)
-    assert parse_color("#fff") == (255, 255, 255) and parse_color("nope") is None
+    # the default background is RVM's green (120,255,155); "green" is pure green, as in every verb
+    dflt = plan_output("composite", str(tmp_path / "dflt") + "/")
+    run_video(VideoSource(str(clip)), FakeTemporal(), VideoJob([dflt], progress=False))
+    f = cv2.imread(str(tmp_path / "dflt" / "000000.png"))[..., ::-1]
+    assert tuple(f[2, 60]) == (120, 255, 155)
+    assert tuple(np.round(colour_or_none("green") * 255)) == (0, 255, 0)
+    assert colour_or_none("nope") is None
+    with pytest.raises(MatteError, match="not a colour"):
+        run_video(VideoSource(str(clip)), FakeTemporal(),
+                  VideoJob([plan_output("composite", str(tmp_path / "x.mp4"))], composite_bg="nope", progress=False))
+    assert not (tmp_path / "x.mp4").exists() and not (tmp_path / "x.partial.mp4").exists()
 
 
 def test_plate_and_trimap_inputs(clip, tmp_path):
@@ -177,7 +188,12 @@ def test_interrupt_leaves_partial_or_nothing(clip, tmp_path, exc, name):
 
 
 def test_rvm_auto_downsample_follows_authors_table():
-    # documentation/inference.md, "Downsample Ratio" (portrait / full-body columns)
+    # documentation/inference.md, "Downsample Ratio" (portrait / full-body columns): the one rule, RVM's own
+    from mattecli.backends.rvm.adapter import auto_downsample_ratio
+
+    def rvm_auto_downsample(h, w, shot="portrait"):
+        return auto_downsample_ratio(h, w, shot=shot)
+
     assert rvm_auto_downsample(512, 512) == 1
     assert rvm_auto_downsample(48, 64) == 1
     assert rvm_auto_downsample(720, 1280) == pytest.approx(0.375)
@@ -198,32 +214,10 @@ def test_progress_runs_on_non_tty(clip, tmp_path, capsys):
     assert err == ""                                              # stderr is not a terminal: no bar at all
 
 
-PROGRESS_RUN = """
-import sys
-sys.path.insert(0, {tests!r})
-import video_helpers as vh
-from mattecli import registry
-registry.list_models()
-registry.register(vh.ENTRY_TEMPORAL)
-from mattecli.cli.app import main
-main(["video", {src!r}, "-m", "fake-temporal", "-t", "alpha", "-o", {out!r}, "-b", "2"])
-"""
-
-
-def _progress_proc(clip, tmp_path, env_extra, stderr):
-    import subprocess
-    import sys
-
-    env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "TERM", "FORCE_COLOR")}
-    env.update(env_extra)
-    code = PROGRESS_RUN.format(tests=os.path.dirname(__file__), src=str(clip), out=str(tmp_path / "a.mp4"))
-    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=stderr, env=env)
-
-
 def test_no_progress_bar_when_stderr_is_a_file(clip, tmp_path):
     log = tmp_path / "err.log"
     with open(log, "wb") as f:
-        p = _progress_proc(clip, tmp_path, {"TERM": "xterm-256color"}, f)
+        p = vh.progress_proc(clip, tmp_path, {"TERM": "xterm-256color"}, f)
         out, _ = p.communicate(timeout=120)
     err = log.read_text()
     assert p.returncode == 0, err
@@ -233,38 +227,11 @@ def test_no_progress_bar_when_stderr_is_a_file(clip, tmp_path):
     assert "frames in" in err                                       # the one-line summary is still there
 
 
-def _run_on_pty(clip, tmp_path, env_extra) -> str:
-    pty = pytest.importorskip("pty")
-    import select
-
-    master, slave = pty.openpty()
-    try:
-        p = _progress_proc(clip, tmp_path, env_extra, slave)
-    finally:
-        os.close(slave)
-    chunks = []
-    while True:
-        r, _, _ = select.select([master], [], [], 60)
-        if not r:
-            break
-        try:
-            data = os.read(master, 65536)
-        except OSError:        # EIO: the child closed the terminal
-            break
-        if not data:
-            break
-        chunks.append(data)
-    os.close(master)
-    p.communicate(timeout=60)
-    assert p.returncode == 0
-    return b"".join(chunks).decode("utf-8", "replace")
-
-
 def test_progress_on_a_tty_and_no_escapes_under_no_color(clip, tmp_path):
-    plain = _run_on_pty(clip, tmp_path, {"NO_COLOR": "1", "TERM": "xterm-256color"})
+    plain = vh.run_on_pty(clip, tmp_path, {"NO_COLOR": "1", "TERM": "xterm-256color"})
     assert "14/14" in plain and "fps" in plain                      # a progress line is shown on the terminal
     assert "\x1b" not in plain                                      # ... without any ANSI code (bold included)
-    rich = _run_on_pty(clip, tmp_path, {"TERM": "xterm-256color"})
+    rich = vh.run_on_pty(clip, tmp_path, {"TERM": "xterm-256color"})
     assert "━" in rich and "14/14" in rich                          # the normal bar on a colour terminal
 
 
@@ -355,7 +322,7 @@ def test_cli_bad_inputs(clip, tmp_path, monkeypatch, case):
         want = "cannot carry alpha"
     elif case == "missing":
         src = str(tmp_path / "nope.mp4")
-        want = "no such file"
+        want = "input not found"
     elif case == "bad-option":
         extra = ["--option", "nonsense=1"]
         want = "unknown option"
@@ -364,33 +331,18 @@ def test_cli_bad_inputs(clip, tmp_path, monkeypatch, case):
         want = "needs a clean background plate"
     before = set(os.listdir(work))
     code, stdout, err = _cli([src, "-m", model, "-o", out, "-q", *extra])
-    assert code != 0
-    assert want in err, err
-    lines = [l for l in err.strip().splitlines() if l.strip()]
-    assert len(lines) == 1 and lines[0].startswith("mattecli: error:"), err
+    usage = case in ("rgba-mp4", "missing", "bad-option", "needs-plate")
+    assert code == (2 if usage else 1), err                      # usage errors before any work; a failed clip: 1
+    errors = [line for line in err.splitlines() if line.startswith("mattecli: error:")]
+    assert len(errors) == 1 and want in errors[0], err           # one line, no traceback
+    others = [line for line in err.splitlines() if line.strip() and line not in errors]
+    assert all(line.startswith("mattecli: video: 0 done, 1 failed") for line in others) and len(others) <= 1, err
     assert stdout == ""
     _assert_clean(work, before)
 
 
-SLOW_RUN = """
-import sys, time
-sys.path.insert(0, {tests!r})
-import video_helpers as vh
-from mattecli import registry
-registry.list_models()
-class Slow(vh.FakeTemporal):
-    def predict_batch(self, images, trimaps=None, backgrounds=None):
-        time.sleep(0.05)
-        return super().predict_batch(images, trimaps, backgrounds)
-vh.Slow = Slow
-e = vh.ModelEntry(name="fake-slow", family="fake", summary="slow", adapter="video_helpers:Slow", options={{"gain": 4.0}})
-registry.register(e)
-from mattecli.cli.app import main
-main(["video", {src!r}, "-m", "fake-slow", "-t", "rgba", "-o", {out!r}, "-b", "2", "-q"])
-"""
-
-
-def test_cli_ctrl_c_in_a_real_process(tmp_path):
+@pytest.mark.parametrize("sig,code", [("SIGINT", 130), ("SIGTERM", 143)])
+def test_cli_ctrl_c_in_a_real_process(tmp_path, sig, code):
     import signal
     import subprocess
     import sys
@@ -399,16 +351,17 @@ def test_cli_ctrl_c_in_a_real_process(tmp_path):
     src = tmp_path / "long.mp4"
     make_clip(src, n=150)
     out = tmp_path / "o.mov"
-    code = SLOW_RUN.format(tests=os.path.dirname(__file__), src=str(src), out=str(out))
-    p = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True)
+    script = vh.SLOW_RUN.format(tests=os.path.dirname(__file__), src=str(src), out=str(out))
+    p = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
     partial = tmp_path / "o.partial.mov"
     t0 = time.time()
     while time.time() - t0 < 60 and not (partial.exists() and partial.stat().st_size > 20000):
         time.sleep(0.1)
-    p.send_signal(signal.SIGINT)
+    p.send_signal(getattr(signal, sig))
     _, err = p.communicate(timeout=60)
-    assert p.returncode == 130, err
-    assert "interrupted" in err and "partial output kept" in err
+    assert p.returncode == code, err
+    assert f"interrupted ({sig})" in err and "partial output kept" in err
+    assert "Traceback" not in err
     assert not out.exists()
     _, frames, _ = read_video(partial)
     assert 0 < len(frames) < 150
@@ -462,5 +415,87 @@ def test_cli_unmapped_os_error_is_one_line(clip, tmp_path, monkeypatch):
     monkeypatch.setattr(pipeline, "run_video", boom)
     code, out, err = _cli([str(clip), "-m", "fake-temporal", "-o", str(tmp_path / "x.mp4"), "-q"])
     assert code == 1 and out == ""
-    assert err.strip().splitlines() == [f"mattecli: error: {tmp_path / 'x.partial.mp4'}: No space left on device "
-                                        "(free some space or write elsewhere)"], err
+    errors = [line for line in err.splitlines() if line.startswith("mattecli: error:")]
+    assert errors == [f"mattecli: error: {clip}: {tmp_path / 'x.partial.mp4'}: No space left on device "
+                      "(free some space or write elsewhere)"], err
+    assert "Traceback" not in err
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# several clips: one batch item per clip (per-clip errors, --report, --json), output naming, partners by name
+# ------------------------------------------------------------------------------------------------------------------
+def _clips(tmp_path):
+    import cv2
+
+    d = tmp_path / "clips"
+    (d / "sub").mkdir(parents=True)
+    make_clip(d / "a.mp4", n=5, audio=False)
+    make_clip(d / "sub" / "b.mp4", n=4, audio=False)
+    (d / "c.mp4").write_text("not a video")
+    (d / "frames").mkdir()
+    for i in range(3):                                         # a folder of frames stays one clip
+        cv2.imwrite(str(d / "frames" / f"f{i + 1}.png"), synth_frame(i)[..., ::-1])
+    return d
+
+
+def test_cli_several_clips_report_and_json(tmp_path, monkeypatch):
+    import json
+
+    register_fakes(monkeypatch)
+    d, out = _clips(tmp_path), tmp_path / "out"
+    code, stdout, err = _cli([str(d), "-m", "fake-temporal", "-t", "alpha", "-o", str(out), "--report",
+                              str(tmp_path / "run.json"), "-q"])
+    assert code == 1, err                                       # one clip failed, the others were written
+    assert stdout.split() == [str(out / "a_alpha.mp4"), str(out / "frames_alpha.mp4"), str(out / "sub/b_alpha.mp4")]
+    rep = json.loads((tmp_path / "run.json").read_text())
+    assert [(os.path.basename(i["input"]), i["status"]) for i in rep["items"]] == [
+        ("a.mp4", "ok"), ("c.mp4", "failed"), ("frames", "ok"), ("b.mp4", "ok")]
+    assert rep["items"][0]["frames"] == 5 and rep["items"][0]["size"] == "64x48"
+    assert "not a video" in rep["items"][1]["error"]
+    code, stdout, err = _cli([str(d / "a.mp4"), str(d / "frames"), "-m", "fake-temporal", "-o", str(out), "--json"])
+    doc = json.loads(stdout)
+    assert code == 0 and doc["summary"]["ok"] == 2 and doc["summary"]["verb"] == "video"
+
+
+def test_cli_rerun_beside_the_clips_and_output_rules(tmp_path, monkeypatch):
+    register_fakes(monkeypatch)
+    d = tmp_path / "c"
+    d.mkdir()
+    make_clip(d / "a.mp4", n=4, audio=False)
+    make_clip(d / "b.mp4", n=4, audio=False)
+    for _ in range(2):                                          # outputs of the first run are not clips of the second
+        code, stdout, err = _cli([str(d), "-m", "fake-temporal", "-q"])
+        assert code == 0 and stdout.split() == [str(d / "a_composite.mp4"), str(d / "b_composite.mp4")], err
+    for args, want in ((["-o", str(tmp_path / "x.mp4")], "with 2 clips -o is a folder or a template"),
+                       (["-o", str(tmp_path / "{stem}.mp4"), "-t", "alpha,rgba"], "has no {type} field")):
+        code, stdout, err = _cli([str(d / "a.mp4"), str(d / "b.mp4"), "-m", "fake-temporal", *args])
+        assert code == 2 and want in err, err
+    code, _, err = _cli([str(d / "a.mp4"), "-m", "fake-temporal", "-t", "alpha,rgba", "-o", str(tmp_path / "x.mov")])
+    assert code == 2 and "several --output-type values" in err, err
+
+
+def test_cli_plates_paired_by_clip_name(tmp_path, monkeypatch):
+    import cv2
+
+    register_fakes(monkeypatch)
+    d, plates = tmp_path / "c", tmp_path / "plates"
+    d.mkdir()
+    plates.mkdir()
+    for n in ("a", "b", "z"):
+        make_clip(d / f"{n}.mp4", n=3, audio=False)
+    cv2.imwrite(str(plates / "a.png"), np.zeros((48, 64, 3), np.uint8))
+    cv2.imwrite(str(plates / "b_bg.png"), np.zeros((48, 64, 3), np.uint8))
+    code, stdout, err = _cli([str(d), "-m", "fake-plate", "--bg", str(plates), "-t", "alpha", "-o",
+                              str(tmp_path / "o"), "-q"])
+    assert code == 1 and len(stdout.split()) == 2, err
+    assert "--bg: nothing for" in err and "z.mp4" in err
+
+
+def test_video_package_does_not_import_the_cli():
+    import pathlib
+
+    import mattecli.video as pkg
+
+    for f in pathlib.Path(pkg.__file__).parent.glob("*.py"):
+        text = f.read_text()
+        assert "mattecli.cli" not in text and "from ..cli" not in text, f

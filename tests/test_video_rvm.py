@@ -7,12 +7,13 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from video_helpers import audio_packets, make_clip, read_video
+from video_helpers import audio_packets, frame_batch, make_clip, read_video
 
 import mattecli
-from mattecli.video.pipeline import VideoJob, run_video
+from mattecli.video.encode_plan import plan_output
+from mattecli.video.job import VideoJob
+from mattecli.video.pipeline import run_video
 from mattecli.video.reader import VideoSource
-from mattecli.video.writer import plan_output
 
 pytestmark = [pytest.mark.shared, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
@@ -48,12 +49,9 @@ def test_rvm_batch_1_equals_batch_4(clip, rvm_official, tmp_path):
     worst = max(int(np.abs(x.astype(np.int64) - y.astype(np.int64)).max()) for x, y in zip(a1, a4))
     assert worst <= 2, worst                          # of 65535: float summation order only
     # the recurrent state matters: frame 3 matted on its own (fresh state) differs from the carried run
-    import torch
-
     frames = [f.image for f in VideoSource(str(clip)).frames()]
     m.reset()
-    x3 = torch.from_numpy(frames[3]).permute(2, 0, 1)[None].float() / 255
-    fresh = m.predict_batch(x3)["alpha"][0, 0].float().numpy()
+    fresh = m.predict_batch(frame_batch(frames[3])).alpha[0, 0].float().numpy()
     carried = a4[3][..., 3].astype(np.float32) / 65535
     assert np.abs(fresh - carried).max() > 1e-3
 
@@ -78,20 +76,43 @@ def test_cli_rvm_checkpoint_file(clip, rvm_official, tmp_path):
 
 
 def test_cli_auto_picks_rvm_and_bgmv2(clip, tmp_path, isolated_home):
+    """--model auto is the registry's choice (choose.pick_auto, temporal preferred): with nothing cached it says
+    which model to fetch, RVM without a plate, BGMv2 with one; a usage error before any work."""
     from typer.testing import CliRunner
 
     from mattecli.cli.app import app
 
     r = CliRunner().invoke(app, ["video", str(clip), "-o", str(tmp_path / "o.mp4")])
-    assert r.exit_code != 0 and "rvm" in r.stderr and "--model auto picked rvm" in r.stderr
+    assert r.exit_code == 2 and "models fetch rvm" in r.stderr, r.stderr
     plate = tmp_path / "plate.png"
     import cv2
 
     cv2.imwrite(str(plate), np.zeros((48, 64, 3), np.uint8))
     r = CliRunner().invoke(app, ["video", str(clip), "--bg", str(plate), "-o", str(tmp_path / "o.mp4")])
-    assert r.exit_code != 0 and "bgmv2" in r.stderr, r.stderr
+    assert r.exit_code == 2 and "models fetch bgmv2" in r.stderr, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "o.mp4").exists()
+
+
+def test_cli_auto_uses_cached_rvm(clip, rvm_official, tmp_path, isolated_home, monkeypatch):
+    """With RVM's weights cached, --model auto runs it (and says so), downsample ratio chosen per clip."""
+    from typer.testing import CliRunner
+
+    from mattecli import choose
+    from mattecli.cli.app import app
+
+    ckpt = tmp_path / "rvm.pth"
+    import torch
+
+    torch.save(rvm_official, ckpt)
+    real = mattecli.load_model
+    monkeypatch.setattr(choose, "runnable_name", lambda e: "rvm" if e.name == "rvm" else None)
+    monkeypatch.setattr(mattecli, "load_model", lambda name, **kw: real(name, **{**kw, "weights": str(ckpt)}))
+    out = tmp_path / "o.mp4"
+    r = CliRunner().invoke(app, ["video", str(clip), "-o", str(out), "--downsample-ratio", "auto-fullbody"])
+    assert r.exit_code == 0, r.stderr
+    assert "--model auto: using rvm" in r.stderr and "downsample_ratio 1" in r.stderr
+    assert r.stdout.strip() == str(out) and out.is_file()
 
 
 def test_bgmv2_plate_through_the_pipeline(clip, tmp_path):

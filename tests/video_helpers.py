@@ -4,11 +4,13 @@ Not a test module (no ``test_`` prefix); imported by tests/test_video_*.py.
 """
 from __future__ import annotations
 
+import os
 from fractions import Fraction
 
 import numpy as np
 
-from mattecli.backends.base import Backend, MatteResult
+from mattecli.backends.base import Backend, Batch, Prediction
+from mattecli.options import Option
 from mattecli.registry import ModelEntry
 
 
@@ -139,17 +141,42 @@ def audio_packets(path) -> list[bytes]:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# fake backends
+# fake backends (the model contract: predict_batch(Batch) -> Prediction)
 # ---------------------------------------------------------------------------------------------------------------
 ENTRY_TEMPORAL = ModelEntry(name="fake-temporal", family="fake", summary="test: luma key with running state",
                             outputs=("alpha", "foreground"), temporal=True,
-                            adapter="video_helpers:FakeTemporal", options={"gain": 4.0})
+                            adapter="video_helpers:FakeTemporal", options={"gain": Option(4.0, "float")})
 ENTRY_IMAGE = ModelEntry(name="fake-image", family="fake", summary="test: per-frame luma key",
                          adapter="video_helpers:FakeImage")
 ENTRY_PLATE = ModelEntry(name="fake-plate", family="fake", summary="test: difference to a plate",
                          requires=frozenset({"background"}), adapter="video_helpers:FakePlate")
 ENTRY_TRIMAP = ModelEntry(name="fake-trimap", family="fake", summary="test: trimap passthrough",
                           requires=frozenset({"trimap"}), adapter="video_helpers:FakeTrimap")
+
+
+def luma_key(x, gain: float = 4.0):
+    """[B,3,H,W] float in [0,1] -> [B,1,H,W] alpha."""
+    luma = 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
+    return ((luma - 0.45) * gain).clamp(0, 1)
+
+
+def check_canonical(batch: Batch) -> None:
+    """What the video pipeline must hand every family: uint8 frames, uint8 {0,128,255} trimaps, uint8 plates."""
+    import torch
+
+    assert batch.image.dtype == torch.uint8 and batch.image.shape[1] == 3, batch.image.dtype
+    if batch.trimap is not None:
+        assert batch.trimap.dtype == torch.uint8 and batch.trimap.shape[1] == 1
+        assert set(torch.unique(batch.trimap).tolist()) <= {0, 128, 255}
+    if batch.background is not None:
+        assert batch.background.dtype == torch.uint8 and batch.background.shape == batch.image.shape
+
+
+def frame_batch(image: np.ndarray) -> Batch:
+    """One HxWx3 uint8 frame as a canonical batch."""
+    import torch
+
+    return Batch(image=torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None])
 
 
 class FakeTemporal(Backend):
@@ -163,50 +190,48 @@ class FakeTemporal(Backend):
     def reset(self):
         self.state = None
 
-    def predict_batch(self, images, trimaps=None, backgrounds=None):
+    def predict_batch(self, batch):
         import torch
 
-        self.calls.append(int(images.shape[0]))
+        check_canonical(batch)
+        self.calls.append(batch.n)
+        x = batch.float_image()
         outs = []
-        for i in range(images.shape[0]):
-            x = images[i:i + 1].float()
-            luma = 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
-            a = ((luma - 0.45) * float(self.options["gain"])).clamp(0, 1)
+        for i in range(batch.n):
+            a = luma_key(x[i:i + 1], float(self.options["gain"]))
             self.state = a if self.state is None else 0.5 * a + 0.5 * self.state
             outs.append(self.state)
-        alpha = torch.cat(outs)
-        return {"alpha": alpha, "foreground": images.float()}
+        return Prediction(alpha=torch.cat(outs), foreground=x)
 
 
 class FakeImage(Backend):
     def __init__(self, entry=ENTRY_IMAGE, wset=None, **options):
         super().__init__(entry, wset, **options)
 
-    def predict(self, image, trimap=None, background=None):
-        x = np.asarray(image, np.float32)
-        if x.max() > 1.5:
-            x = x / 255.0
-        luma = x @ np.array([0.299, 0.587, 0.114], np.float32)
-        return MatteResult(alpha=np.clip((luma - 0.45) * 4, 0, 1).astype(np.float32))
+    def predict_batch(self, batch):
+        check_canonical(batch)
+        return Prediction(alpha=luma_key(batch.float_image()))
 
 
 class FakePlate(Backend):
     def __init__(self, entry=ENTRY_PLATE, wset=None, **options):
         super().__init__(entry, wset, **options)
 
-    def predict_batch(self, images, trimaps=None, backgrounds=None):
-        assert backgrounds is not None and backgrounds.shape == images.shape
-        d = (images.float() - backgrounds.float()).abs().amax(dim=1, keepdim=True)
-        return {"alpha": (d * 4).clamp(0, 1)}
+    def predict_batch(self, batch):
+        check_canonical(batch)
+        assert batch.background is not None
+        d = (batch.float_image() - batch.float_background()).abs().amax(dim=1, keepdim=True)
+        return Prediction(alpha=(d * 4).clamp(0, 1))
 
 
 class FakeTrimap(Backend):
     def __init__(self, entry=ENTRY_TRIMAP, wset=None, **options):
         super().__init__(entry, wset, **options)
 
-    def predict_batch(self, images, trimaps=None, backgrounds=None):
-        assert trimaps is not None and trimaps.shape[1] == 1
-        return {"alpha": trimaps.float()}
+    def predict_batch(self, batch):
+        check_canonical(batch)
+        assert batch.trimap is not None
+        return Prediction(alpha=batch.trimap_levels())
 
 
 class OOMBackend(FakeTemporal):
@@ -214,13 +239,13 @@ class OOMBackend(FakeTemporal):
 
     limit = 1
 
-    def predict_batch(self, images, trimaps=None, backgrounds=None):
+    def predict_batch(self, batch):
         import torch
 
-        if images.shape[0] > self.limit:
-            self.calls.append(-int(images.shape[0]))
+        if batch.n > self.limit:
+            self.calls.append(-batch.n)
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
-        return super().predict_batch(images, trimaps, backgrounds)
+        return super().predict_batch(batch)
 
 
 class CrashBackend(FakeTemporal):
@@ -229,11 +254,11 @@ class CrashBackend(FakeTemporal):
     after = 8
     exc: type = KeyboardInterrupt
 
-    def predict_batch(self, images, trimaps=None, backgrounds=None):
+    def predict_batch(self, batch):
         done = sum(c for c in self.calls if c > 0)
         if done >= self.after:
             raise self.exc()
-        return super().predict_batch(images, trimaps, backgrounds)
+        return super().predict_batch(batch)
 
 
 def register_fakes(monkeypatch):
@@ -242,3 +267,134 @@ def register_fakes(monkeypatch):
     registry.list_models()  # load the real families first
     for e in (ENTRY_TEMPORAL, ENTRY_IMAGE, ENTRY_PLATE, ENTRY_TRIMAP):
         monkeypatch.setitem(registry._ENTRIES, e.name, e)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# machinery of the tests: bitstream parsing, simulated write errors, real processes (terminals, signals, limits)
+# ---------------------------------------------------------------------------------------------------------------
+def h264_chroma_format_idc(avcc: bytes) -> int:
+    """chroma_format_idc of the first SPS in an avcC record (1 = 4:2:0; 0 = monochrome)."""
+    assert avcc[0] == 1, "not an avcC record"
+    n = int.from_bytes(avcc[6:8], "big")
+    sps = avcc[8:8 + n]
+    raw = bytearray()          # drop emulation-prevention bytes
+    for i, b in enumerate(sps[1:], 1):
+        if b == 3 and i >= 3 and sps[i - 1] == 0 and sps[i - 2] == 0:
+            continue
+        raw.append(b)
+    profile = raw[0]
+    bits = "".join(f"{b:08b}" for b in raw[3:])
+    pos = 0
+
+    def ue():
+        nonlocal pos
+        z = 0
+        while bits[pos] == "0":
+            z += 1
+            pos += 1
+        pos += 1
+        v = int(bits[pos:pos + z] or "0", 2) + (1 << z) - 1
+        pos += z
+        return v
+    ue()                       # seq_parameter_set_id
+    return ue() if profile in (100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135) else 1
+
+
+def enospc_after(n):
+    import errno
+
+    import av
+
+    calls = {"n": 0}
+
+    def mux(self, packet):
+        calls["n"] += 1
+        if calls["n"] > n:
+            raise av.error.OSError(errno.ENOSPC, "No space left on device", self.tmp)
+        self.out.mux(packet)
+    return mux
+
+
+FSIZE_RUN = """
+import resource, signal, sys
+sys.path.insert(0, {tests!r})
+import video_helpers as vh
+from mattecli import registry
+registry.list_models()
+registry.register(vh.ENTRY_TEMPORAL)
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)          # writes past the limit fail with EFBIG instead
+resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))
+from mattecli.cli.app import main
+main(["video", {src!r}, "-m", "fake-temporal", "-t", {otype!r}, "-o", {out!r}, "-q"])
+"""
+
+
+PROGRESS_RUN = """
+import sys
+sys.path.insert(0, {tests!r})
+import video_helpers as vh
+from mattecli import registry
+registry.list_models()
+registry.register(vh.ENTRY_TEMPORAL)
+from mattecli.cli.app import main
+main(["video", {src!r}, "-m", "fake-temporal", "-t", "alpha", "-o", {out!r}, "-b", "2"])
+"""
+
+
+def progress_proc(clip, tmp_path, env_extra, stderr):
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "TERM", "FORCE_COLOR")}
+    env.update(env_extra)
+    code = PROGRESS_RUN.format(tests=os.path.dirname(os.path.abspath(__file__)), src=str(clip),
+                               out=str(tmp_path / "a.mp4"))
+    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=stderr, env=env)
+
+
+def run_on_pty(clip, tmp_path, env_extra) -> str:
+    import pty
+    import select
+
+    master, slave = pty.openpty()
+    try:
+        p = progress_proc(clip, tmp_path, env_extra, slave)
+    finally:
+        os.close(slave)
+    chunks = []
+    while True:
+        r, _, _ = select.select([master], [], [], 60)
+        if not r:
+            break
+        try:
+            data = os.read(master, 65536)
+        except OSError:        # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    p.communicate(timeout=60)
+    assert p.returncode == 0
+    return b"".join(chunks).decode("utf-8", "replace")
+
+
+SLOW_RUN = """
+import sys, time
+sys.path.insert(0, {tests!r})
+import video_helpers as vh
+from mattecli import registry
+registry.list_models()
+class Slow(vh.FakeTemporal):
+    def predict_batch(self, batch):
+        time.sleep(0.05)
+        return super().predict_batch(batch)
+vh.Slow = Slow
+e = vh.ModelEntry(name="fake-slow", family="fake", summary="slow", adapter="video_helpers:Slow",
+                  options={{"gain": vh.Option(4.0, "float")}})
+registry.register(e)
+from mattecli.cli.app import main
+main(["video", {src!r}, "-m", "fake-slow", "-t", "rgba", "-o", {out!r}, "-b", "2", "-q"])
+"""
+
+

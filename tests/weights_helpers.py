@@ -1,5 +1,5 @@
-"""Helpers for the weights/models tests: a loopback HTTP server with Range support and stalls, tiny wheels, and a
-private registry holding test entries (never the internet)."""
+"""Helpers for the weights/models tests: a loopback HTTP server with Range support and stalls, tiny wheels, a
+private registry holding test entries (never the internet), and a tiny model family with its converter."""
 from __future__ import annotations
 
 import hashlib
@@ -12,6 +12,9 @@ from pathlib import Path
 import pytest
 
 from mattecli import registry
+from mattecli.backends.base import Converter, Prediction, TorchBackend
+from mattecli.backends.checkpoint import KeyTaker
+from mattecli.errors import ConverterError
 from mattecli.registry import ModelEntry, Weights, WeightSource  # noqa: F401 (re-exported for tests)
 
 
@@ -167,3 +170,95 @@ def cache_listing(home: Path) -> list[str]:
     if not w.exists():
         return []
     return sorted(str(p.relative_to(w)) for p in w.rglob("*") if p.is_file())
+
+
+# -- a tiny model family: y = Wx + b, official keys fc.weight / fc.bias, ours weight / bias ------------------------
+def tiny_wb():
+    import torch
+
+    return torch.arange(6, dtype=torch.float32).reshape(2, 3), torch.tensor([0.5, -0.5])
+
+
+class TinyConverter(Converter):
+    def to_ours(self, official, spec):
+        kt = KeyTaker(official, "tiny checkpoint")
+        ours = {"weight": kt.take("fc.weight"), "bias": kt.take("fc.bias")}
+        kt.finish()
+        return ours
+
+    def to_official(self, ours, spec):
+        return {"fc.weight": ours["weight"], "fc.bias": ours["bias"]}
+
+
+class TinyAdapter(TorchBackend):
+    converter = TinyConverter()
+
+    def build_net(self, state_dict):
+        from torch import nn
+
+        return nn.Linear(3, 2)
+
+    def encode(self, batch):
+        return (batch.float_image().mean(dim=(2, 3)),), None
+
+    def decode(self, y, batch, ctx):
+        return Prediction(alpha=y[:, :1, None, None].expand(-1, 1, *batch.size).clamp(0, 1))
+
+
+CONVERT_CALLS: list = []
+
+
+class TinyNpzConverter(TinyConverter):
+    """The official format is an .npz (think: ONNX): read without torch.load."""
+
+    def read(self, path, spec):
+        import numpy as np
+        import torch
+
+        CONVERT_CALLS.append((str(path), spec.entry.name))
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return {k: torch.from_numpy(z[k]) for k in z.files}
+        except (ValueError, OSError) as e:
+            raise ConverterError(f"not an npz file ({e})") from None
+
+    def convert_file(self, path, spec):
+        return self.to_ours(self.read(path, spec), spec), {"converter": "npz"}
+
+
+class TinyNpzAdapter(TinyAdapter):
+    converter = TinyNpzConverter()
+
+
+def official_pth(path: Path) -> Path:
+    """The tiny model's official checkpoint: a DataParallel state dict under 'state_dict'."""
+    import torch
+
+    w, b = tiny_wb()
+    torch.save({"state_dict": {"module.fc.weight": w, "module.fc.bias": b}}, path)
+    return path
+
+
+def official_npz(path: Path) -> Path:
+    import numpy as np
+
+    w, b = tiny_wb()
+    with open(path, "wb") as f:
+        np.savez(f, **{"fc.weight": w.numpy(), "fc.bias": b.numpy()})
+    return path
+
+
+def flip_byte_in_largest_tensor(pt: Path) -> str:
+    """Flip one byte in the middle of the largest tensor's storage inside a torch zip file, in place (the zip stays
+    well-formed: torch would load it, with one weight changed). Returns the storage's member name."""
+    with zipfile.ZipFile(pt) as z:
+        infos = [i for i in z.infolist() if "/data/" in i.filename and i.compress_type == zipfile.ZIP_STORED]
+        info = max(infos, key=lambda i: i.file_size)
+    raw = bytearray(pt.read_bytes())
+    # local file header: 30 bytes + name + extra field, then the stored bytes
+    name_len = int.from_bytes(raw[info.header_offset + 26:info.header_offset + 28], "little")
+    extra_len = int.from_bytes(raw[info.header_offset + 28:info.header_offset + 30], "little")
+    start = info.header_offset + 30 + name_len + extra_len
+    raw[start + info.file_size // 2] ^= 0x10
+    pt.write_bytes(bytes(raw))
+    return info.filename

@@ -163,10 +163,3 @@ def _drop_partner_files(items: list[Item], used: set) -> list[Item]:
     dropped = [it for it in items if os.path.realpath(it.path) in used]
     items[:] = keep
     return dropped
-
-
-def _drop_partner_files(items: list[Item], used: set) -> list[Item]:
-    keep = [it for it in items if os.path.realpath(it.path) not in used]
-    dropped = [it for it in items if os.path.realpath(it.path) in used]
-    items[:] = keep
-    return dropped

@@ -126,13 +126,13 @@ def check_plan(items: Sequence[Item], outputs: Sequence[Path], *, plan: "OutputP
             clashes.append(str(p))
         seen[key] = True
     if clashes:
-        listed = listed(sorted(set(clashes)))
+        names = listed(sorted(set(clashes)))
         tmpl = None
         if plan is not None and not plan.is_file:
             tmpl = plan.output if plan.is_template else plan.template
         if tmpl is not None and types and len(types) > 1 and "{type}" not in tmpl:
             raise UsageError(f"the output template {tmpl!r} has no {{type}} field, so the {len(types)} output types "
-                             f"({', '.join(types)}) of an input would write the same file ({listed}); add {{type}}"
+                             f"({', '.join(types)}) of an input would write the same file ({names}); add {{type}}"
                              + (" to -o" if plan.is_template else ", e.g. --template '{relpath}_{type}.{ext}'"))
         hint = None
         if tmpl is not None:
@@ -145,7 +145,7 @@ def check_plan(items: Sequence[Item], outputs: Sequence[Path], *, plan: "OutputP
             tail = f"use {where} '{hint}'" if where == "--template" else f"use a pattern like '{hint}' in -o"
         else:
             tail = "use a template with {relpath} or {name}, e.g. --template '{relpath}_{name}_{type}.{ext}'"
-        raise UsageError(f"several inputs would write the same output: {listed}; {tail}")
+        raise UsageError(f"several inputs would write the same output: {names}; {tail}")
     protected = {}
     for it in items:
         protected[os.path.realpath(it.path)] = it.path

@@ -129,8 +129,14 @@ class BatchRunner:
         SIGINT (Ctrl-C), 143 terminated by SIGTERM. Interrupted or --fail-fast runs still write the report; the
         inputs never reached are listed with status ``not-run``."""
         executor = executor or local_executor
+        self._current: Item | None = None
+
+        def run_one(it: Item) -> Outcome:
+            self._current = it
+            return attempt(it, fn, planned, self.skip_existing)
+
         with signals.stop_on_signals():
-            return self._run(items, lambda it: attempt(it, fn, planned, self.skip_existing), executor)
+            return self._run(items, run_one, executor)
 
     def _run(self, items, run_one, executor) -> int:
         from ..progress import Progress
@@ -149,6 +155,10 @@ class BatchRunner:
             self.interrupted = True
             self.signal_name = signals.signal_name(e)
             print(f"mattecli: interrupted ({self.signal_name})", file=sys.stderr, flush=True)
+            cur = getattr(self, "_current", None)
+            if cur is not None and str(cur.path) not in {r.input for r in self.records}:
+                self.records.append(Record(input=str(cur.path), status="failed", error="interrupted",
+                                           model=self.model, weights_sha256=self.weights_sha256))
         finally:
             done = {r.input for r in self.records}
             for it in items:

@@ -46,7 +46,8 @@ def register(app: typer.Typer) -> None:
           mattecli composite photos/ --alpha mattes/ --rgba -o cutouts/
         """
         from ..errors import UsageError
-        from ..imaging.composite import FITS, parse_colour
+        from ..imaging.colour import parse_colour
+        from ..imaging.composite import FITS
         from ..imaging.foreground import METHODS
         from .. import batch
 
@@ -108,7 +109,8 @@ def register(app: typer.Typer) -> None:
             from ..errors import InputError
             from ..imaging import composite as C
             from ..imaging.foreground import estimate_foreground
-            from ..imaging.io import read_grey, read_rgb, to_float, write_image
+            from ..imaging.arrays import to_float
+            from ..imaging.io import read_grey, read_rgb, write_image
 
             image = read_rgb(it.path)
             H, W = image.shape[:2]

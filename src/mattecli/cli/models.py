@@ -1,7 +1,8 @@
 """``mattecli models``: list, info, fetch, import, verify, path, licenses.
 
-No torch at import time: ``models list`` and ``--help`` only read the data-only registry. Fetch/import/verify import
-the weights store (and, for conversion, the family's converter) lazily.
+No torch at import time: ``models list`` and ``--help`` only read the data-only registry. Fetch/import go through
+``mattecli.backends.install`` (the family's converter writes our ``.mattecli.pt`` next to the verified official file);
+a registered model without an implementation gets its official file only. Everything is imported lazily.
 """
 from __future__ import annotations
 
@@ -73,6 +74,18 @@ def _set_name(entry, wset) -> str:
     return display_name(entry, wset)
 
 
+def _installer(entry):
+    """Where fetch/import go: the family's converter through ``backends.install`` when the model is implemented,
+    else the plain store (official file only, nothing to convert with)."""
+    if entry.implemented and entry.adapter:
+        from ..backends import install
+
+        return install
+    from ..weights import store
+
+    return store
+
+
 def _weights_column(entry) -> str:
     if not entry.weights:
         return "none needed"
@@ -101,7 +114,7 @@ def _requires_text(entry) -> str:
 
 
 def entry_dict(entry) -> dict:
-    from ..weights.store import license_flags
+    from ..weights.licences import license_flags
 
     weights = []
     for i, w in enumerate(entry.weights):
@@ -119,10 +132,16 @@ def entry_dict(entry) -> dict:
         "name": entry.name, "family": entry.family, "kind": entry.kind, "summary": entry.summary,
         "paper": entry.paper, "requires": sorted(entry.requires), "optional": sorted(entry.optional),
         "outputs": list(entry.outputs), "temporal": entry.temporal, "implemented": entry.implemented,
-        "status": _status(entry), "aliases": list(entry.aliases), "options": dict(entry.options),
+        "status": _status(entry), "aliases": list(entry.aliases), "options": entry.option_defaults(),
+        "option_specs": {k: _option_dict(o) for k, o in entry.options.items()},
         "precisions": list(entry.precisions), "code_license": entry.code_license, "origin": entry.origin,
         "adapter": entry.adapter, "classes": list(entry.classes), "quality": entry.quality, "weights": weights,
     }
+
+
+def _option_dict(o) -> dict:
+    return {"default": o.default, "type": o.type, "valid": o.domain(), "choices": list(o.choices), "min": o.min,
+            "max": o.max, "nullable": o.nullable, "help": o.help}
 
 
 def _dump_json(obj) -> None:
@@ -190,7 +209,7 @@ def info_cmd(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Everything the registry knows about a model, and where its weights are."""
-    from ..weights.store import license_flags
+    from ..weights.licences import license_flags
 
     entry, selected = _resolve(name)
     d = entry_dict(entry)
@@ -217,8 +236,8 @@ def info_cmd(
         L.append(f"  origin:       {entry.origin}")
     if entry.options:
         L.append("  options (--option KEY=VALUE; official names, defaults):")
-        for k, v in entry.options.items():
-            L.append(f"    {k} = {v!r}")
+        for k, o in entry.options.items():
+            L.append(f"    {k} = {o.default!r}  ({o.domain()}{'; ' + o.help if o.help else ''})")
     else:
         L.append("  options:      none")
     if entry.classes:
@@ -271,16 +290,16 @@ def fetch_cmd(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or notes on stderr."),
 ) -> None:
     """Download, verify (sha256) and convert the weights of models; prints the cached path(s) on stdout."""
-    from ..weights.store import fetch
+    from ..console import info_line
 
-    echo = (lambda m: None) if quiet else None
+    echo = (lambda m: None) if quiet else info_line
     for n in names:
         entry, wset = _resolve(n)
         if wset is None:
-            print(f"mattecli: {entry.name} needs no weights", file=sys.stderr)
+            info_line(f"{entry.name} needs no weights")
             continue
-        kwargs = {"echo": echo} if echo is not None else {}
-        p = fetch(entry, wset, offline=offline or None, force=force, progress=not quiet, timeout=timeout, **kwargs)
+        p = _installer(entry).fetch(entry, wset, offline=offline or None, force=force, progress=not quiet,
+                                    timeout=timeout, echo=echo)
         _out(str(p))
 
 
@@ -293,11 +312,11 @@ def import_cmd(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No notes on stderr."),
 ) -> None:
     """Verify a downloaded weights file (sha256, conversion) and store it in the cache."""
-    from ..weights.store import import_file
+    from ..console import info_line
 
     entry, wset = _resolve(name)
-    kwargs = {"echo": (lambda m: None)} if quiet else {}
-    p = import_file(entry, wset, file, progress=not quiet, **kwargs)
+    echo = (lambda m: None) if quiet else info_line
+    p = _installer(entry).import_file(entry, wset, file, progress=not quiet, echo=echo)
     _out(str(p))
 
 
@@ -308,9 +327,10 @@ def verify_cmd(
     name: Optional[str] = typer.Argument(None, metavar="[NAME[.tag]]", help="Only this model (default: all cached)."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
-    """Re-hash cached weight files against the registry. Exit code 1 on any mismatch."""
+    """Re-hash cached weight files (official and converted) against the registry's sha256 or the one recorded when
+    they were stored. Exit code 1 on any mismatch."""
     from ..registry import list_models
-    from ..weights.store import verify
+    from ..weights.verifying import verify
 
     if name:
         entry, wset = _resolve(name)
@@ -353,7 +373,7 @@ def path_cmd(name: str = typer.Argument(..., metavar="NAME[.tag]")) -> None:
 def licenses_cmd(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
     """Code and weights licences of every model (non-commercial and GPL ones flagged)."""
     from ..registry import list_models
-    from ..weights.store import license_flags
+    from ..weights.licences import license_flags
 
     rows = []
     for e in list_models():

@@ -8,23 +8,6 @@ import typer
 from ._common import handle_errors, model_options
 
 
-def _resize_to(a, shape, path, image_path):
-    """Resize a mask/alpha to the image size when only the resolution differs (same aspect ratio within 1 %)."""
-    import cv2
-    import numpy as np
-
-    from ..errors import InputError
-
-    H, W = shape
-    h, w = a.shape[:2]
-    if (h, w) == (H, W):
-        return a
-    if abs((w / h) - (W / H)) > 0.01 * (W / H):
-        raise InputError(f"{path}: is {w}x{h} but the image {image_path} is {W}x{H} (different aspect ratio); "
-                         "give a mask of the image's size", path=path)
-    return np.clip(cv2.resize(a.astype(np.float32), (W, H), interpolation=cv2.INTER_LINEAR), 0, 1)
-
-
 def _select_classes(entry, wanted: list[str] | None) -> list[int]:
     from ..errors import UsageError
 
@@ -187,7 +170,7 @@ def register(app: typer.Typer) -> None:
                     if sz is None:
                         read_rgb(it.path)  # raises the decoding error for the image
                     W, H = sz
-                    a = _resize_to(a, (H, W), src, it.path)
+                    a = T.resize_to_image(a, (H, W), src, it.path)
                 H, W = a.shape
                 if kind == "mask":
                     b = T.band_pixels(band, (H, W))

@@ -43,6 +43,8 @@ from typing import Iterable
 
 import numpy as np
 
+from ..imaging.arrays import to_float, to_uint8
+
 __all__ = [
     "official_raw", "compute_all", "sad_error", "mse_error", "gradient_error", "connectivity_error",
     "unknown_mask", "as_alpha_u8", "gauss_kernels", "dtssd_sequence", "messddt_sequence", "video_metrics",
@@ -59,7 +61,7 @@ _F1000 = np.float32(1000.0)
 _CONN_U8_THRESH = tuple((51 * k + 1) // 2 for k in range(11))
 # l values as Octave sees them: double range element k*0.1 converted to single.
 _L_F32 = np.array([np.float32(k * 0.1) for k in range(10)] + [np.float32(1.0)], np.float32)
-_P_F32 = (np.arange(256, dtype=np.float32) / _F255).astype(np.float32)
+_P_F32 = to_float(np.arange(256, dtype=np.uint8))  # single(P)/255 for every 8-bit value
 _D_F32 = (np.arange(-255, 256, dtype=np.float32) / _F255).astype(np.float32)
 
 
@@ -75,10 +77,12 @@ _PHI = _phi_table()
 # -- input handling ---------------------------------------------------------------------------------------------
 
 def as_alpha_u8(a, what: str = "alpha") -> np.ndarray:
-    """HxW 8-bit alpha from uint8 (as is), uint16 (/257, rounded), bool (0/255) or float in [0,1] (x255, rounded).
+    """HxW 8-bit alpha from uint8 (as is), bool (0/255), uint16 or float in [0,1] (the tool's one conversion,
+    :func:`mattecli.imaging.arrays.to_uint8`: rounded, as a saved 8-bit PNG would be; NaN counts as 0).
 
     3-channel arrays take channel 0 (the official ``evaluate.m`` keeps ``target(:,:,1)``); 4-channel take alpha.
     """
+
     x = np.asarray(a)
     if x.ndim == 3:
         if x.shape[2] == 4:
@@ -94,10 +98,10 @@ def as_alpha_u8(a, what: str = "alpha") -> np.ndarray:
     if x.dtype == bool:
         return x.astype(np.uint8) * np.uint8(255)
     if x.dtype == np.uint16:
-        return ((x.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+        return to_uint8(x)
     if np.issubdtype(x.dtype, np.integer):
         return np.clip(x, 0, 255).astype(np.uint8)
-    return np.clip(np.rint(np.nan_to_num(x.astype(np.float64)) * 255.0), 0, 255).astype(np.uint8)
+    return to_uint8(np.nan_to_num(x.astype(np.float32)))
 
 
 def unknown_mask(trimap, shape=None) -> np.ndarray:

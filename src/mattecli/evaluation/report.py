@@ -214,3 +214,64 @@ def write_text(text: str, out: str | None) -> None:
     from ..imaging.io import atomic_write_text
 
     atomic_write_text(os.fspath(out), text)
+
+# -- where the report (and --save-pred) go: checked before anything is computed ----------------------------------
+
+def output_format(json_out: bool, csv_out: bool, out) -> str | None:
+    """``json``, ``csv`` or None (table only), from ``--json``/``--csv`` or the ``--out`` file's suffix."""
+    if json_out and csv_out:
+        raise UsageError("--json and --csv are exclusive; run twice or pick one")
+    if json_out:
+        return "json"
+    if csv_out:
+        return "csv"
+    if out is not None:
+        suf = os.path.splitext(os.fspath(out))[1].lower()
+        if suf in (".json", ".csv"):
+            return suf[1:]
+        raise UsageError(f"--out {out}: add --json or --csv (or name the file .json/.csv)")
+    return None
+
+
+def _probe(folder: str, flag: str, target) -> None:
+    """Raise UsageError unless files can be created in ``folder`` (or, if it does not exist yet, in the nearest
+    existing folder above it, where it will be created). Leaves nothing behind."""
+    import tempfile
+
+    anc = folder
+    while not os.path.exists(anc):
+        parent = os.path.dirname(anc)
+        if parent == anc:
+            break
+        anc = parent
+    if not os.path.isdir(anc):
+        raise UsageError(f"{flag} {target}: {anc} is not a folder; choose another path")
+    try:
+        if anc == folder:
+            fd, tmp = tempfile.mkstemp(prefix=".mattecli-probe-", dir=folder)
+            os.close(fd)
+            os.unlink(tmp)
+        else:
+            os.rmdir(tempfile.mkdtemp(prefix=".mattecli-probe-", dir=anc))
+    except OSError as e:
+        raise UsageError(f"{flag} {target}: cannot write in {anc} ({e.strerror or e}); choose another path") from None
+
+
+def check_out_file(out, flag: str = "--out") -> None:
+    """``--out FILE``: a regular file (new or existing) in a writable folder; ``-`` or None is stdout."""
+    if out is None or os.fspath(out) == "-":
+        return
+    p = os.fspath(out)
+    if os.path.isdir(p) or p.endswith(("/", os.sep)):
+        raise UsageError(f"{flag} {p}: is a folder; give a file name, e.g. {os.path.join(p, 'scores.json')}")
+    if os.path.lexists(p) and not os.path.isfile(p):
+        raise UsageError(f"{flag} {p}: exists and is not a regular file; give a file name (or - for stdout)")
+    _probe(os.path.dirname(os.path.abspath(p)), flag, p)
+
+
+def check_out_folder(folder, flag: str) -> None:
+    """A folder that exists or can be created, and is writable (``--save-pred``)."""
+    p = os.fspath(folder)
+    if os.path.exists(p) and not os.path.isdir(p):
+        raise UsageError(f"{flag} {p}: exists and is not a folder; give a folder")
+    _probe(os.path.abspath(p), flag, p)

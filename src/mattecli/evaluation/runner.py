@@ -1,14 +1,23 @@
-"""Scoring workers and the process pool behind ``--jobs N`` (results come back in input order)."""
+"""Scoring under the batch runner: the workers, and the executor behind ``--jobs N``.
+
+Every ``eval`` mode is one :class:`mattecli.batch.BatchRunner` run over its items (per-item errors, progress,
+Ctrl-C/SIGTERM). The verb's function prepares an item here (``--model``: reads and runs the model) and returns a
+picklable scoring task in its result (``{"score": task, ...}``); :func:`scoring_executor` scores the tasks with a
+worker (:func:`score_files`, :func:`score_sequence`, :func:`score_array_task`) inline, or in ``N`` worker processes
+while the next items are prepared, and hands the outcomes back in input order. :func:`rows_and_errors` turns them
+into the report's rows.
+"""
 from __future__ import annotations
 
 import multiprocessing as mp
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
-from typing import Callable, Iterable, Iterator
+from collections import deque
+from typing import Callable, Iterator
 
 import numpy as np
 
+from ..batch import Item, Outcome, local_executor
 from ..errors import MatteError
 from .metrics import METRICS, compute_all
 
@@ -29,33 +38,33 @@ def score_arrays(name: str, pred: np.ndarray, gt: np.ndarray, trimap: np.ndarray
                                        f"use the trimap that belongs to this image"}
     t0 = time.perf_counter()
     vals = compute_all(pred, gt, trimap, keys)
-    row = {"name": name, **vals, "seconds": time.perf_counter() - t0}
-    return row
+    return {"name": name, **vals, "seconds": time.perf_counter() - t0}
 
 
 def score_files(task: tuple) -> dict:
     """Worker for ``--pred/--gt``: task = (name, pred_path, gt_path, trimap_path or None)."""
-    from .datasets import read_alpha, read_trimap
+    from .datasets import read_alpha
 
     name, pp, gp, tp = task
     try:
         P = read_alpha(pp)
         G = read_alpha(gp)
-        T = read_trimap(tp) if tp else None
+        T = read_alpha(tp) if tp else None   # as stored: unknown is exactly 128
     except MatteError as e:
         return {"name": name, "error": str(e)}
     return score_arrays(name, P, G, T, where=pp)
 
 
 def score_array_task(task: tuple) -> dict:
+    """Worker for ``--model``: task = (name, prediction, ground truth, trimap or None, file named in errors)."""
     name, P, G, T, where = task
     return score_arrays(name, P, G, T, where=where)
 
 
 def score_sequence(task: tuple) -> dict:
     """Worker for ``--video``: task = (name, pred_path, gt_path, with_messddt)."""
-    from .datasets import read_sequence
     from .metrics import video_metrics
+    from .sequences import read_sequence
 
     name, pp, gp, with_m = task
     try:
@@ -82,22 +91,69 @@ def _context():
     return mp.get_context("spawn")
 
 
-def run(fn: Callable[[tuple], dict], tasks: Iterable[tuple], jobs: int = 1) -> Iterator[dict]:
-    """Apply ``fn`` to every task, yielding rows in input order; ``jobs > 1`` uses that many worker processes.
+def _settle(out: Outcome, row: dict) -> Outcome:
+    """Put a worker's row into the item's outcome: the metrics first, then the preparation's own fields."""
+    if "error" in row:
+        out.status, out.error = "failed", row["error"]
+    else:
+        out.fields = {**{k: v for k, v in row.items() if k != "name"}, **out.fields}
+    return out
 
-    ``tasks`` may be a generator (e.g. model predictions): at most ``2*jobs`` tasks are in flight at once.
-    """
+
+def scored(pairs, worker: Callable[[tuple], dict], jobs: int = 1) -> Iterator[tuple[Item, Outcome]]:
+    """(item, outcome) pairs whose fields may carry a ``score`` task -> the same pairs, scored, in input order.
+
+    ``jobs > 1`` scores in that many worker processes, with at most ``2*jobs`` tasks in flight."""
     if jobs <= 1:
-        for t in tasks:
-            yield fn(t)
+        for it, out in pairs:
+            task = out.fields.pop("score", None)
+            yield it, (out if task is None else _settle(out, worker(task)))
         return
-    from collections import deque
+    from concurrent.futures import ProcessPoolExecutor
 
     window: deque = deque()
+
+    def pop():
+        it, out, fut = window.popleft()
+        return it, (out if fut is None else _settle(out, fut.result()))
+
     with ProcessPoolExecutor(max_workers=jobs, mp_context=_context()) as ex:
-        for t in tasks:
-            window.append(ex.submit(fn, t))
+        for it, out in pairs:
+            task = out.fields.pop("score", None)
+            window.append((it, out, None if task is None else ex.submit(worker, task)))
             if len(window) >= 2 * jobs:
-                yield window.popleft().result()
+                yield pop()
         while window:
-            yield window.popleft().result()
+            yield pop()
+
+
+def scoring_executor(worker: Callable[[tuple], dict], jobs: int, sink: dict):
+    """A :class:`~mattecli.batch.BatchRunner` executor: items prepared here one after another, scored by
+    :func:`scored`; ``sink`` receives each finished item's outcome (``id(item) -> Outcome``)."""
+    def executor(items, run_one):
+        for it, out in scored(local_executor(items, run_one), worker, jobs):
+            sink[id(it)] = out
+            yield it, out
+
+    return executor
+
+
+def with_file(msg: str, path) -> str:
+    """``FILE: reason``, as the batch runner prints per-item errors."""
+    p = str(path) if path else ""
+    return msg if not p or p in msg else f"{p}: {msg}"
+
+
+def rows_and_errors(items, sink: dict) -> tuple[list[dict], list[dict]]:
+    """The report's rows (``{"name", metrics..., "seconds", ...}``) and errors (``{"name", "error"}``), in item
+    order; items never reached (an interrupted run) are in neither."""
+    rows, errors = [], []
+    for it in items:
+        out = sink.get(id(it))
+        if out is None:
+            continue
+        if out.status == "ok":
+            rows.append({"name": it.relstem, **out.fields})
+        elif out.status == "failed":
+            errors.append({"name": it.relstem, "error": with_file(out.error or "failed", it.path)})
+    return rows, errors

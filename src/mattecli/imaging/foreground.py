@@ -10,15 +10,14 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import UsageError
+from .arrays import to_float
 
 METHODS = ("ml", "cf", "none")
 
 
 def estimate_foreground(image: np.ndarray, alpha: np.ndarray, method: str = "ml") -> np.ndarray:
     """image HxWx3 (uint8 or float [0,1]), alpha HxW float [0,1] -> foreground HxWx3 float32 in [0,1]."""
-    img = np.asarray(image)
-    img = img.astype(np.float64) / 255.0 if img.dtype == np.uint8 else (
-        img.astype(np.float64) / 65535.0 if img.dtype == np.uint16 else img.astype(np.float64))
+    img = to_float(image, np.float64)
     a = np.asarray(alpha, np.float64)
     if method == "none":
         return img.astype(np.float32)

@@ -25,11 +25,9 @@ from typing import Iterator, Mapping
 import numpy as np
 
 from ..errors import InputError, MatteError, UsageError
+from ..formats import IMAGE_EXTS as READ_EXTS  # noqa: F401  (the one list of each)
+from ..formats import TEMP_SUFFIX, WRITE_EXTS
 from .arrays import rgb_of, to_float, to_uint8  # noqa: F401  (re-exported: one conversion rule)
-
-READ_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp")
-WRITE_EXTS = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
-TEMP_SUFFIX = ".part"
 
 
 # ------------------------------------------------------------------------------------------------ atomic writes
@@ -153,7 +151,7 @@ def _decode_cv2(data: bytes, path) -> np.ndarray:
         raise InputError(f"{path}: cannot decode the image (truncated or unsupported variant)", path=path)
     if a.dtype not in (np.uint8, np.uint16):
         if np.issubdtype(a.dtype, np.floating):
-            a = (np.clip(a, 0, 1) * 65535 + 0.5).astype(np.uint16)
+            a = _quantise(a, 16)
         else:
             a = np.clip(a, 0, 65535).astype(np.uint16)
     if a.ndim == 3 and a.shape[2] == 3:
@@ -202,7 +200,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     except OSError as e:
         raise InputError(f"{p}: cannot read ({e.strerror or e})", path=p) from None
     if not data:
-        raise InputError(f"{p}: empty file (0 bytes)", path=p)
+        raise InputError(f"{p}: empty file (0 bytes); write it again (an interrupted export?)", path=p)
     try:
         img = Image.open(io.BytesIO(data))
         img.load()

@@ -114,6 +114,22 @@ def read_trimap(path: str | os.PathLike, shape: tuple | None = None,
     return validate_trimap(quantise_trimap(read_image(path), path), path, shape, image_path)
 
 
+def resize_to_image(a: np.ndarray, shape: tuple, path: str | os.PathLike = "mask",
+                    image_path: str | os.PathLike | None = None) -> np.ndarray:
+    """A mask/alpha (float [0,1]) resized (bilinear) to the image's HxW when only the resolution differs (same aspect
+    ratio within 1 %); a different aspect ratio is an InputError naming both files."""
+    import cv2
+
+    H, W = shape[:2]
+    h, w = a.shape[:2]
+    if (h, w) == (H, W):
+        return a
+    if abs((w / h) - (W / H)) > 0.01 * (W / H):
+        raise InputError(f"{path}: is {w}x{h} but the image {image_path} is {W}x{H} (different aspect ratio); "
+                         "give a mask of the image's size", path=path)
+    return np.clip(cv2.resize(a.astype(np.float32), (W, H), interpolation=cv2.INTER_LINEAR), 0, 1)
+
+
 def band_pixels(band: str | float | int, shape: tuple) -> int:
     """``"12"``/``12`` -> 12 px; ``"2%"`` -> 2 % of the image diagonal; ``"0.02"`` (< 1) -> 2 % of the diagonal."""
     s = str(band).strip()

@@ -1,4 +1,9 @@
-"""Streaming video matting: PyAV decode thread -> batched model on the device -> encode thread.
+"""Streaming video matting: decode thread -> batched model on the device -> encode thread.
 
-See :mod:`.pipeline` (orchestration), :mod:`.reader` (decode), :mod:`.writer` (encode, audio, verification).
+Reading: :mod:`.reader` (clips: video files, image sequences via :mod:`.sequence`), :mod:`.feeds` (plates, trimaps,
+composite backgrounds read in step). The run: :mod:`.pipeline` (one clip through one model), :mod:`.smoothing`,
+:mod:`.frame_outputs` (outputs built on the device), :mod:`.threads` (decode/encode threads), :mod:`.job`.
+Writing: :mod:`.encode_plan` (codec policy), :mod:`.sinks` (``.partial`` files), :mod:`.video_file`,
+:mod:`.png_sequence`, :mod:`.remux` (audio/subtitles), :mod:`.readback` (verification), :mod:`.oserrors`.
+The verb: :mod:`.settings`, :mod:`.clips`, :mod:`.targets`, :mod:`.command` (one batch item per clip).
 """

@@ -1,21 +1,15 @@
-"""Video and image-sequence reading for ``mattecli video``.
+"""Reading a clip: a video file (anything PyAV/FFmpeg reads) or an image sequence (:mod:`.sequence`).
 
-- :class:`VideoSource` opens a video file (anything PyAV/FFmpeg reads) or an image sequence (a folder, natural sort,
-  or a printf pattern such as ``frames/%06d.png``) and yields :class:`Frame` objects: upright RGB ``uint8`` pixels
-  (the display matrix / rotation side data is applied) plus the frame's own ``pts`` and ``time_base``: timestamps are
-  carried through untouched, never re-numbered, so variable-frame-rate clips keep their timing.
-- The first frame is decoded when the source is opened: a file that is not a video, an audio-only file or a clip with
-  zero frames fails *before* any output is created, with a one-line :class:`~mattecli.errors.InputError`.
-- :class:`ThreadedReader` runs any frame iterator in a background thread behind a bounded queue (back-pressure: the
-  decoder never runs more than ``maxsize`` frames ahead, so memory stays flat whatever the length of the clip).
+:class:`VideoSource` yields :class:`Frame` objects: upright RGB ``uint8`` pixels (the display matrix / rotation side
+data is applied) plus the frame's own ``pts`` and ``time_base``: timestamps are carried through untouched, never
+re-numbered, so variable-frame-rate clips keep their timing. The first frame is decoded when the source is opened: a
+file that is not a video, an audio-only file or a clip with zero frames fails *before* any output is created, with a
+one-line :class:`~mattecli.errors.InputError`. Run :meth:`VideoSource.frames` in a background thread with
+:class:`~mattecli.video.threads.ThreadedReader`.
 """
 from __future__ import annotations
 
-import errno
 import os
-import queue
-import re
-import threading
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Iterator
@@ -23,20 +17,21 @@ from typing import Iterator
 import numpy as np
 
 from ..errors import InputError, MissingInput
+from .oserrors import READ_ERRNO, first_line, input_os_error
+from .sequence import is_sequence_target, list_sequence, read_frame
 
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".exr")
-_PATTERN_RE = re.compile(r"%0?(\d*)d")
 # swscale's colour matrices share their numbering with AVColorSpace for these values.
-_SWS_COLORSPACES = {1, 4, 5, 6, 7, 9}
+SWS_COLORSPACES = {1, 4, 5, 6, 7, 9}
 
 
 @dataclass
 class Frame:
     index: int                 # 0-based decode order
-    image: np.ndarray          # HxWx3 uint8 RGB, upright (rotation applied)
+    image: np.ndarray          # HxWx3 uint8 RGB (HxW for grey sources), upright (rotation applied)
     pts: int | None            # in time_base units, exactly as decoded (None for sources without timestamps)
     time_base: Fraction
     time: float                # seconds (pts * time_base), for progress and syncing
+
 
 @dataclass
 class SourceInfo:
@@ -74,63 +69,6 @@ class SourceInfo:
         return f"{self.width}x{self.height}, {n}, {rate}{rot}{aud}"
 
 
-def natural_key(s: str):
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", s)]
-
-
-def is_sequence_target(path: str | os.PathLike) -> bool:
-    """True for a folder or a printf-style pattern (``%06d``)."""
-    p = os.fspath(path)
-    return bool(_PATTERN_RE.search(os.path.basename(p))) or os.path.isdir(p)
-
-
-def list_sequence(path: str | os.PathLike) -> list[str]:
-    """Files of an image sequence: a folder (images, natural sort) or a ``%0Nd`` pattern (sorted by number)."""
-    p = os.fspath(path)
-    if os.path.isdir(p):
-        files = [os.path.join(p, f) for f in os.listdir(p)
-                 if f.lower().endswith(IMAGE_EXTS) and not f.startswith(".")]
-        return sorted(files, key=natural_key)
-    folder, base = os.path.split(p)
-    folder = folder or "."
-    m = _PATTERN_RE.search(base)
-    if not m:
-        return []
-    rx = re.compile("^" + re.escape(base[:m.start()]) + r"(\d+)" + re.escape(base[m.end():]) + "$")
-    if not os.path.isdir(folder):
-        return []
-    found = []
-    for f in os.listdir(folder):
-        mm = rx.match(f)
-        if mm:
-            found.append((int(mm.group(1)), os.path.join(folder, f)))
-    return [f for _, f in sorted(found)]
-
-
-def read_image_rgb(path: str, what: str = "frame") -> np.ndarray:
-    """Read an image file as HxWx3 uint8 RGB (16-bit and alpha are reduced; EXR is tone-clipped)."""
-    import cv2
-
-    a = cv2.imread(path, cv2.IMREAD_UNCHANGED)
-    if a is None:
-        try:
-            with open(path, "rb") as f:
-                f.read(1)
-        except OSError as e:
-            raise input_os_error(path, e) from None
-        raise InputError(f"{path}: cannot read this {what} image; pass PNG/JPEG/TIFF files", path=path)
-    if a.ndim == 2:
-        a = np.repeat(a[..., None], 3, axis=2)
-    elif a.shape[2] == 4:
-        a = a[..., :3]
-    a = a[..., ::-1]
-    if a.dtype == np.uint16:
-        a = (a.astype(np.float32) / 257.0 + 0.5).astype(np.uint8)
-    elif a.dtype != np.uint8:
-        a = (np.clip(a.astype(np.float32), 0, 1) * 255.0 + 0.5).astype(np.uint8)
-    return np.ascontiguousarray(a)
-
-
 def rotate_upright(img: np.ndarray, rotation: int) -> np.ndarray:
     """Apply a display-matrix rotation (degrees counter-clockwise, multiples of 90) to coded pixels."""
     k = (int(round(rotation / 90.0))) % 4
@@ -145,7 +83,7 @@ def rotate_coded(img: np.ndarray, rotation: int) -> np.ndarray:
 
 class VideoSource:
     """One input clip. Iterate :meth:`frames` once (it decodes in the calling thread; wrap it in
-    :class:`ThreadedReader` for a background decode)."""
+    :class:`~mattecli.video.threads.ThreadedReader` for a background decode)."""
 
     def __init__(self, path: str | os.PathLike, *, fps: float | Fraction | None = None, what: str = "input",
                  gray: bool = False, threads: int = 0):
@@ -164,7 +102,7 @@ class VideoSource:
                                      "pass a folder of frames or a pattern like frames/%06d.png", path=p)
                 raise MissingInput(f"{p}: no such folder for this {what} sequence", path=p)
             rate = Fraction(fps).limit_denominator(1001000) if fps else Fraction(30)
-            first = read_image_rgb(files[0], what)
+            first = read_frame(files[0], gray)
             h, w = first.shape[:2]
             self.info = SourceInfo(path=p, kind="sequence", width=w, height=h, frame_count=len(files), rate=rate,
                                    time_base=1 / rate, codec="image", files=files,
@@ -185,9 +123,9 @@ class VideoSource:
         try:
             c = av.open(p, "r")
         except (av.error.FFmpegError, OSError, UnicodeDecodeError, ValueError) as e:
-            if isinstance(e, OSError) and getattr(e, "errno", None) in _READ_ERRNO:
+            if isinstance(e, OSError) and getattr(e, "errno", None) in READ_ERRNO:
                 raise input_os_error(p, e) from None
-            raise InputError(f"{p}: not a video FFmpeg can read ({_first_line(e)}); pass a video file or an image "
+            raise InputError(f"{p}: not a video FFmpeg can read ({first_line(e)}); pass a video file or an image "
                              "sequence folder", path=p) from None
         self._container = c
         if not c.streams.video:
@@ -253,7 +191,7 @@ class VideoSource:
                 kw = {}
                 if f.color_range:
                     kw["src_color_range"] = int(f.color_range)
-                if f.colorspace in _SWS_COLORSPACES:
+                if f.colorspace in SWS_COLORSPACES:
                     kw["src_colorspace"] = int(f.colorspace)
                 img = rf.reformat(f, format="gray" if self.gray else "rgb24", **kw).to_ndarray()
                 img = rotate_upright(img, self._rotation)
@@ -263,9 +201,9 @@ class VideoSource:
                 yield Frame(i, img, pts, tb, t)
                 i += 1
         except (av.error.FFmpegError, OSError) as e:
-            if isinstance(e, OSError) and getattr(e, "errno", None) in _READ_ERRNO:
+            if isinstance(e, OSError) and getattr(e, "errno", None) in READ_ERRNO:
                 raise input_os_error(self.path, e, f" at frame {i}") from None
-            raise InputError(f"{self.path}: decoding failed at frame {i} ({_first_line(e)})", path=self.path) from None
+            raise InputError(f"{self.path}: decoding failed at frame {i} ({first_line(e)})", path=self.path) from None
 
     # -- iteration -------------------------------------------------------------------------------------------
     def frames(self) -> Iterator[Frame]:
@@ -274,23 +212,17 @@ class VideoSource:
         if first is None:
             raise RuntimeError("VideoSource.frames() can be iterated once")
         if self.info.kind == "sequence":
-            yield self._seq_frame(first) if self.gray else first
+            yield first
             tb = self.info.time_base
             for i, f in enumerate(self.info.files[1:], start=1):
-                img = read_image_rgb(f, self.what)
+                img = read_frame(f, self.gray)
                 if img.shape[:2] != (self.info.height, self.info.width):
                     raise InputError(f"{f}: frame is {img.shape[1]}x{img.shape[0]}, the sequence is "
                                      f"{self.info.width}x{self.info.height}; all frames must have one size", path=f)
-                fr = Frame(i, img, i, tb, float(i * tb))
-                yield self._seq_frame(fr) if self.gray else fr
+                yield Frame(i, img, i, tb, float(i * tb))
             return
         yield first
         yield from self._frames_iter
-
-    @staticmethod
-    def _seq_frame(fr: Frame) -> Frame:
-        fr.image = np.ascontiguousarray(fr.image[..., 0])
-        return fr
 
     def close(self) -> None:
         if self._container is not None:
@@ -305,92 +237,3 @@ class VideoSource:
 
     def __exit__(self, *exc):
         self.close()
-
-
-_END = object()
-
-
-class _Failure:
-    def __init__(self, exc: BaseException):
-        self.exc = exc
-
-
-class ThreadedReader:
-    """Run an iterator in a daemon thread, handing items over through a bounded queue.
-
-    Exceptions raised by the iterator are re-raised in the consumer. :meth:`stop` makes the producer exit at its
-    next put (it never blocks forever on a full queue).
-    """
-
-    def __init__(self, iterator, maxsize: int = 8, name: str = "mattecli-decode"):
-        self._it = iterator
-        self._q: queue.Queue = queue.Queue(maxsize=max(1, maxsize))
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
-
-    def _put(self, item) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._q.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _run(self) -> None:
-        try:
-            for item in self._it:
-                if not self._put(item):
-                    return
-        except BaseException as e:  # noqa: BLE001 - handed to the consumer
-            self._put(_Failure(e))
-            return
-        self._put(_END)
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        while True:
-            try:
-                item = self._q.get(timeout=0.1)
-                break
-            except queue.Empty:
-                if not self._thread.is_alive() and self._q.empty():
-                    raise StopIteration from None
-        if item is _END:
-            self._q.put(_END)  # stay exhausted
-            raise StopIteration
-        if isinstance(item, _Failure):
-            raise item.exc
-        return item
-
-    def stop(self) -> None:
-        self._stop.set()
-        try:
-            while True:
-                self._q.get_nowait()
-        except queue.Empty:
-            pass
-        self._thread.join(timeout=5)
-
-
-_READ_ERRNO = {errno.EACCES: "make it readable (chmod) or copy it somewhere you can read",
-               errno.EPERM: "make it readable (chmod) or copy it somewhere you can read",
-               errno.EIO: "the disk or network share failed; check it or copy the file locally",
-               errno.ENXIO: "the device is gone; reconnect it or copy the file locally",
-               errno.ESTALE: "the network share went away; remount it or copy the file locally"}
-
-
-def input_os_error(path: str, e: BaseException, where: str = "") -> InputError:
-    """One-line :class:`InputError` for an OS error (permission, I/O) while reading an input."""
-    en = getattr(e, "errno", None)
-    if en in _READ_ERRNO:
-        return InputError(f"{path}: {os.strerror(en)}{where} ({_READ_ERRNO[en]})", path=path)
-    return InputError(f"{path}: cannot read{where} ({_first_line(e)})", path=path)
-
-
-def _first_line(e: BaseException) -> str:
-    s = str(e).strip()
-    return s.splitlines()[0] if s else type(e).__name__

@@ -21,13 +21,11 @@ def save(state_dict: Mapping[str, Any], path: str | os.PathLike, meta: Mapping[s
     """Write our format atomically and record its sha256 (returned)."""
     import torch
 
-    from . import file_sha256
-
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         torch.save({OURS_KEY: dict(meta), "state_dict": dict(state_dict)}, os.fspath(tmp))
-        sha = file_sha256(tmp)
+        sha = integrity.file_sha256(tmp)
         integrity.forget(path)
         os.replace(tmp, path)
         integrity.record(path, sha)
@@ -38,8 +36,8 @@ def save(state_dict: Mapping[str, Any], path: str | os.PathLike, meta: Mapping[s
 
 
 def load(path: str | os.PathLike) -> tuple[dict, dict]:
-    """(state dict, meta) of a file in our format; ConverterError if it is not one. No hash check here: callers
-    that read from the cache check :func:`integrity.check` first."""
+    """(state dict, meta) of a file in our format; ConverterError if it is not one. No hash check here (a
+    ``--weights FILE`` is the user's own); files read from the cache go through :func:`load_checked`."""
     import torch
 
     try:
@@ -50,3 +48,11 @@ def load(path: str | os.PathLike) -> tuple[dict, dict]:
     if not is_ours(obj):
         raise ConverterError(f"{path}: not a mattecli converted weights file", path=path)
     return dict(obj["state_dict"]), dict(obj[OURS_KEY])
+
+
+def load_checked(path: str | os.PathLike, fix: str) -> tuple[dict, dict, str]:
+    """(state dict, meta, sha256) of a cached converted file, after its recorded sha256 matched
+    (:class:`~mattecli.errors.ChecksumMismatch` naming the file and ``fix`` otherwise)."""
+    sha = integrity.check(path, fix)
+    sd, meta = load(path)
+    return sd, meta, sha

@@ -5,8 +5,10 @@
   ``file://`` URLs are read directly (no socket).
 - :func:`copy_stream`: any readable binary stream -> ``.part`` (local paths, wheel members).
 
-Every function returns a :class:`Transfer` (sha256, size, resumed); verification against the registry and the final
-rename are the caller's job (see ``store.py``). Failures raise :class:`SourceFailed`; ``partial=True`` means the
+Progress: :class:`mattecli.progress.Progress` with ``unit="bytes"`` (only on a terminal). Every function returns a
+:class:`Transfer` (sha256, size, resumed): a fresh transfer is hashed while it streams, a resumed one is hashed whole
+once complete (:func:`mattecli.weights.file_sha256`); verification against the registry and the final
+rename are the caller's job (see ``fetching.py``). Failures raise :class:`SourceFailed`; ``partial=True`` means the
 ``.part`` holds a clean prefix of the file worth resuming.
 """
 from __future__ import annotations
@@ -16,10 +18,11 @@ import http.client
 import json
 import os
 import socket
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
+
+from .integrity import file_sha256
 
 CHUNK = 1 << 20  # read1() returns what has arrived, so a big chunk does not delay a stall timeout
 USER_AGENT = "mattecli-weights/0.1 (+https://pypi.org/project/mattecli)"
@@ -47,56 +50,11 @@ def default_timeout() -> float:
         return 30.0
 
 
-# -- progress -----------------------------------------------------------------------------------------------------
-class _NoBar:
-    def __init__(self, *a, **k):
-        pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def advance(self, n: int) -> None:
-        pass
-
-    def restart(self, completed: int = 0) -> None:
-        pass
-
-
-class _RichBar:
-    """A rich progress bar on stderr (only on a terminal; NO_COLOR respected)."""
-
-    def __init__(self, label: str, total: int | None, completed: int = 0):
-        from rich.console import Console
-        from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
-                                   TransferSpeedColumn)
-
-        console = Console(file=sys.stderr, no_color=bool(os.environ.get("NO_COLOR")), highlight=False)
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                                 TransferSpeedColumn(), TimeRemainingColumn(), console=console, transient=False)
-        self.task = self.progress.add_task(label, total=total, completed=completed)
-
-    def __enter__(self):
-        self.progress.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.progress.stop()
-        return False
-
-    def advance(self, n: int) -> None:
-        self.progress.advance(self.task, n)
-
-    def restart(self, completed: int = 0) -> None:
-        self.progress.update(self.task, completed=completed)
-
-
 def progress_bar(label: str, total: int | None, completed: int = 0, enabled: bool = True):
-    if enabled and sys.stderr is not None and hasattr(sys.stderr, "isatty") and sys.stderr.isatty():
-        return _RichBar(label, total, completed)
-    return _NoBar()
+    """The tool's one progress bar in bytes (shown only on a terminal)."""
+    from ..progress import Progress
+
+    return Progress(label, total, unit="bytes", enabled=enabled, completed=completed)
 
 
 # -- helpers ------------------------------------------------------------------------------------------------------
@@ -110,19 +68,6 @@ def discard_part(part: Path) -> None:
             p.unlink()
         except FileNotFoundError:
             pass
-
-
-def _hash_file(path: Path) -> tuple[hashlib._Hash, int]:
-    h = hashlib.sha256()
-    n = 0
-    with open(path, "rb") as f:
-        while True:
-            b = f.read(1 << 20)
-            if not b:
-                break
-            h.update(b)
-            n += len(b)
-    return h, n
 
 
 def _fsync(f) -> None:
@@ -194,11 +139,8 @@ def fetch_url(url: str, part: Path, *, expected_sha: str | None = None, filename
         raise SourceFailed(f"{url}: unsupported URL scheme {scheme!r} (use https://, http:// or file://)")
     timeout = default_timeout() if timeout is None else timeout
 
-    offset = 0
-    h = hashlib.sha256()
-    if resume and _can_resume(part, url, expected_sha):
-        h, offset = _hash_file(part)
-    else:
+    offset = part.stat().st_size if resume and _can_resume(part, url, expected_sha) else 0
+    if not offset:
         discard_part(part)
 
     headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
@@ -208,7 +150,7 @@ def fetch_url(url: str, part: Path, *, expected_sha: str | None = None, filename
         resp = urlopen(Request(url, headers=headers), timeout=timeout)
     except HTTPError as e:
         if e.code == 416 and offset:  # the .part may already be complete; let the sha256 check decide
-            return Transfer(h.hexdigest(), offset, resumed=True)
+            return Transfer(file_sha256(part), offset, resumed=True)
         raise SourceFailed(f"{url}: HTTP {e.code} {e.reason}", partial=bool(offset)) from None
     except URLError as e:
         reason = e.reason if not isinstance(e.reason, BaseException) else (str(e.reason) or type(e.reason).__name__)
@@ -237,8 +179,8 @@ def fetch_url(url: str, part: Path, *, expected_sha: str | None = None, filename
             mode = "ab"
         else:  # fresh download (or the server ignored our Range header)
             offset = 0
-            h = hashlib.sha256()
             mode = "wb"
+        h = hashlib.sha256()  # of the new bytes; a resumed file is hashed whole once complete
         length = resp.headers.get("Content-Length")
         body = int(length) if length and length.isdigit() else None
         total = None if body is None else body + offset
@@ -270,4 +212,4 @@ def fetch_url(url: str, part: Path, *, expected_sha: str | None = None, filename
             _fsync(f)
         if total is not None and n != total:
             raise SourceFailed(f"{url}: connection closed after {n} of {total} bytes", partial=n > 0)
-    return Transfer(h.hexdigest(), n, resumed=resumed)
+    return Transfer(file_sha256(part) if resumed else h.hexdigest(), n, resumed=resumed)

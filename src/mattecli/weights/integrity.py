@@ -9,12 +9,26 @@ does not match is never loaded: :class:`~mattecli.errors.ChecksumMismatch` names
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
 from ..errors import ChecksumMismatch
 
 SIDE = ".sha256"
+CHUNK = 1 << 20
+
+
+def file_sha256(path: str | os.PathLike, chunk: int = CHUNK) -> str:
+    """The sha256 (hex) of a file: the one file-hashing function of the package (``mattecli.weights.file_sha256``)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            b = f.read(chunk)
+            if not b:
+                break
+            h.update(b)
+    return h.hexdigest()
 
 
 def sidecar(path: str | os.PathLike) -> Path:
@@ -53,8 +67,6 @@ def expected_sha(path: str | os.PathLike, registry_sha: str | None = None) -> st
 def check(path: str | os.PathLike, fix: str, registry_sha: str | None = None) -> str:
     """Hash ``path`` and compare with :func:`expected_sha`; returns the sha256. A file with no known hash is
     refused too (it was not stored by mattecli, or its record was lost). ``fix`` is the command that repairs it."""
-    from . import file_sha256
-
     want = expected_sha(path, registry_sha)
     got = file_sha256(path)
     if want is None:

@@ -45,8 +45,10 @@ ENTRIES = [
         code_license="CC BY-NC-SA 4.0",
         origin=_ORIGIN,
         options={
-            # ours: registry segmenter producing the person mask when predict() gets no segmentation=
-            "segmenter": Option("bisenetv2.cocostuff", "str", help="registry segmenter for the person mask"),
+            # ours: registry segmenter producing the person mask when predict_batch() gets no segmentation=
+            "segmenter": Option("bisenetv2.cocostuff", "str", nullable=True,
+                                none_means="masks must be passed as predict_batch(segmentation=...)",
+                                help="registry segmenter (or trimap-free matting model) for the person mask"),
         },
         quality=60,
     ),

@@ -2,30 +2,38 @@
 
 Official wrapping: the state dict of ``nn.DataParallel(ResnetConditionHR(...))`` (every key prefixed ``module.``),
 loaded strictly by test_background-matting_image.py. Our module uses the bare official names, so conversion =
-strip ``module.`` + validate every key.
+strip ``module.`` + validate every key (the unused motion branch included, as the official strict load);
+writing puts the ``module.`` prefix back.
 """
 from __future__ import annotations
 
 import os
-from typing import Iterable, Mapping
 
-from ..checkpoint import safe_torch_load, strip_prefix, take_exactly, unwrap
+from ..base import SameKeys
 
-
-def read_checkpoint(path: str | os.PathLike) -> dict:
-    return strip_prefix(unwrap(safe_torch_load(os.fspath(path))))
+_KEYS: list | None = None
 
 
-def to_ours(official: Mapping, expected: Iterable[str]) -> dict:
-    return take_exactly(official, expected, "Background Matting v1 checkpoint")
+def our_keys() -> list:
+    """Our state-dict keys (the generator built once per process, on the meta device)."""
+    global _KEYS
+    if _KEYS is None:
+        import torch
+
+        from .net import ResnetConditionHR
+
+        with torch.device("meta"):
+            _KEYS = list(ResnetConditionHR().state_dict().keys())
+    return _KEYS
 
 
-def to_official(ours: Mapping) -> dict:
-    return dict(ours)
+class BGMConverter(SameKeys):
+    def keys(self, spec) -> list:
+        return our_keys()
 
+    def write(self, ours, path, spec) -> None:
+        """The authors' file: ``torch.save(nn.DataParallel(netG).state_dict())`` -> ``module.`` + official keys."""
+        import torch
 
-def write_checkpoint(ours: Mapping, path: str | os.PathLike) -> None:
-    """The authors' file: ``torch.save(nn.DataParallel(netG).state_dict())`` -> ``module.`` + official keys."""
-    import torch
-
-    torch.save({"module." + k: v.detach().clone() for k, v in to_official(ours).items()}, os.fspath(path))
+        torch.save({"module." + k: v.detach().clone() for k, v in self.to_official(ours, spec).items()},
+                   os.fspath(path))

@@ -6,12 +6,12 @@ official auxiliary-head shapes and dropped; anything else raises.
 """
 from __future__ import annotations
 
-import os
 import re
 from functools import lru_cache
 
 from ...errors import ConverterError
-from ..checkpoint import KeyTaker, safe_torch_load, strip_prefix, unwrap
+from ..base import Converter
+from ..checkpoint import KeyTaker
 
 _AUX = {  # head name -> (input channels, up factor): mid channels 128, aux conv to up_factor**2 channels
     "aux2": (16, 4), "aux3": (32, 8), "aux4": (64, 16), "aux5_4": (128, 32),
@@ -21,9 +21,12 @@ _AUX_RE = re.compile(r"^(aux2|aux3|aux4|aux5_4)\.(.+)$")
 
 @lru_cache(maxsize=None)
 def _inference_keys(n_classes: int) -> dict:
+    import torch
+
     from .net import BiSeNetV2
 
-    return {k: tuple(v.shape) for k, v in BiSeNetV2(n_classes).state_dict().items()}
+    with torch.device("meta"):
+        return {k: tuple(v.shape) for k, v in BiSeNetV2(n_classes).state_dict().items()}
 
 
 def _aux_shapes(n_classes: int) -> dict:
@@ -47,36 +50,30 @@ def num_classes(official) -> int:
         raise ConverterError("missing key 'head.conv_out.1.weight' (not a BiSeNetV2 checkpoint)") from None
 
 
-def read_checkpoint(path: str | os.PathLike) -> dict:
-    return strip_prefix(unwrap(safe_torch_load(path)))
+class BiSeNetConverter(Converter):
+    """Official training-mode state dict <-> our inference state dict (the class count is the entry's)."""
 
+    def to_ours(self, official, spec) -> dict:
+        n = len(spec.entry.classes)
+        if num_classes(official) != n:
+            raise ConverterError(f"checkpoint has {num_classes(official)} classes, this model expects {n}")
+        taker = KeyTaker(official, "BiSeNetV2 checkpoint")
+        ours = {}
+        for key, shape in _inference_keys(n).items():
+            v = taker.take(key)
+            if tuple(v.shape) != shape:
+                raise ConverterError(f"BiSeNetV2 checkpoint: {key} has shape {tuple(v.shape)}, expected {shape}")
+            ours[key] = v
+        aux = _aux_shapes(n)
+        for key in [k for k in taker.src if _AUX_RE.match(k)]:
+            v = taker.take(key)
+            if key not in aux or tuple(v.shape) != aux[key]:
+                raise ConverterError(f"BiSeNetV2 checkpoint: unexpected auxiliary-head tensor {key} "
+                                     f"{tuple(v.shape)}")
+        taker.finish()
+        return ours
 
-def to_ours(official, n_classes: int | None = None) -> dict:
-    n = num_classes(official) if n_classes is None else n_classes
-    if num_classes(official) != n:
-        raise ConverterError(f"checkpoint has {num_classes(official)} classes, this model expects {n}")
-    taker = KeyTaker(official, "BiSeNetV2 checkpoint")
-    ours = {}
-    for key, shape in _inference_keys(n).items():
-        v = taker.take(key)
-        if tuple(v.shape) != shape:
-            raise ConverterError(f"BiSeNetV2 checkpoint: {key} has shape {tuple(v.shape)}, expected {shape}")
-        ours[key] = v
-    aux = _aux_shapes(n)
-    for key in [k for k in taker.src if _AUX_RE.match(k)]:
-        v = taker.take(key)
-        if key not in aux or tuple(v.shape) != aux[key]:
-            raise ConverterError(f"BiSeNetV2 checkpoint: unexpected auxiliary-head tensor {key} {tuple(v.shape)}")
-    taker.finish()
-    return ours
-
-
-def to_official(ours) -> dict:
-    """Our state dict is the official inference subset (what `strict=False` loading in the demo uses)."""
-    return dict(ours)
-
-
-def write_checkpoint(ours, path: str | os.PathLike) -> None:
-    import torch
-
-    torch.save(to_official(ours), os.fspath(path))
+    def to_official(self, ours, spec) -> dict:
+        """Our state dict is the official inference subset (what the demo's ``strict=False`` load uses); the
+        training-only auxiliary heads are not kept. Written as a plain ``torch.save`` dict, as the authors do."""
+        return dict(ours)

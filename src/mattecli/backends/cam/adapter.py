@@ -2,13 +2,15 @@
 
 The image and trimap are pasted top-left into a canvas of the crop size (grey 127.5, trimap 0 = background), the
 4-channel canvas (RGB + trimap, 0..255) is fed to both branches, alpha is forced to 0/1 where the canvas trimap is
-0/255, and the result is cropped back. The colour model's foreground is ``clip(color * 255, 0, 255)`` cropped.
+0/255, and the result is cropped back. The colour model's foreground is the colour output clipped to [0, 1] and
+cropped (the demo writes ``clip(color * 255, 0, 255)``).
 
-Options (official flag names): ``vis_patch_crop_size`` [h, w] (the graph's fixed crop; default None = the smallest
+Options (official flag names): ``vis_patch_crop_size`` "H,W" (the graph's fixed crop; default None = the smallest
 16k+1 per side that holds the image, as in the oracle) and ``vis_comp_crop_size`` (default None = the patch crop;
 when it differs, the context image is the canvas resized like ``scipy.misc.imresize``: bytescale to uint8 with the
-canvas's own min/max, PIL bilinear per channel). Opt-in extra: ``tile`` (0 = off) runs the network on overlapping
-tiles of that size (see :meth:`CAMAdapter._tiled`), for very large images on small machines.
+canvas's own min/max, PIL bilinear per channel, on the host for each image). Opt-in extra: ``tile`` (0 = off) runs
+the pipeline on overlapping tiles of that size (16k+1, overlap tile // 4, blended by ``layers.tiling``), for very
+large images on small machines; not the authors' method.
 """
 from __future__ import annotations
 
@@ -16,8 +18,9 @@ import os
 
 import numpy as np
 
-from ...errors import InputError, UsageError
-from ..base import MatteResult, TorchBackend
+from ...errors import ConverterError, InputError, UsageError
+from ..base import Prediction, TorchBackend
+from .convert import TAG_DIRS, CAMConverter, index_path, tag_of
 
 
 def auto_crop(n: int) -> int:
@@ -38,174 +41,119 @@ def imresize_like_scipy(arr: np.ndarray, size) -> np.ndarray:
     return np.stack(bands, -1)
 
 
-def _size_option(name: str, k: str, v):
-    """[h, w], (h, w), "h,w" or "hxw" -> (h, w); None stays None."""
-    if v is None:
+def crop_size(name: str, key: str, value):
+    """The option's "H,W" (or "HxW") text -> (h, w) ints >= 17; None stays None. UsageError otherwise."""
+    if value is None:
         return None
-    if isinstance(v, str):
-        v = v.lower().replace("x", ",").split(",")
+    parts = value.lower().replace("x", ",").split(",") if isinstance(value, str) else value
     try:
-        h, w = (int(x) for x in v)
+        h, w = (int(x) for x in parts)
     except (TypeError, ValueError):
-        raise UsageError(f"{name}: option {k} must be HEIGHT,WIDTH (e.g. 2101,2101), got {v!r}") from None
+        raise UsageError(f"model {name}: --option {key}={value}: must be HEIGHT,WIDTH (e.g. 2101,2101)") from None
     if h < 17 or w < 17:
-        raise UsageError(f"{name}: option {k} must be at least 17,17, got {h},{w}")
+        raise UsageError(f"model {name}: --option {key}={value}: must be at least 17,17")
     return (h, w)
 
 
+def check_tile(name: str, tile: int) -> None:
+    if tile and (tile < 65 or (tile - 1) % 16):
+        raise UsageError(f"model {name}: --option tile={tile}: must be 0 (off) or 16k+1 >= 65 (65, 81, 97, ...)")
+
+
 class CAMAdapter(TorchBackend):
-    color = False
+    converter = CAMConverter()
 
-    def build_net(self):
-        from .net import CAMNet
+    @property
+    def color(self) -> bool:
+        return "foreground" in self.entry.outputs
 
+    # -- options and weights ---------------------------------------------------------------------------------
+    def check_options(self) -> None:
+        """The checks an Option cannot express; at construction, before the weights and any image."""
         for k in ("vis_patch_crop_size", "vis_comp_crop_size"):
-            self.options[k] = _size_option(self.entry.name, k, self.options.get(k))
-        tile = self.options.get("tile") or 0
-        if tile and (int(tile) < 65 or (int(tile) - 1) % 16):
-            raise UsageError(f"{self.entry.name}: option tile must be 0 (off) or 16k+1 >= 65, got {tile!r}")
-        self.color = "foreground" in self.entry.outputs
-        return CAMNet(color=self.color)
+            crop_size(self.entry.name, k, self.options[k])
+        check_tile(self.entry.name, self.options["tile"])
 
-    # -- weights ----------------------------------------------------------------------------------------------
-    def load_weights(self, weights):
-        from ...errors import ConverterError
-        from .convert import TAG_DIRS, index_path
-
+    def load_state_dict(self, weights):
+        self.check_options()
         if isinstance(weights, (str, os.PathLike)) and not os.path.isfile(os.fspath(weights)):
-            tag = self.weights_set.tag if self.weights_set else "lap"
+            tag = tag_of(self.spec)
             idx = index_path(weights, tag)
-            if idx is not None:
+            if idx is not None:   # a model/ folder, a checkpoint folder or a model.ckpt prefix
                 weights = idx
             elif os.path.isdir(os.fspath(weights)):
                 raise ConverterError(
                     f"{os.fspath(weights)}: no model.ckpt.index here (nor in {TAG_DIRS.get(tag, tag)}/): pass the "
                     "folder holding model.ckpt.index and model.ckpt.data-00000-of-00001, the .index file, or "
                     "the authors' model.tgz", path=os.fspath(weights))
-        super().load_weights(weights)
+        return super().load_state_dict(weights)
 
-    def read_checkpoint(self, path):
-        from .convert import read_checkpoint
+    def build_net(self, state_dict):
+        from .net import CAMNet
 
-        return read_checkpoint(path, self.weights_set.tag if self.weights_set else "lap")
+        return CAMNet(color=self.color)
 
-    def convert(self, official):
-        from .convert import to_ours
-
-        return to_ours(official, color=self.color)
-
-    @staticmethod
-    def convert_file(path, entry=None, wset=None):
-        from .convert import convert_file
-
-        return convert_file(path, entry=entry, wset=wset)
-
-    # -- inference --------------------------------------------------------------------------------------------
-    def _forward(self, comp: np.ndarray, patch: np.ndarray) -> dict:
-        """NHWC float32 canvases (0..255) -> dict of HxW(xC) float32 numpy outputs."""
-        import torch
-
-        def t(a):
-            return torch.from_numpy(np.ascontiguousarray(a)).permute(0, 3, 1, 2).to(self.device, self.dtype)
-
-        with torch.no_grad():
-            out = self.net(t(comp), t(patch))
-        res = {"alpha": out["alpha"][0, 0].float().cpu().numpy(), "mat_logits": out["mat_logits"][0, 0].float().cpu().numpy()}
-        if "color" in out:
-            res["color"] = out["color"][0].permute(1, 2, 0).float().cpu().numpy()
-        return res
-
-    def canvases(self, img: np.ndarray, tri: np.ndarray):
-        h, w = tri.shape
-        psize = self.options.get("vis_patch_crop_size")
+    # -- pipeline --------------------------------------------------------------------------------------------
+    def crop_sizes(self, h: int, w: int) -> tuple:
+        """(patch crop, comp crop) for an h x w image under the options."""
+        name = self.entry.name
+        psize = crop_size(name, "vis_patch_crop_size", self.options["vis_patch_crop_size"])
         psize = (auto_crop(h), auto_crop(w)) if psize is None else psize
         if h > psize[0] or w > psize[1]:
             raise InputError(f"image {w}x{h} is larger than vis_patch_crop_size {psize[1]}x{psize[0]} (height, "
                              "width); pass a larger crop size or leave it unset")
-        csize = self.options.get("vis_comp_crop_size")
-        csize = psize if csize is None else csize
-        patch = np.full((1, psize[0], psize[1], 4), 127.5, np.float32)
-        patch[..., 3] = 0
-        patch[0, :h, :w, :3] = img
-        patch[0, :h, :w, 3] = tri
-        comp = patch if csize == psize else imresize_like_scipy(patch[0], csize)[None].astype(np.float32)
-        return comp, patch
+        csize = crop_size(name, "vis_comp_crop_size", self.options["vis_comp_crop_size"])
+        return psize, (psize if csize is None else csize)
 
-    def predict(self, image, trimap=None, background=None) -> MatteResult:
-        img, tri = self.uint8_image_and_trimap(image, trimap)
-        h, w = tri.shape
-        tile = int(self.options.get("tile") or 0)
-        if tile and (h > tile or w > tile):
-            out = self._tiled(img, tri, tile)
-        else:
-            comp, patch = self.canvases(img, tri)
-            out = self._forward(comp, patch)
-            out = {k: v[:h, :w] for k, v in out.items()}
-        alpha = out["alpha"].copy()
-        alpha[tri == 0] = 0.0
-        alpha[tri == 255] = 1.0
+    def canvases(self, batch, psize, csize):
+        """(comp, patch) float32 [B,4,*crop] canvases, 0..255, on the batch's device (``process_image``)."""
+        import torch
+
+        h, w = batch.size
+        patch = torch.full((batch.n, 4) + tuple(psize), 127.5, dtype=torch.float32, device=batch.device)
+        patch[:, 3] = 0.0
+        patch[:, :3, :h, :w] = batch.uint8_image().float()
+        patch[:, 3:, :h, :w] = batch.trimap.float()
+        if tuple(csize) == tuple(psize):
+            return patch, patch
+        comp = [torch.from_numpy(imresize_like_scipy(p.permute(1, 2, 0).cpu().numpy(), csize)) for p in patch]
+        return torch.stack(comp).permute(0, 3, 1, 2).to(patch.device, torch.float32), patch
+
+    def encode(self, batch, crops=None):
+        """-> ((comp, patch), (h, w)); ``crops`` = (patch crop, comp crop) overrides the options (tiles)."""
+        self.check_inputs(batch.trimap, None)
+        psize, csize = crops or self.crop_sizes(*batch.size)
+        comp, patch = self.canvases(batch, psize, csize)
+        return (comp.to(self.dtype), patch.to(self.dtype)), batch.size
+
+    def decode(self, out, batch, size):
+        h, w = size
+        raw = out["alpha"][..., :h, :w].float()
+        tri = batch.trimap
+        alpha = raw.masked_fill(tri == 0, 0.0).masked_fill(tri == 255, 1.0).clamp_(0.0, 1.0)
+        extras = {"raw_alpha": raw, "mat_logits": out["mat_logits"][..., :h, :w].float()}
         fg = None
-        extras = {"raw_alpha": out["alpha"], "mat_logits": out["mat_logits"]}
         if "color" in out:
-            fg = np.clip(out["color"], 0.0, 1.0).astype(np.float32)
-            extras["raw_color"] = out["color"]
-        return MatteResult(alpha=np.clip(alpha, 0, 1).astype(np.float32), foreground=fg, extras=extras)
+            extras["raw_color"] = out["color"][..., :h, :w].float()
+            fg = extras["raw_color"].clamp(0.0, 1.0)
+        return Prediction(alpha=alpha, foreground=fg, extras=extras)
 
-    def _tiled(self, img, tri, tile: int, overlap: int | None = None) -> dict:
-        """Opt-in tiling: overlapping tile x tile windows (overlap = tile // 4), each run through the full pipeline
-        (context branch sees the tile only), blended with linear ramps in the overlaps. Not the authors' method."""
-        h, w = tri.shape
-        ov = tile // 4 if overlap is None else overlap
-        step = tile - ov
-        ys = list(range(0, max(h - tile, 0) + 1, step))
-        xs = list(range(0, max(w - tile, 0) + 1, step))
-        if ys[-1] + tile < h:
-            ys.append(h - tile)
-        if xs[-1] + tile < w:
-            xs.append(w - tile)
-        acc: dict = {}
-        wsum = np.zeros((h, w), np.float32)
-        saved = self.options.get("vis_patch_crop_size"), self.options.get("vis_comp_crop_size")
-        self.options["vis_patch_crop_size"] = self.options["vis_comp_crop_size"] = None
-        try:
-            for y in ys:
-                for x in xs:
-                    ti, tt = img[y:y + tile, x:x + tile], tri[y:y + tile, x:x + tile]
-                    th, tw = tt.shape
-                    if not ((tt != 0) & (tt != 255)).any():
-                        continue
-                    comp, patch = self.canvases(ti, tt)
-                    out = self._forward(comp, patch)
-                    wy = _ramp(th, ov, y > 0, y + th < h)
-                    wx = _ramp(tw, ov, x > 0, x + tw < w)
-                    wgt = wy[:, None] * wx[None, :]
-                    for k, v in out.items():
-                        v = v[:th, :tw]
-                        if k not in acc:
-                            acc[k] = np.zeros((h, w) + v.shape[2:], np.float32)
-                        acc[k][y:y + th, x:x + tw] += v * (wgt[..., None] if v.ndim == 3 else wgt)
-                    wsum[y:y + th, x:x + tw] += wgt
-        finally:
-            self.options["vis_patch_crop_size"], self.options["vis_comp_crop_size"] = saved
-        safe = np.maximum(wsum, 1e-8)
-        out = {}
-        for k, v in acc.items():
-            out[k] = v / (safe[..., None] if v.ndim == 3 else safe)
-        if "color" in out:  # tiles without unknown pixels were skipped: their colour is the image's
-            out["color"][wsum == 0] = img[wsum == 0].astype(np.float32) / 255.0
-        if not out:  # no unknown pixels anywhere
-            out = {"alpha": np.zeros((h, w), np.float32), "mat_logits": np.zeros((h, w), np.float32)}
-            if self.color:
-                out["color"] = img.astype(np.float32) / 255.0
-        return out
+    def predict_batch(self, batch):
+        h, w = batch.size
+        tile = self.options["tile"]
+        if not tile or (h <= tile and w <= tile):
+            return super().predict_batch(batch)
+        import torch
 
+        from ..layers.tiling import tiled_batch
 
-def _ramp(n: int, ov: int, lead: bool, trail: bool) -> np.ndarray:
-    r = np.ones(n, np.float32)
-    if ov > 0:
-        ramp = (np.arange(ov, dtype=np.float32) + 0.5) / ov
-        if lead:
-            r[:ov] = np.minimum(r[:ov], ramp)
-        if trail:
-            r[n - ov:] = np.minimum(r[n - ov:], ramp[::-1])
-    return r
+        def run(sub):   # each tile through the whole pipeline, its canvas the smallest 16k+1 that holds it
+            sh, sw = sub.size
+            crop = (auto_crop(sh), auto_crop(sw))
+            inputs, ctx = self.encode(sub, (crop, crop))
+            return self.decode(self.forward(inputs), sub, ctx)
+
+        batch = batch.to(self.device)
+        with torch.inference_mode():
+            p = tiled_batch(run, batch, tile, tile // 4)
+        return Prediction(alpha=p.alpha, foreground=p.foreground if self.color else None)

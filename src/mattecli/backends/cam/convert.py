@@ -21,6 +21,7 @@ import tarfile
 from typing import Any, Mapping
 
 from ...errors import ConverterError
+from ..base import Converter
 from ..checkpoint import KeyTaker
 from . import tfbundle
 
@@ -79,61 +80,6 @@ def _ignorable(name: str, color: bool) -> bool:
     return False
 
 
-def to_ours(official: Mapping[str, Any], color: bool = False) -> dict:
-    """TF-named mapping (HWIO) -> our state dict (OIHW). Every name is consumed; see the module doc for discards."""
-    kt = KeyTaker(dict(official), what=f"Context-Aware Matting ({'alpha+colour' if color else 'alpha'}) checkpoint")
-    out = {}
-    for key in our_keys(color):
-        name, kind = tf_name(key)
-        v = _as_tensor(kt.take(name))
-        if kind == "conv":
-            if v.ndim != 4:
-                raise ConverterError(f"{name}: expected a 4-d HWIO kernel, got shape {tuple(v.shape)}")
-            v = v.permute(3, 2, 0, 1)
-        elif kind == "depthwise":
-            if v.ndim != 4:
-                raise ConverterError(f"{name}: expected a 4-d depthwise kernel, got shape {tuple(v.shape)}")
-            kh, kw, cin, mult = v.shape
-            v = v.permute(2, 3, 0, 1).reshape(cin * mult, 1, kh, kw)
-        elif kind == "scalar":
-            v = v.reshape(()).to(dtype=__import__("torch").int64)
-        out[key] = v.contiguous()
-    for name in list(kt.src):
-        if _ignorable(name, color):
-            kt.discard(name)
-    kt.finish()
-    return out
-
-
-def to_official(ours: Mapping[str, Any]) -> dict:
-    """Our state dict -> {TF name: numpy array in TF layout}."""
-    import numpy as np
-
-    out = {}
-    for key, v in ours.items():
-        name, kind = tf_name(key)
-        a = v.detach().cpu().numpy() if hasattr(v, "detach") else np.asarray(v)
-        if kind == "conv":
-            a = a.transpose(2, 3, 1, 0)
-        elif kind == "depthwise":
-            cout, _, kh, kw = a.shape
-            a = a.reshape(cout, 1, kh, kw).transpose(2, 3, 0, 1)
-        elif kind == "scalar":
-            a = np.asarray(a, dtype=np.int64).reshape(())
-        out[name] = np.asarray(a, order="C")
-    return out
-
-
-def write_checkpoint(ours: Mapping[str, Any], path: str | os.PathLike) -> list:
-    """Write a TF1 Saver-V2 bundle: ``path`` is a folder (-> ``model.ckpt.*`` inside) or a ``.../model.ckpt`` prefix."""
-    path = os.fspath(path)
-    if os.path.isdir(path):
-        path = os.path.join(path, "model.ckpt")
-    elif path.endswith(".index"):
-        path = path[: -len(".index")]
-    return tfbundle.write_bundle(to_official(ours), path)
-
-
 def index_path(path: str | os.PathLike, tag: str = "lap") -> str | None:
     """A folder, a ``.index`` file or a ``model.ckpt`` prefix -> the ``.index`` path (None if there is none).
 
@@ -179,9 +125,9 @@ def _read_tgz(path: str, tag: str) -> dict:
         return tfbundle.read_bundle(index, read_shard)
 
 
-def read_checkpoint(path: str | os.PathLike, tag: str = "lap") -> dict:
+
+def _read_files(path: str, tag: str) -> dict:
     """Any accepted file form -> {TF name: numpy array}."""
-    path = os.fspath(path)
     if os.path.isfile(path) and tarfile.is_tarfile(path):
         return _read_tgz(path, tag)
     idx = index_path(path, tag)
@@ -196,7 +142,74 @@ def read_checkpoint(path: str | os.PathLike, tag: str = "lap") -> dict:
         raise ConverterError(f"{idx}: cannot read ({e})", path=idx) from None
 
 
-def convert_file(path: str | os.PathLike, entry=None, wset=None):
-    tag = wset.tag if wset is not None else "lap"
-    color = bool(entry is not None and "foreground" in entry.outputs) or tag.endswith("color")
-    return to_ours(read_checkpoint(path, tag), color=color)
+def tag_of(spec) -> str:
+    return spec.tag or "lap"
+
+
+def is_color(spec) -> bool:
+    return "foreground" in spec.entry.outputs or tag_of(spec).endswith("color")
+
+
+class CAMConverter(Converter):
+    """TF1 Saver-V2 bundles <-> our state dict (see the module docstring); the weight set's tag picks the
+    sub-folder of the authors' ``model/`` folder or ``model.tgz``, the entry's outputs pick alpha / alpha+colour."""
+
+    def read(self, path, spec) -> dict:
+        return _read_files(os.fspath(path), tag_of(spec))
+
+    def to_ours(self, official: Mapping[str, Any], spec) -> dict:
+        """TF-named mapping (HWIO) -> our state dict (OIHW). Every name is consumed; see the module doc for discards."""
+        import torch
+
+        color = is_color(spec)
+        kt = KeyTaker(dict(official),
+                      what=f"Context-Aware Matting ({'alpha+colour' if color else 'alpha'}) checkpoint")
+        out = {}
+        for key in our_keys(color):
+            name, kind = tf_name(key)
+            v = _as_tensor(kt.take(name))
+            if kind == "conv":
+                if v.ndim != 4:
+                    raise ConverterError(f"{name}: expected a 4-d HWIO kernel, got shape {tuple(v.shape)}")
+                v = v.permute(3, 2, 0, 1)
+            elif kind == "depthwise":
+                if v.ndim != 4:
+                    raise ConverterError(f"{name}: expected a 4-d depthwise kernel, got shape {tuple(v.shape)}")
+                kh, kw, cin, mult = v.shape
+                v = v.permute(2, 3, 0, 1).reshape(cin * mult, 1, kh, kw)
+            elif kind == "scalar":
+                v = v.reshape(()).to(dtype=torch.int64)
+            out[key] = v.contiguous()
+        for name in list(kt.src):
+            if _ignorable(name, color):
+                kt.discard(name)
+        kt.finish()
+        return out
+
+    def to_official(self, ours: Mapping[str, Any], spec) -> dict:
+        """Our state dict -> {TF name: numpy array in TF layout}."""
+        import numpy as np
+
+        out = {}
+        for key, v in ours.items():
+            name, kind = tf_name(key)
+            a = v.detach().cpu().numpy() if hasattr(v, "detach") else np.asarray(v)
+            if kind == "conv":
+                a = a.transpose(2, 3, 1, 0)
+            elif kind == "depthwise":
+                cout, _, kh, kw = a.shape
+                a = a.reshape(cout, 1, kh, kw).transpose(2, 3, 0, 1)
+            elif kind == "scalar":
+                a = np.asarray(a, dtype=np.int64).reshape(())
+            out[name] = np.asarray(a, order="C")
+        return out
+
+    def write(self, ours: Mapping[str, Any], path, spec) -> list:
+        """A TF1 Saver-V2 bundle: ``path`` is a folder (-> ``model.ckpt.*`` inside) or a ``.../model.ckpt`` prefix.
+        Returns the files written."""
+        path = os.fspath(path)
+        if os.path.isdir(path):
+            path = os.path.join(path, "model.ckpt")
+        elif path.endswith(".index"):
+            path = path[: -len(".index")]
+        return tfbundle.write_bundle(self.to_official(ours, spec), path)

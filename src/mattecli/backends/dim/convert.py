@@ -1,4 +1,4 @@
-"""Deep Image Matting checkpoints -> our state dicts (and back, for round-trip tests).
+"""Deep Image Matting checkpoints <-> our state dicts: one converter per port.
 
 huochaitiantang (``dim`` / ``dim.huochaitiantang``): ``stage1_skip_sad_52.9.pth`` = ``{'epoch', 'state_dict',
 'best_sad'}``, state dict of the bare ``VGG16`` (no prefix). Our module uses the official key names.
@@ -14,6 +14,7 @@ import os
 from typing import Any, Mapping
 
 from ...errors import ConverterError
+from ..base import Converter
 from ..checkpoint import KeyTaker, strip_prefix, unwrap
 
 HUO_KEYS = tuple(
@@ -47,95 +48,124 @@ def _torch_load_plain(path: str) -> Any:
         return torch.load(path, map_location="cpu", weights_only=True, encoding="latin1")
 
 
-# -- huochaitiantang ---------------------------------------------------------------------------------------------
-def read_checkpoint(path: str | os.PathLike) -> dict:
-    """``stage1_skip_sad_52.9.pth`` (or a plain / 'module.'-prefixed state dict) -> official mapping."""
-    import pickle
+class HuoConverter(Converter):
+    """huochaitiantang: ``stage1_skip_sad_52.9.pth`` (or a plain / 'module.'-prefixed state dict)."""
 
-    path = os.fspath(path)
-    try:
-        obj = _torch_load_plain(path)
-    except pickle.UnpicklingError as e:
-        raise ConverterError(f"{path}: refused to load: the file pickles Python objects, not a state dict "
-                             f"({str(e).strip().splitlines()[0] if str(e).strip() else 'unsafe pickle'}); "
-                             "for foamliu's BEST_checkpoint.tar use --model dim.foamliu", path=path) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as e:
-        raise ConverterError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__})", path=path) from None
-    return strip_prefix(unwrap(obj))
+    def read(self, path, spec):
+        import pickle
 
-
-def to_ours(official: Mapping[str, Any]) -> dict:
-    kt = KeyTaker(strip_prefix(dict(official)), what="dim (huochaitiantang VGG16 stage 1) checkpoint")
-    if any(k.startswith("refine_") for k in kt.src):
-        raise ConverterError("dim checkpoint has refine_* layers (stage 2/3); only the released stage-1 model "
-                             "(stage1_skip_sad_52.9.pth) is supported")
-    out = {k: kt.take(k) for k in HUO_KEYS}
-    kt.finish()
-    return out
-
-
-def to_official(ours: Mapping[str, Any]) -> dict:
-    return {k: ours[k] for k in HUO_KEYS}
-
-
-def write_checkpoint(ours: Mapping[str, Any], path: str | os.PathLike, epoch: int = 0, best_sad: float = 0.0) -> None:
-    """The authors' wrapping (core/train.py): ``{'epoch', 'state_dict', 'best_sad'}``."""
-    import torch
-
-    torch.save({"epoch": epoch, "state_dict": to_official(ours), "best_sad": best_sad}, os.fspath(path))
-
-
-def convert_file(path: str | os.PathLike) -> dict:
-    return to_ours(read_checkpoint(path))
-
-
-# -- foamliu -------------------------------------------------------------------------------------------------------
-def read_checkpoint_foamliu(path: str | os.PathLike) -> dict:
-    """``BEST_checkpoint.tar`` (pickled DataParallel(DIMModel)) or a plain state dict -> official mapping."""
-    import torch
-
-    from .restricted_pickle import Placeholder, module_state_dict, restricted_torch_load
-
-    path = os.fspath(path)
-    obj = restricted_torch_load(path)
-    model = obj.get("model") if isinstance(obj, Mapping) else obj
-    if isinstance(model, Placeholder):
-        if model._qualname == "DataParallel" or "module" in (model.state().get("_modules") or {}):
-            mods = model.state().get("_modules") or {}
-            if "module" not in mods:
-                raise ConverterError(f"{path}: DataParallel object without a module")
-            model = mods["module"]
-        return module_state_dict(model)
-    if isinstance(obj, Mapping):
+        path = os.fspath(path)
         try:
-            return strip_prefix(unwrap(obj))
-        except ConverterError:
-            pass
-    if isinstance(obj, Mapping) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
-        return strip_prefix(dict(obj))
-    raise ConverterError(f"{path}: no model in this checkpoint (expected foamliu's BEST_checkpoint.tar)", path=path)
+            obj = _torch_load_plain(path)
+        except pickle.UnpicklingError as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else "unsafe pickle"
+            raise ConverterError(f"{path}: refused to load: the file pickles Python objects, not a state dict "
+                                 f"({first}); for foamliu's BEST_checkpoint.tar use --model dim.foamliu",
+                                 path=path) from None
+        except (RuntimeError, EOFError, OSError, ValueError) as e:
+            raise ConverterError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__})",
+                                 path=path) from None
+        return strip_prefix(unwrap(obj))
+
+    def to_ours(self, official, spec):
+        kt = KeyTaker(strip_prefix(dict(official)), what="dim (huochaitiantang VGG16 stage 1) checkpoint")
+        if any(k.startswith("refine_") for k in kt.src):
+            raise ConverterError("dim checkpoint has refine_* layers (stage 2/3); only the released stage-1 model "
+                                 "(stage1_skip_sad_52.9.pth) is supported")
+        out = {k: kt.take(k) for k in HUO_KEYS}
+        kt.finish()
+        return out
+
+    def to_official(self, ours, spec):
+        return {k: ours[k] for k in HUO_KEYS}
+
+    def write(self, ours, path, spec):
+        """The authors' wrapping (core/train.py): ``{'epoch', 'state_dict', 'best_sad'}``."""
+        import torch
+
+        sd = {k: v.detach().clone() for k, v in self.to_official(ours, spec).items()}
+        torch.save({"epoch": 0, "state_dict": sd, "best_sad": 0.0}, os.fspath(path))
 
 
-def to_ours_foamliu(official: Mapping[str, Any]) -> dict:
-    import torch
+class FoamliuConverter(Converter):
+    """foamliu: ``BEST_checkpoint.tar`` (pickled DataParallel(DIMModel), read by the restricted unpickler) or a
+    plain state dict."""
 
-    kt = KeyTaker(strip_prefix(dict(official)), what="dim.foamliu (DIMModel) checkpoint")
-    out = {}
-    for k in FOAMLIU_KEYS:
-        if k.endswith("num_batches_tracked") and k not in kt.src:  # files saved by torch < 0.4.1 lack it
-            out[k] = torch.zeros((), dtype=torch.long)
-            continue
-        out[k] = kt.take(k)
-    kt.finish()
-    return out
+    def read(self, path, spec):
+        import torch
 
+        from .restricted_pickle import Placeholder, module_state_dict, restricted_torch_load
 
-def to_official_foamliu(ours: Mapping[str, Any]) -> dict:
-    return {k: ours[k] for k in FOAMLIU_KEYS}
+        path = os.fspath(path)
+        obj = restricted_torch_load(path)
+        model = obj.get("model") if isinstance(obj, Mapping) else obj
+        if isinstance(model, Placeholder):
+            if model._qualname == "DataParallel" or "module" in (model.state().get("_modules") or {}):
+                mods = model.state().get("_modules") or {}
+                if "module" not in mods:
+                    raise ConverterError(f"{path}: DataParallel object without a module", path=path)
+                model = mods["module"]
+            return module_state_dict(model)
+        if isinstance(obj, Mapping):
+            try:
+                return strip_prefix(unwrap(obj))
+            except ConverterError:
+                pass
+        if isinstance(obj, Mapping) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+            return strip_prefix(dict(obj))
+        raise ConverterError(f"{path}: no model in this checkpoint (expected foamliu's BEST_checkpoint.tar)",
+                             path=path)
 
+    def to_ours(self, official, spec):
+        import torch
 
-def convert_file_foamliu(path: str | os.PathLike) -> dict:
-    return to_ours_foamliu(read_checkpoint_foamliu(path))
+        kt = KeyTaker(strip_prefix(dict(official)), what="dim.foamliu (DIMModel) checkpoint")
+        out = {}
+        for k in FOAMLIU_KEYS:
+            if k.endswith("num_batches_tracked") and k not in kt.src:  # files saved by torch < 0.4.1 lack it
+                out[k] = torch.zeros((), dtype=torch.long)
+                continue
+            out[k] = kt.take(k)
+        kt.finish()
+        return out
+
+    def to_official(self, ours, spec):
+        return {k: ours[k] for k in FOAMLIU_KEYS}
+
+    def write(self, ours, path, spec, legacy: bool = True):
+        """foamliu's wrapping: ``torch.save({'epoch', 'epochs_since_improvement', 'loss', 'model':
+        nn.DataParallel(DIMModel), 'optimizer': Adam})`` with classes pickled as ``models.DIMModel`` etc.
+
+        ``legacy=True`` writes the pre-1.6 stream format the released file uses; False the zip container.
+        A temporary ``models`` module is registered in ``sys.modules`` while pickling (pickle looks classes up by
+        name)."""
+        import sys
+        import types
+        import warnings
+
+        import torch
+        from torch import nn
+
+        classes = _official_foamliu_classes()
+        fake = types.ModuleType("models")
+        for name, c in classes.items():
+            setattr(fake, name, c)
+        model = classes["DIMModel"]()
+        model.load_state_dict(self.to_official(ours, spec), strict=True)
+        wrapped = nn.DataParallel(model)
+        optimizer = torch.optim.Adam(wrapped.parameters(), lr=1e-4)
+        state = {"epoch": 0, "epochs_since_improvement": 0, "loss": 0.05, "model": wrapped, "optimizer": optimizer}
+        previous = sys.modules.get("models")
+        sys.modules["models"] = fake
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "Couldn't retrieve source code for container ..." (legacy format)
+                torch.save(state, os.fspath(path), _use_new_zipfile_serialization=not legacy)
+        finally:
+            if previous is None:
+                sys.modules.pop("models", None)
+            else:
+                sys.modules["models"] = previous
 
 
 def _official_foamliu_classes():
@@ -186,41 +216,3 @@ def _official_foamliu_classes():
         c.__module__ = "models"
         c.__qualname__ = c.__name__
     return {c.__name__: c for c in classes}
-
-
-def write_checkpoint_foamliu(ours: Mapping[str, Any], path: str | os.PathLike, legacy: bool = True,
-                             epoch: int = 0) -> None:
-    """Write foamliu's wrapping: ``torch.save({'epoch', 'epochs_since_improvement', 'loss', 'model':
-    nn.DataParallel(DIMModel), 'optimizer': Adam})`` with classes pickled as ``models.DIMModel`` etc.
-
-    ``legacy=True`` writes the pre-1.6 stream format the released file uses; False the zip container.
-    A temporary ``models`` module is registered in ``sys.modules`` while pickling (pickle looks classes up by name).
-    """
-    import sys
-    import types
-
-    import torch
-    from torch import nn
-
-    classes = _official_foamliu_classes()
-    fake = types.ModuleType("models")
-    for name, c in classes.items():
-        setattr(fake, name, c)
-    model = classes["DIMModel"]()
-    model.load_state_dict(to_official_foamliu(ours), strict=True)
-    wrapped = nn.DataParallel(model)
-    optimizer = torch.optim.Adam(wrapped.parameters(), lr=1e-4)
-    state = {"epoch": epoch, "epochs_since_improvement": 0, "loss": 0.05, "model": wrapped, "optimizer": optimizer}
-    previous = sys.modules.get("models")
-    sys.modules["models"] = fake
-    import warnings
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "Couldn't retrieve source code for container ..." (legacy format)
-            torch.save(state, os.fspath(path), _use_new_zipfile_serialization=not legacy)
-    finally:
-        if previous is None:
-            sys.modules.pop("models", None)
-        else:
-            sys.modules["models"] = previous

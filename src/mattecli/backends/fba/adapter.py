@@ -1,184 +1,151 @@
-"""FBA Matting backend: the official ``demo.pred`` pipeline (MarcoForte/FBA_Matting@8dd100d), plus opt-in TTA.
+"""FBA Matting backend: the official ``demo.pred`` pipeline (MarcoForte/FBA_Matting@8dd100d), plus opt-in TTA and
+tiling.
 
 Pipeline (official, reproduced exactly):
-1. image RGB float64 = uint8 / 255; 2-channel trimap: ch0 = (trimap == 0), ch1 = (trimap == 255), other greys unknown.
-2. both resized with cv2 INTER_LANCZOS4 to the next multiple of 8 (ringing is kept: not clipped, not re-binarised).
+1. image RGB float64 = uint8 / 255; 2-channel trimap: ch0 = (trimap == 0), ch1 = (trimap == 255).
+2. both resized with cv2 INTER_LANCZOS4 in float64 to the next multiple of 8 (ringing is kept: not clipped, not
+   re-binarised); cv2 copies when the size is already a multiple of 8, so that case skips the resize.
 3. six distance-transform channels from the *resized* trimap, with numpy's float->uint8 wrap-around emulated.
-4. ImageNet normalisation; network; (1,7,h8,w8) output.
+4. ``.float()``, ImageNet normalisation in float32; network; (B,7,h8,w8) output.
 5. back to the input size with cv2.resize whose 3rd positional argument is ``dst``: effectively INTER_LINEAR.
 6. alpha forced on the known regions; F = image where alpha == 1, B = image where alpha == 0.
+Steps 2, 3 and 5 are cv2 operations torch cannot reproduce bit for bit: they run on the host, per item; the rest
+runs on the batch's device.
 
-Opt-in extras: ``tta`` (8 dihedral views averaged, or 'flip'), ``tile=N`` / ``tile_overlap`` (the pipeline on
-overlapping N x N crops, linear blending; bounded memory for very large images, slightly different results).
+Opt-in extras: ``tta`` (true/d4: the 8 dihedral views of the batch, each through the pipeline, inverted and
+averaged; flip: identity + horizontal flip), ``tile=N`` / ``tile_overlap`` (the pipeline, TTA included, on
+overlapping N x N crops with linear blending: bounded memory for very large images, slightly different results).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ..base import MatteResult, TorchBackend, as_uint8_trimap
-from ...errors import InputError, UsageError
+from ..base import Prediction, TorchBackend
+from .convert import FBAConverter
+from .trimap_channels import trimap_transform
 
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406])
-IMAGENET_STD = np.array([0.229, 0.224, 0.225])
-
-
-def float_to_uint8_wrap(x: np.ndarray) -> np.ndarray:
-    """numpy's ``x.astype(np.uint8)`` for out-of-range floats as on x86-64: truncate toward zero, keep the low
-    8 bits (the authors' results were produced this way; made explicit so it is the same on every CPU)."""
-    return (np.trunc(x).astype(np.int64) & 0xFF).astype(np.uint8)
+D4 = tuple((k, flip) for flip in (False, True) for k in range(4))
+FLIP = ((0, False), (0, True))
 
 
-def trimap_transform(trimap2: np.ndarray, L: int = 320, skip_empty: bool = False) -> np.ndarray:
-    """Official ``trimap_transform``: (H,W,2) trimap -> (6,H,W) float32 Gaussians of the Euclidean distance to the
-    definite background (channels 0-2) and foreground (3-5) for sigma = 0.02L, 0.08L, 0.16L.
+def multiple_of_8(n: int) -> int:
+    return -(-n // 8) * 8
 
-    skip_empty: SIM's variant (``trimap_to_clks``) leaves a class's three channels at 0 when that class is absent.
-    """
+
+def _hwc(t) -> np.ndarray:
+    return np.ascontiguousarray(t.permute(1, 2, 0).cpu().numpy())
+
+
+def _resize_each(t, size_hw: tuple, interpolation):
+    """cv2.resize of every item of a [B,C,H,W] tensor (on the host, in its dtype) -> tensor on the same device."""
     import cv2
+    import torch
 
-    out = np.zeros((6,) + trimap2.shape[:2], np.float32)
-    for k in range(2):
-        t = trimap2[:, :, k]
-        if skip_empty and np.count_nonzero(t) == 0:
-            continue
-        u = float_to_uint8_wrap((1 - t) * 255)
-        d = cv2.distanceTransform(u, cv2.DIST_L2, 0)
-        dt_mask = -(d ** 2)
-        for j, s in enumerate((0.02, 0.08, 0.16)):
-            out[3 * k + j] = np.exp(dt_mask / (2 * ((s * L) ** 2)))
-    return out
+    h, w = size_hw
+    out = []
+    for item in t:
+        r = cv2.resize(_hwc(item), (w, h), interpolation=interpolation)
+        if r.ndim == 2:
+            r = r[:, :, None]
+        out.append(torch.from_numpy(np.ascontiguousarray(r.transpose(2, 0, 1))))
+    return torch.stack(out).to(t.device)
 
 
-def _image_f64(image: np.ndarray) -> np.ndarray:
-    a = np.asarray(image)
-    if a.ndim != 3 or a.shape[2] != 3:
-        raise InputError(f"image must be HxWx3 RGB, got shape {a.shape}")
-    if a.dtype == np.uint8:
-        return a / 255.0
-    if a.dtype == np.uint16:
-        return a / 65535.0
-    return np.clip(a.astype(np.float64), 0.0, 1.0)
+def view(t, k: int, flip: bool):
+    """One dihedral view of a [..., H, W] tensor: horizontal flip, then ``k`` quarter turns (np.rot90's sense)."""
+    import torch
+
+    if flip:
+        t = t.flip(-1)
+    return torch.rot90(t, k, dims=(-2, -1)) if k else t
 
 
-def two_channel_trimap(trimap_u8: np.ndarray) -> np.ndarray:
-    t = trimap_u8 / 255.0
-    out = np.zeros(t.shape + (2,))
-    out[t == 1, 1] = 1
-    out[t == 0, 0] = 1
-    return out
+def unview(t, k: int, flip: bool):
+    import torch
+
+    if k:
+        t = torch.rot90(t, -k, dims=(-2, -1))
+    return t.flip(-1) if flip else t
 
 
 class FBAAdapter(TorchBackend):
-    def build_net(self):
+    """``eval()`` after the strict load standardises every WS conv weight once (``layers.ws_conv.WSConv2d``), as the
+    official demo's one ``model.eval()`` does; ``TorchBackend`` makes exactly that one call."""
+
+    converter = FBAConverter()
+
+    def build_net(self, state_dict):
         from .net import FBANet
 
-        tta = self.options.get("tta", False)
-        if tta not in (False, True, None, "flip", "d4", 0, 1):
-            raise UsageError(f"model fba: tta must be True/False, 'flip' or 'd4', got {tta!r}")
-        tile = self.options.get("tile")
-        if tile is not None and int(tile) < 64:
-            raise UsageError(f"model fba: tile must be at least 64 pixels, got {tile}")
         return FBANet()
 
-    def convert(self, official):
-        from .convert import to_ours
-
-        return to_ours(official)
-
-    def read_checkpoint(self, path):
-        from .convert import read_checkpoint
-
-        return read_checkpoint(path)
-
-    def after_load(self):
-        # the official demo calls model.eval() once after loading: layers_WS.Conv2d.train() standardises each WS
-        # conv weight in place then. TorchBackend calls self.net.eval() right after this hook: that is the one call.
-        pass
-
-    # -- network on one prepared sample -----------------------------------------------------------------------
-    def run_net(self, image_s: np.ndarray, trimap_s: np.ndarray) -> np.ndarray:
-        """image_s (h8,w8,3) float64, trimap_s (h8,w8,2) float64 (already resized) -> (h8,w8,7) float32."""
+    # -- official pipeline ----------------------------------------------------------------------------------------
+    def encode(self, batch):
+        import cv2
         import torch
 
-        dev, dt = self.device, self.dtype
-        img = torch.from_numpy(image_s).permute(2, 0, 1)[None].float()
-        tri = torch.from_numpy(trimap_s).permute(2, 0, 1)[None].float()
-        tt = torch.from_numpy(trimap_transform(trimap_s))[None].float()
-        mean = torch.from_numpy(IMAGENET_MEAN).float()[None, :, None, None]
-        std = torch.from_numpy(IMAGENET_STD).float()[None, :, None, None]
-        img_n = (img - mean) / std
-        with torch.inference_mode():
-            out = self.net(img.to(dev, dt), tri.to(dev, dt), img_n.to(dev, dt), tt.to(dev, dt))
-        return out[0].float().cpu().numpy().transpose(1, 2, 0)
+        from ..layers.normalize import normalize
 
-    def _predict_once(self, image_np: np.ndarray, trimap_np: np.ndarray):
-        import cv2
-
-        h, w = trimap_np.shape[:2]
-        h1, w1 = int(np.ceil(h / 8) * 8), int(np.ceil(w / 8) * 8)
-        image_s = cv2.resize(image_np, (w1, h1), interpolation=cv2.INTER_LANCZOS4)
-        trimap_s = cv2.resize(trimap_np, (w1, h1), interpolation=cv2.INTER_LANCZOS4)
-        out = self.run_net(image_s, trimap_s)
-        out = cv2.resize(out, (w, h), interpolation=cv2.INTER_LINEAR)
-        alpha, fg, bg = out[:, :, 0], out[:, :, 1:4], out[:, :, 4:7]
-        alpha[trimap_np[:, :, 0] == 1] = 0
-        alpha[trimap_np[:, :, 1] == 1] = 1
-        fg[alpha == 1] = image_np[alpha == 1]
-        bg[alpha == 0] = image_np[alpha == 0]
-        return alpha, fg, bg
-
-    def predict(self, image, trimap=None, background=None) -> MatteResult:
-        self.check_inputs(trimap, background)
-        image_np = _image_f64(image)
-        tri_u8 = as_uint8_trimap(trimap)
-        self.check_trimap_size(image_np.shape, tri_u8.shape)
-        trimap_np = two_channel_trimap(tri_u8)
-        tta = self.options.get("tta", False)
-        tile = self.options.get("tile")
-
-        def run(im, tr):
-            if not tta:
-                return self._predict_once(im, tr)
-            return self._predict_tta(im, tr, "flip" if tta == "flip" else "d4")
-
-        if tile:
-            from ..layers.tiling import tiled
-
-            def fn(im, tr):
-                if not ((tr[:, :, 0] == 0) & (tr[:, :, 1] == 0)).any():   # no unknown pixel: the trimap decides
-                    a = tr[:, :, 1].astype(np.float32)
-                    return {"alpha": a, "fg": im, "bg": im}  # image colours: exact where they matter
-                a, f, b = run(im, tr)
-                return {"alpha": a, "fg": f, "bg": b}
-
-            out = tiled(fn, image_np, trimap_np, int(tile), int(self.options.get("tile_overlap") or 0))
-            alpha, fg, bg = out["alpha"], out["fg"], out["bg"]
+        h, w = batch.size
+        size8 = multiple_of_8(h), multiple_of_8(w)
+        image64 = batch.float_image(torch.float64)
+        two = torch.cat([batch.trimap == 0, batch.trimap == 255], 1).to(torch.float64)
+        if size8 != (h, w):
+            image_s = _resize_each(image64, size8, cv2.INTER_LANCZOS4)
+            two_s = _resize_each(two, size8, cv2.INTER_LANCZOS4)
         else:
-            alpha, fg, bg = run(image_np, trimap_np)
-        return MatteResult(alpha=np.ascontiguousarray(alpha, np.float32),
-                           foreground=np.ascontiguousarray(fg, np.float32),
-                           background=np.ascontiguousarray(bg, np.float32),
-                           extras={"tta": tta or False})
+            image_s, two_s = image64, two
+        tt = torch.stack([torch.from_numpy(trimap_transform(_hwc(t))) for t in two_s]).to(batch.device)
+        img, tri = image_s.float(), two_s.float()
+        inputs = tuple(x.to(self.dtype) for x in (img, tri, normalize(img), tt))
+        return inputs, image64.float()
 
-    def _predict_tta(self, image_np, trimap_np, mode: str):
-        """Average of the official pipeline over the dihedral group (4 rotations x horizontal flip, 8 passes;
-        'flip': identity + horizontal flip). Each pass is inverted before averaging; known regions stay exact."""
-        views = [(k, f) for f in (False, True) for k in range(4)] if mode == "d4" else [(0, False), (0, True)]
-        acc_a = acc_f = acc_b = None
-        for k, flip in views:
-            im, tr = image_np, trimap_np
-            if flip:
-                im, tr = im[:, ::-1], tr[:, ::-1]
-            im, tr = np.ascontiguousarray(np.rot90(im, k)), np.ascontiguousarray(np.rot90(tr, k))
-            a, f, b = self._predict_once(im, tr)
-            a, f, b = np.rot90(a, -k), np.rot90(f, -k), np.rot90(b, -k)
-            if flip:
-                a, f, b = a[:, ::-1], f[:, ::-1], b[:, ::-1]
-            if acc_a is None:
-                acc_a, acc_f, acc_b = a.astype(np.float64), f.astype(np.float64), b.astype(np.float64)
+    def decode(self, out, batch, image):
+        import cv2
+        import torch
+
+        h, w = batch.size
+        out = out.float()
+        if tuple(out.shape[-2:]) != (h, w):
+            out = _resize_each(out, (h, w), cv2.INTER_LINEAR)
+        alpha, fg, bg = out[:, 0:1].clone(), out[:, 1:4], out[:, 4:7]
+        alpha[batch.trimap == 0] = 0
+        alpha[batch.trimap == 255] = 1
+        fg = torch.where(alpha == 1, image, fg)
+        bg = torch.where(alpha == 0, image, bg)
+        return Prediction(alpha=alpha, foreground=fg, background=bg)
+
+    # -- opt-in extras --------------------------------------------------------------------------------------------
+    def predict_batch(self, batch):
+        import torch
+
+        tta, tile = self.options["tta"], self.options["tile"]
+        batch = batch.to(self.device)
+        with torch.inference_mode():
+            if tile:
+                from ..layers.tiling import tiled_batch
+
+                pred = tiled_batch(self._views, batch, tile, self.options["tile_overlap"])
             else:
-                acc_a += a
-                acc_f += f
-                acc_b += b
-        n = len(views)
-        return (acc_a / n).astype(np.float32), (acc_f / n).astype(np.float32), (acc_b / n).astype(np.float32)
+                pred = self._views(batch)
+        pred.extras["tta"] = tta
+        return pred
+
+    def _run(self, batch) -> Prediction:
+        inputs, ctx = self.encode(batch)
+        return self.decode(self.forward(inputs), batch, ctx)
+
+    def _views(self, batch) -> Prediction:
+        """The pipeline on the TTA views of ``batch`` (one view without TTA), inverted and averaged in float64.
+        Known regions stay exact: every view forces them."""
+        tta = self.options["tta"]
+        if not tta:
+            return self._run(batch)
+        views = FLIP if tta == "flip" else D4
+        acc = None
+        for k, flip in views:
+            p = self._run(batch.map(lambda t: view(t, k, flip)))
+            parts = [unview(x, k, flip).double() for x in (p.alpha, p.foreground, p.background)]
+            acc = parts if acc is None else [a + b for a, b in zip(acc, parts)]
+        a, f, b = (x.div(len(views)).float() for x in acc)
+        return Prediction(alpha=a, foreground=f, background=b)

@@ -1,97 +1,108 @@
-"""GCA Matting backend: the official ``demo.py`` pipeline (Yaoyi-Li/GCA-Matting@5a999be).
+"""GCA Matting backend: the official ``demo.py`` pipeline (Yaoyi-Li/GCA-Matting@5a999be), on tensors.
 
-1. pad with ``np.pad(mode='reflect')``: 32 px on top/left, up to the next multiple of 32 plus 32 px on bottom/right;
-2. RGB / 255, ImageNet mean/std; trimap classes on the padded uint8 trimap: < 85 bg, >= 170 fg, else unknown;
-   one-hot [bg, unknown, fg];
+1. pad with ``np.pad(mode='reflect')`` semantics (mirror without repeating the edge): 32 px on top/left, up to the
+   next multiple of 32 plus 32 px on bottom/right (done as an index gather, exact for any size);
+2. RGB uint8 / 255 in float32, ImageNet mean/std; trimap classes on the padded uint8 trimap: < 85 bg, >= 170 fg,
+   else unknown; one-hot [bg, unknown, fg];
 3. alpha = (tanh + 1) / 2; alpha forced to 1 / 0 where the trimap class is fg / bg; crop.
-The official script then writes ``(alpha * 255).astype(uint8)`` (truncation); ``predict`` returns the float alpha
-and puts that uint8 version in ``extras['alpha_u8']``.
+The official script then writes ``(alpha * 255).astype(uint8)`` (truncation); we return the float alpha and put
+that uint8 version in ``extras['alpha_u8']``.
 
-Opt-in ``tile=N``: run the pipeline on overlapping N x N crops (``tile_overlap`` px, linear blending). Attention is
-then local to each tile, so results differ from a full pass (see docs); memory stays bounded.
+Opt-in ``tile=N``: the pipeline on overlapping N x N crops (``tile_overlap`` px, linear blending) through
+``layers.tiling.tiled_batch``. Attention is then local to each tile, so results differ from a full pass; memory
+stays bounded.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ..base import MatteResult, TorchBackend
-from ...errors import UsageError
+from ..base import Prediction, TorchBackend
+from .convert import GCAConverter
 
-MEAN = np.array([0.485, 0.456, 0.406], np.float32)
-STD = np.array([0.229, 0.224, 0.225], np.float32)
-
-
-def pad_reflect(image_u8: np.ndarray, trimap_u8: np.ndarray):
-    h, w = trimap_u8.shape
-    th, tw = 32 * ((h - 1) // 32 + 1), 32 * ((w - 1) // 32 + 1)
-    pads = ((32, th - h + 32), (32, tw - w + 32))
-    return np.pad(image_u8, pads + ((0, 0),), mode="reflect"), np.pad(trimap_u8, pads, mode="reflect")
+PAD = 32
 
 
-def trimap_classes(trimap_u8: np.ndarray) -> np.ndarray:
-    t = trimap_u8.copy()
-    t[t < 85] = 0
-    t[t >= 170] = 2
-    t[t >= 85] = 1
-    return t
+def reflect_index(n: int, before: int, after: int) -> np.ndarray:
+    """Source rows of ``np.pad(x, (before, after), mode='reflect')`` for an axis of length ``n``."""
+    if n == 1:
+        return np.zeros(before + n + after, np.int64)
+    return np.pad(np.arange(n), (before, after), mode="reflect")
+
+
+def padded_size(n: int) -> int:
+    """Official target: the next multiple of 32 (the size itself when already one) plus 32 px each side."""
+    return 32 * ((n - 1) // 32 + 1) + 2 * PAD
+
+
+def pad_reflect(t, h: int, w: int):
+    """[B,C,h,w] tensor -> [B,C,H',W'] padded as demo.py does (any dtype, on its device)."""
+    import torch
+
+    iy = torch.from_numpy(reflect_index(h, PAD, padded_size(h) - h - PAD)).to(t.device)
+    ix = torch.from_numpy(reflect_index(w, PAD, padded_size(w) - w - PAD)).to(t.device)
+    return t.index_select(-2, iy).index_select(-1, ix)
+
+
+def trimap_classes(trimap_u8):
+    """Official thresholds on uint8 grey levels (numpy array or tensor): < 85 -> 0, >= 170 -> 2, else 1."""
+    out = trimap_u8 * 0 + 1
+    out[trimap_u8 < 85] = 0
+    out[trimap_u8 >= 170] = 2
+    return out
 
 
 class GCAAdapter(TorchBackend):
-    def build_net(self):
+    converter = GCAConverter()
+
+    def build_net(self, state_dict):
         from .net import GCANet
 
-        tile = self.options.get("tile")
-        if tile is not None and (int(tile) < 64):
-            raise UsageError(f"model gca: tile must be at least 64 pixels, got {tile}")
         return GCANet()
 
-    def convert(self, official):
-        from .convert import to_ours
+    def encode(self, batch):
+        import torch
+        import torch.nn.functional as F
 
-        return to_ours(official)
+        from ..layers.normalize import normalize
 
-    def read_checkpoint(self, path):
-        from .convert import read_checkpoint
+        h, w = batch.size
+        img = normalize(pad_reflect(batch.uint8_image(), h, w).float().div_(255.0))
+        cls = trimap_classes(pad_reflect(batch.trimap, h, w)[:, 0]).long()
+        onehot = F.one_hot(cls, num_classes=3).permute(0, 3, 1, 2).float()
+        return (img.to(self.dtype), onehot.to(self.dtype)), cls[:, None]
 
-        return read_checkpoint(path)
+    def forward(self, inputs):
+        return self.net(*inputs)[0]
 
-    def prepare(self, image_u8: np.ndarray, trimap_u8: np.ndarray):
+    def decode(self, alpha, batch, cls):
+        h, w = batch.size
+        alpha = alpha.float()
+        alpha[cls == 2] = 1
+        alpha[cls == 0] = 0
+        alpha = alpha[..., PAD:PAD + h, PAD:PAD + w].contiguous()
+        return Prediction(alpha=alpha, extras={"alpha_u8": self.alpha_u8(alpha)})
+
+    @staticmethod
+    def alpha_u8(alpha):
+        """The official file's values: ``(alpha * 255).astype(uint8)`` (truncation)."""
         import torch
 
-        img_p, tri_p = pad_reflect(image_u8, trimap_u8)
-        img = torch.from_numpy(np.ascontiguousarray(img_p.transpose(2, 0, 1)).astype(np.float32) / 255.0)
-        img = (img - torch.from_numpy(MEAN).view(3, 1, 1)) / torch.from_numpy(STD).view(3, 1, 1)
-        cls = torch.from_numpy(trimap_classes(tri_p)).long()
-        onehot = torch.nn.functional.one_hot(cls, num_classes=3).permute(2, 0, 1).float()
-        return img[None], onehot[None]
+        return (alpha * 255).to(torch.uint8)
 
-    def _alpha(self, image_u8: np.ndarray, trimap_u8: np.ndarray) -> np.ndarray:
+    def predict_batch(self, batch):
+        tile = self.options["tile"]
+        if not tile:
+            return super().predict_batch(batch)
         import torch
 
-        h, w = trimap_u8.shape
-        img, tri = self.prepare(image_u8, trimap_u8)
+        from ..layers.tiling import tiled_batch
+
+        batch = batch.to(self.device)
         with torch.inference_mode():
-            alpha, _ = self.net(img.to(self.device, self.dtype), tri.to(self.device, self.dtype))
-            alpha = alpha.float()
-            am = tri.argmax(dim=1, keepdim=True).to(alpha.device)
-            alpha[am == 2] = 1
-            alpha[am == 0] = 0
-        return alpha[0, 0].cpu().numpy()[32:h + 32, 32:w + 32]
+            pred = tiled_batch(self._run, batch, tile, self.options["tile_overlap"])
+        pred.extras["alpha_u8"] = self.alpha_u8(pred.alpha)
+        return pred
 
-    def predict(self, image, trimap=None, background=None) -> MatteResult:
-        img, tri = self.uint8_image_and_trimap(image, trimap)
-        tile = self.options.get("tile")
-        if tile:
-            from ..layers.tiling import tiled
-
-            def fn(i, t):
-                cls = trimap_classes(t)
-                if not (cls == 1).any():
-                    return {"alpha": (cls == 2).astype(np.float32)}
-                return {"alpha": self._alpha(i, t)}
-
-            alpha = tiled(fn, img, tri, int(tile), int(self.options.get("tile_overlap") or 0))["alpha"]
-        else:
-            alpha = self._alpha(img, tri)
-        alpha = np.ascontiguousarray(alpha, np.float32)
-        return MatteResult(alpha=alpha, extras={"alpha_u8": (alpha * 255).astype(np.uint8)})
+    def _run(self, batch):
+        inputs, ctx = self.encode(batch)
+        return self.decode(self.forward(inputs), batch, ctx)

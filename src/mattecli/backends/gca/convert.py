@@ -11,12 +11,14 @@ import os
 from typing import Mapping
 
 from ...errors import ConverterError
+from ..base import Converter
 from ..checkpoint import KeyTaker, safe_torch_load
 
+PREFIX = "module"
 _KEYS: list | None = None
 
 
-def _keys() -> list:
+def our_keys() -> list:
     global _KEYS
     if _KEYS is None:
         from .net import GCANet
@@ -25,7 +27,7 @@ def _keys() -> list:
     return _KEYS
 
 
-def remove_prefix_state_dict(sd: Mapping, prefix: str = "module") -> dict:
+def remove_prefix_state_dict(sd: Mapping, prefix: str = PREFIX) -> dict:
     """The official ``utils.remove_prefix_state_dict``: strip ``module.`` if the FIRST key starts with it; float."""
     keys = list(sd.keys())
     if not keys:
@@ -35,39 +37,38 @@ def remove_prefix_state_dict(sd: Mapping, prefix: str = "module") -> dict:
     return {k: v.float() for k, v in sd.items()}
 
 
-def read_checkpoint(path: str | os.PathLike) -> dict:
-    obj = safe_torch_load(path)
-    if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
-        obj = obj["state_dict"]
-    if not isinstance(obj, Mapping):
-        raise ConverterError(f"{path}: not a GCA checkpoint (expected {{'state_dict': ...}})")
-    return remove_prefix_state_dict(obj)
+class GCAConverter(Converter):
+    def read(self, path, spec):
+        obj = safe_torch_load(path)
+        if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
+            obj = obj["state_dict"]
+        if not isinstance(obj, Mapping):
+            raise ConverterError(f"{path}: not a GCA checkpoint (expected {{'state_dict': ...}})", path=path)
+        return remove_prefix_state_dict(obj)
 
+    def to_ours(self, official, spec):
+        import torch
 
-def to_ours(official: Mapping) -> dict:
-    import torch
+        sd = dict(official)
+        if sd and next(iter(sd)).startswith(PREFIX):
+            sd = remove_prefix_state_dict(sd)
+        kt = KeyTaker(sd, what="GCA checkpoint")
+        ours = {}
+        for k in our_keys():
+            v = kt.take(k)
+            if not isinstance(v, torch.Tensor):
+                raise ConverterError(f"GCA checkpoint: {k} is not a tensor")
+            ours[k] = v.float() if v.is_floating_point() else v
+        kt.finish()
+        return ours
 
-    sd = dict(official)
-    if sd and next(iter(sd)).startswith("module"):
-        sd = remove_prefix_state_dict(sd)
-    kt = KeyTaker(sd, what="GCA checkpoint")
-    ours = {}
-    for k in _keys():
-        v = kt.take(k)
-        if not isinstance(v, torch.Tensor):
-            raise ConverterError(f"GCA checkpoint: {k} is not a tensor")
-        ours[k] = v.float() if v.is_floating_point() else v
-    kt.finish()
-    return ours
+    def to_official(self, ours, spec):
+        """The layout inside the file: ``'module.' + key`` (DistributedDataParallel)."""
+        return {f"{PREFIX}.{k}": ours[k] for k in our_keys()}
 
+    def write(self, ours, path, spec):
+        """The authors' wrapping: ``{'iter', 'loss', 'state_dict': {'module.' + key}}``."""
+        import torch
 
-def to_official(ours: Mapping, prefix: str = "module.") -> dict:
-    return {prefix + k: ours[k] for k in _keys()}
-
-
-def write_checkpoint(ours: Mapping, path: str | os.PathLike, iteration: int = 0, loss: float = 0.0) -> None:
-    """The authors' wrapping: {'iter', 'loss', 'state_dict': {'module.' + key}}."""
-    import torch
-
-    sd = {k: v.detach().clone() for k, v in to_official(ours).items()}
-    torch.save({"iter": int(iteration), "loss": float(loss), "state_dict": sd}, os.fspath(path))
+        sd = {k: v.detach().clone() for k, v in self.to_official(ours, spec).items()}
+        torch.save({"iter": 0, "loss": 0.0, "state_dict": sd}, os.fspath(path))

@@ -7,28 +7,52 @@
    resized up to 32, where the official code would fail);
 3. normalise ``(x / 255 - 0.5) / 0.5``; network (eval output = fused alpha);
 4. undo the resizes in reverse order with bilinear interpolation (half-pixel centres).
-The official tool then writes ``(alpha * 255).astype(uint8)``; ``predict`` returns the float alpha before that.
+The official tool then writes ``(alpha * 255).astype(uint8)``; we return the float alpha before that.
+
+The cv2 resizes (steps 1-2) run on the host for each image (torch has no bit-exact twin of cv2's fixed-point
+INTER_LINEAR); a resize to the same size is a copy in cv2, so an image already at a multiple of 32 stays on the
+device. Everything else runs on the batch's device.
 """
 from __future__ import annotations
 
-import cv2
-import numpy as np
+from ...imaging.arrays import tensor_to_float
+from ..base import Prediction, TorchBackend
+from .convert import PPMattingConverter
 
-from ..base import MatteResult, TorchBackend, as_uint8_image
-from . import convert
+
+def net_sizes(h: int, w: int, max_short: int) -> tuple:
+    """([(h, w) before LimitShort, (h, w) before ResizeToIntMult]  (the official ``trans_info``), network size)."""
+    sizes = [(h, w)]
+    if min(h, w) > max_short:
+        scale = float(max_short) / float(min(h, w))
+        h, w = int(round(h * scale)), int(round(w * scale))
+    sizes.append((h, w))
+    return sizes, (max(h - h % 32, 32), max(w - w % 32, 32))
+
+
+def _cv2_resize_batch(image, sizes):
+    """uint8 [B,3,H,W] tensor -> uint8 [B,3,h,w] after cv2 INTER_LINEAR resizes to each of ``sizes`` in turn."""
+    import cv2
+    import numpy as np
+    import torch
+
+    out = []
+    for i in range(image.shape[0]):
+        a = np.ascontiguousarray(image[i].permute(1, 2, 0).cpu().numpy())
+        for h, w in sizes:
+            if a.shape[:2] != (h, w):
+                a = cv2.resize(a, (w, h), interpolation=cv2.INTER_LINEAR)
+        out.append(torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1))))
+    return torch.stack(out).to(image.device)
 
 
 class PPMattingAdapter(TorchBackend):
-    def build_net(self):
+    converter = PPMattingConverter()
+
+    def build_net(self, state_dict):
         from .net import PPMatting
 
         return PPMatting()
-
-    def read_checkpoint(self, path):
-        return convert.read_checkpoint(path)
-
-    def convert(self, official):
-        return convert.to_ours(official)
 
     @property
     def max_short(self) -> int:
@@ -37,34 +61,23 @@ class PPMattingAdapter(TorchBackend):
         tag = self.weights_set.tag if self.weights_set is not None else "hrnet_w18"
         return 1024 if tag.endswith("1024") else 512
 
-    def preprocess(self, image: np.ndarray):
-        """uint8 RGB -> (network input [1,3,h32,w32] float32 numpy, list of sizes to undo)."""
-        img = as_uint8_image(image)
-        sizes = []
-        h, w = img.shape[:2]
-        sizes.append((h, w))
-        short = min(h, w)
-        if short > self.max_short:
-            scale = float(self.max_short) / float(short)
-            img = cv2.resize(img, (int(round(w * scale)), int(round(h * scale))), interpolation=cv2.INTER_LINEAR)
-        h, w = img.shape[:2]
-        sizes.append((h, w))
-        rh, rw = max(h - h % 32, 32), max(w - w % 32, 32)
-        img = cv2.resize(img, (rw, rh), interpolation=cv2.INTER_LINEAR)
-        x = img.astype(np.float32) / 255.0
-        x -= np.float32(0.5)
-        x /= np.float32(0.5)
-        return x.transpose(2, 0, 1)[None].copy(), sizes
+    def encode(self, batch):
+        """-> ((normalised network input,), the official trans_info sizes to undo)."""
+        sizes, net_hw = net_sizes(*batch.size, self.max_short)
+        img = batch.uint8_image()
+        if tuple(img.shape[-2:]) != net_hw:
+            img = _cv2_resize_batch(img, [sizes[1], net_hw])
+        x = (tensor_to_float(img) - 0.5) / 0.5   # uint8 / 255 in float32, as the official numpy code
+        return (x.to(self.dtype),), sizes
 
-    def predict(self, image, trimap=None, background=None) -> MatteResult:
-        import torch
+    def forward(self, inputs):
+        return self.net.forward_all(*inputs)
+
+    def decode(self, out, batch, sizes):
         import torch.nn.functional as F
 
-        x, sizes = self.preprocess(image)
-        with torch.inference_mode():
-            out = self.net.forward_all(torch.from_numpy(x).to(self.device, self.dtype))
-            alpha = out["fusion"].float()
-            for size in reversed(sizes):
-                alpha = F.interpolate(alpha, size=size, mode="bilinear", align_corners=False)
-        a = alpha[0, 0].cpu().numpy().astype(np.float32)
-        return MatteResult(alpha=np.clip(a, 0, 1), extras={"net_output": out["fusion"].float().cpu().numpy()})
+        fusion = out["fusion"].float()
+        alpha = fusion
+        for size in reversed(sizes):
+            alpha = F.interpolate(alpha, size=size, mode="bilinear", align_corners=False)
+        return Prediction(alpha=alpha.clamp(0, 1), extras={"net_output": fusion})

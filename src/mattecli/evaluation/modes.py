@@ -1,0 +1,161 @@
+"""The ``eval`` modes as jobs for the batch runner: items (:mod:`.pairing`, :mod:`.sequences`), the per-item
+preparation, the scoring worker (:mod:`.runner`) and what the report says about the run.
+
+* folders:     ``--pred DIR --gt DIR [--trimap DIR]``  (no trimap: whole-image metrics)
+* video:       ``--video --pred PATH --gt PATH``       (folders of frames, video files, or folders of either)
+* model:       ``--model NAME --images DIR --gt DIR [--trimaps DIR] [--backgrounds DIR] [--save-pred DIR]``
+* composition: ``--model NAME --fg DIR --alpha DIR --bg DIR [--per-fg N]``  (Composition-1k style, on the fly)
+
+No torch or backend import at module level.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ..batch import BatchRunner, Item
+from . import runner as R
+from .metrics import METRICS, VIDEO_METRICS
+
+
+@dataclass
+class Job:
+    mode: str                                   # folders | video | model | composition
+    items: list
+    prepare: Callable[[Item], dict]             # -> {"score": task, ...report fields}
+    worker: Callable[[tuple], dict]             # task -> row
+    keys: tuple = METRICS
+    row_key: str = "images"
+    extra: dict = field(default_factory=dict)   # report fields: region, model, per_fg, weights_sha256
+    model: str | None = None
+    weights_sha256: str | None = None
+
+
+def run_job(job: Job, jobs: int = 1, quiet: bool = False) -> tuple[list[dict], list[dict], int]:
+    """Run ``job`` through the batch runner: (rows, errors, exit code of the run: 0, 1, 130 or 143)."""
+    sink: dict = {}
+    runner = BatchRunner(verb="eval", model=job.model, weights_sha256=job.weights_sha256, quiet=quiet)
+    code = runner.run(job.items, job.prepare, executor=R.scoring_executor(job.worker, jobs, sink))
+    rows, errors = R.rows_and_errors(job.items, sink)
+    return rows, errors, code
+
+
+def folder_job(pred, gt, trimap=None, whole_image: bool = False) -> Job:
+    from .pairing import pair_folders
+
+    items = pair_folders(pred, gt, None if whole_image else trimap)
+
+    def prepare(it: Item) -> dict:
+        tri = it.partners.get("trimap")
+        return {"score": (it.relstem, str(it.partners["pred"]), str(it.partners["gt"]), tri and str(tri))}
+
+    region = "whole image" if (trimap is None or whole_image) else "trimap == 128"
+    return Job("folders", items, prepare, R.score_files, extra={"region": region})
+
+
+def video_job(pred, gt, with_messddt: bool = True) -> Job:
+    from .sequences import pair_sequences
+
+    items = pair_sequences(pred, gt)
+
+    def prepare(it: Item) -> dict:
+        return {"score": (it.relstem, str(it.path), str(it.partners["gt"]), with_messddt)}
+
+    keys = VIDEO_METRICS if with_messddt else tuple(k for k in VIDEO_METRICS if k != "messddt")
+    return Job("video", items, prepare, R.score_sequence, keys=keys, row_key="sequences",
+               extra={"region": "whole frame"})
+
+
+def model_job(model: str, options: dict, *, images=None, gt=None, trimap=None, backgrounds=None, save_pred=None,
+              weights=None, device: str = "cpu", whole_image: bool = False, trimap_radius: int = 10,
+              composition: tuple | None = None) -> Job:
+    """``--model`` modes: items paired first (usage errors before the model loads), then the model, then a
+    preparation that reads (or composites) each item, runs the model and saves the 8-bit prediction."""
+    import mattecli
+
+    from .. import batch
+    from ..errors import MissingInput, UsageError
+    from ..registry import resolve
+    from . import pairing
+    from .report import check_out_folder
+
+    entry = resolve(model)[0]
+    if save_pred is not None:
+        check_out_folder(save_pred, "--save-pred")
+    if "background" in entry.requires and backgrounds is None and composition is None:
+        raise MissingInput(f"model {entry.name} needs a clean background plate per image: pass --backgrounds DIR")
+    if trimap_radius < 0:
+        raise UsageError(f"--trimap-radius must be >= 0, got {trimap_radius}")
+    excl = batch.output_excludes(save_pred)
+    if composition is not None:
+        fg_dir, alpha_dir, bg_dir, per_fg = composition
+        items = pairing.pairs_composition(fg_dir, alpha_dir, bg_dir, per_fg, trimap)
+    else:
+        items = pairing.pair_model_inputs(images, gt, trimap, backgrounds, exclude=excl)
+    planned: dict = {}
+    if save_pred is not None:
+        ok = [it for it in items if not it.problem]
+        plan = batch.OutputPlan(save_pred, template="{relpath}.{ext}", ext="png")
+        planned = {id(it): plan.path(it) for it in ok}
+        try:
+            batch.check_plan(ok, list(planned.values()), plan=plan, types=["alpha"])
+        except UsageError as e:  # an output that would overwrite an input or a partner file
+            raise UsageError(f"--save-pred {save_pred}: {str(e).split(';')[0]}; choose another folder") from None
+    backend = mattecli.load_model(model, weights=None if weights is None else os.fspath(weights), device=device,
+                                  **options)
+    prepare = _predictor(backend, planned, composition is not None, whole_image, trimap_radius)
+    extra = {"model": entry.name, "region": "whole image" if whole_image else
+             ("trimap == 128" if trimap is not None else f"trimap == 128 (generated, radius {trimap_radius})")}
+    if composition is not None:
+        extra["per_fg"] = composition[3]
+    sha = getattr(backend, "weights_sha256", None)
+    if sha:
+        extra["weights_sha256"] = sha
+    return Job("composition" if composition is not None else "model", items, prepare, R.score_array_task,
+               extra=extra, model=entry.name, weights_sha256=sha)
+
+
+def _predictor(backend, planned: dict, composition: bool, whole_image: bool, trimap_radius: int):
+    from ..errors import InputError
+    from ..imaging.io import read_rgb, write_image
+    from .datasets import composite, fit_background_cover, gt_trimap, read_alpha, read_rgb8
+    from .metrics import as_alpha_u8
+
+    entry = backend.entry
+    takes_trimap = "trimap" in entry.requires or "trimap" in entry.optional
+    takes_plate = "background" in entry.requires or "background" in entry.optional
+
+    def mismatch(path, what, a, G, fix):
+        return InputError(f"{path}: {what} is {a.shape[1]}x{a.shape[0]} but the ground truth is "
+                          f"{G.shape[1]}x{G.shape[0]}; {fix}", path=path)
+
+    def prepare(it: Item) -> dict:
+        G = read_alpha(it.partners["alpha"])
+        if composition:
+            fg = read_rgb8(it.path)
+            if fg.shape[:2] != G.shape:
+                raise InputError(f"{it.path}: foreground is {fg.shape[1]}x{fg.shape[0]} but its alpha is "
+                                 f"{G.shape[1]}x{G.shape[0]}; they must match", path=it.path)
+            plate = fit_background_cover(read_rgb8(it.partners["bg"]), *G.shape)
+            image = composite(fg, G, plate)
+            plate = plate if takes_plate else None  # the exact clean plate of the composite
+        else:
+            image = read_rgb(it.path)
+            plate = read_rgb(it.partners["bg"]) if "bg" in it.partners else None
+            if image.shape[:2] != G.shape:
+                raise mismatch(it.path, "image", image, G, "they must match")
+        tpath = it.partners.get("trimap")
+        T = read_alpha(tpath) if tpath else gt_trimap(G, trimap_radius)
+        if T.shape != G.shape:
+            raise mismatch(tpath, "trimap", T, G, "use the matching trimap")
+        t0 = time.perf_counter()
+        res = backend.predict(image, trimap=T if takes_trimap else None, background=plate)
+        seconds = time.perf_counter() - t0
+        P = as_alpha_u8(res.alpha, "prediction")
+        if id(it) in planned:
+            write_image(planned[id(it)], P, what="alpha")
+        return {"score": (it.relstem, P, G, None if whole_image else T, str(it.path)), "predict_seconds": seconds}
+
+    return prepare
