@@ -28,13 +28,15 @@ def child(tag: str, size: str, precision: str, repeat: int, test_choice: str, de
     import torch
 
     import mattecli
-    from mattecli.backends.gfm import convert
+    from mattecli.backends.gfm.convert import GFMConverter, variant_of_tag
     from mattecli.backends.gfm.net import GFM
+    from mattecli.backends.install import spec_of
+    from mattecli.registry import resolve
 
     torch.manual_seed(0)
-    backbone, rosta = convert.variant_of_tag(tag)
+    backbone, rosta = variant_of_tag(tag)
     t0 = time.perf_counter()
-    official = convert.to_official(GFM(backbone, rosta).state_dict(), backbone, rosta)
+    official = GFMConverter().to_official(GFM(backbone, rosta).state_dict(), spec_of(*resolve(f"gfm.{tag}")))
     opts = {} if rosta == "RIM" else {"test_choice": test_choice}
     m = mattecli.load_model(f"gfm.{tag}", weights=official, device=device, precision=precision, **opts)
     del official

@@ -61,10 +61,16 @@ def synthetic_official(name: str) -> dict:
     import torch
 
     if name.startswith("cam"):
-        from mattecli.backends.cam.convert import to_official
+        from mattecli.backends.cam.convert import CAMConverter
         from mattecli.backends.cam.net import CAMNet
+        from mattecli.backends.install import spec_of
+        from mattecli.registry import resolve
 
         net = CAMNet(color=name.endswith("color"))
+        spec = spec_of(*resolve(name))
+
+        def to_official(sd):
+            return CAMConverter().to_official(sd, spec)
     else:
         from mattecli.backends.dim.net import DIMSegNet, DIMVGG16
 
@@ -147,6 +153,8 @@ def parse_size(s: str):
 
 
 def tiling_eval(args) -> None:
+    import copy
+
     import numpy as np
     from PIL import Image
 
@@ -159,7 +167,9 @@ def tiling_eval(args) -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    m = mattecli.load_model("cam", weights=synthetic_official("cam"))
+    tiled = mattecli.load_model("cam", weights=synthetic_official("cam"), tile=args.tile)  # checks 16k+1 >= 65
+    m = copy.copy(tiled)   # the same network, untiled
+    m.options = dict(tiled.options, tile=0)
     names = sorted(p.name for p in (folder / "image").glob("*.png"))[: args.images]
     print(f"\nCAM tiling (tile={args.tile}, overlap tile/4) vs untiled, alphamatting images scaled by {args.scale}:")
     print(f"{'image':8} {'size':>9} {'untiled s':>10} {'tiled s':>8} {'max|d|':>8} {'mean|d| unknown':>16} "
@@ -171,19 +181,16 @@ def tiling_eval(args) -> None:
             size = (int(img.width * args.scale), int(img.height * args.scale))
             img, tri = img.resize(size, Image.BILINEAR), tri.resize(size, Image.NEAREST)
         img, tri = np.asarray(img), np.asarray(tri)
-        m.options["tile"] = 0
         t = time.perf_counter()
         a = m.predict(img, tri).alpha
         t_full = time.perf_counter() - t
-        m.options["tile"] = args.tile
         t = time.perf_counter()
-        b = m.predict(img, tri).alpha
+        b = tiled.predict(img, tri).alpha
         t_tile = time.perf_counter() - t
         unk = (tri != 0) & (tri != 255)
         d = np.abs(a - b)
         floor = ""
         if args.noise_floor:  # the same untiled pass in float64: how chaotic the synthetic-weight network is
-            m.options["tile"] = 0
             m.net.double()
             m.dtype = torch.float64
             f = np.abs(m.predict(img, tri).alpha - a)

@@ -24,28 +24,48 @@ def model(official):
     return mattecli.load_model("bgm", weights=official)
 
 
-def test_network(model, oracle):
+@pytest.fixture(scope="module")
+def model64(official):
+    """The same model computing in float64: the yardstick for float32 rounding noise."""
+    m = mattecli.load_model("bgm", weights=official)
+    m.net.double()
+    m.dtype = torch.float64
+    return m
+
+
+def assert_within_float_noise(ours32, ours64, ref, floor, what):
+    """The synthetic generator amplifies float32 rounding (the oracle, the authors' code in float32, sums in another
+    order on another CPU): our float32 result must be no farther from the oracle, on average, than float32 rounding
+    itself moves it (measured here: our float64 result): mean|ours32 - ref| <= 1.5 mean|ours64 - ours32| + floor."""
+    o32, o64, ref = (np.asarray(a, np.float64) for a in (ours32, ours64, ref))
+    assert o32.shape == ref.shape, what
+    err, noise = np.abs(o32 - ref).mean(), np.abs(o64 - o32).mean()
+    assert err <= 1.5 * noise + floor, f"{what}: mean error {err:.3g} vs float32 noise {noise:.3g}"
+
+
+def test_network(model, model64, oracle):
     z = oracle("bgmv1_netg").net_io()
     args = [torch.from_numpy(z[k]) for k in ("image", "back", "seg", "multi")]
     with torch.inference_mode():
         alpha, fg = model.net(*args)
+        alpha64, fg64 = model64.net(*(a.double() for a in args))
         # the official forward never uses the motion branch: other motion frames give the same result
         alpha2, fg2 = model.net(*args[:3], torch.zeros_like(args[3]))
-    # bit-exact with 2 threads; with 1 thread (how the xdist workers run) the convolutions sum in another order and
-    # differ by up to 1.1e-4, the same as our own float32-vs-float64 spread (9.8e-5): tolerance 3e-4.
-    np.testing.assert_allclose(alpha.numpy(), z["alpha"], rtol=0, atol=3e-4)
-    np.testing.assert_allclose(fg.numpy(), z["fg"], rtol=0, atol=3e-4)
+    # bit-exact on the oracle's own machine with 2 threads; elsewhere the convolutions sum in another order
+    assert_within_float_noise(alpha, alpha64, z["alpha"], 1e-7, "alpha")
+    assert_within_float_noise(fg, fg64, z["fg"], 1e-7, "fg")
     assert torch.equal(alpha, alpha2) and torch.equal(fg, fg2)
 
 
-def test_network_batch_of_two(model):
+def test_network_batch_of_two(model64):
+    """Batch of 2 == 2 x batch 1, in float64 (float32 may group the sums of a batch otherwise)."""
     g = torch.Generator().manual_seed(0)
-    x = [torch.rand(2, c, 32, 48, generator=g) * 2 - 1 for c in (3, 3, 1, 4)]
+    x = [torch.rand(2, c, 32, 48, generator=g, dtype=torch.float64) * 2 - 1 for c in (3, 3, 1, 4)]
     with torch.inference_mode():
-        both = model.net(*x)
-        one = [model.net(*(t[i:i + 1] for t in x)) for i in range(2)]
+        both = model64.net(*x)
+        one = [model64.net(*(t[i:i + 1] for t in x)) for i in range(2)]
     for k in range(2):
-        torch.testing.assert_close(both[k], torch.cat([one[0][k], one[1][k]]), rtol=0, atol=1e-4)
+        torch.testing.assert_close(both[k], torch.cat([one[0][k], one[1][k]]), rtol=0, atol=1e-10)
 
 
 def test_preprocessing_exact(oracle):
@@ -63,17 +83,23 @@ def _predict(model, img, bg=None, **kw):
 
 
 @pytest.mark.slow
-def test_pipeline_image_mode(model, oracle):
+def test_pipeline_image_mode(model, model64, oracle):
+    """The host steps exactly; the uint8 outputs within float32 noise. uint8 truncation and the thresholds
+    (alpha > 0.05 component, alpha > 0.95 foreground) turn rounding noise into level flips, rarely but by any
+    amount (one pixel sitting on the 0.05 threshold flips by 12 levels with 2 threads here), so the outputs are
+    judged on average against our own float64 run, with a floor of a few one-level flips per million values."""
     p = oracle("bgmv1_netg").pipeline_io()
     r = _predict(model, p["image_rgb_u8"], p["back_rgb_u8"], segmentation=p["mask_u8"])
+    r64 = _predict(model64, p["image_rgb_u8"], p["back_rgb_u8"], segmentation=p["mask_u8"])
     assert r.alpha.shape == (157, 211) and r.foreground.shape == (157, 211, 3)
     np.testing.assert_array_equal(r.extras["bbox"], p["bbox"])
     np.testing.assert_array_equal(r.extras["net_seg_u8"], p["net_seg_u8"])
-    for got, ref in ((r.extras["alpha_crop_u8"], p["alpha_crop_u8"]),
-                     (np.round(r.alpha * 255), p["alpha_u8"]),
-                     (np.round(r.foreground * 255), p["fg_rgb_u8"])):
-        d = np.abs(got.astype(int) - ref.astype(int))
-        assert d.max() <= 1 and (d > 0).mean() < 1e-3  # bit-exact here; uint8 truncation may flip by 1 elsewhere
+    crop = "alpha_crop_u8"
+    for what, got, got64, ref in (
+            ("alpha crop", r.extras[crop] / 255, r64.extras[crop] / 255, p[crop] / 255),
+            ("alpha", r.alpha, r64.alpha, p["alpha_u8"] / 255),
+            ("foreground", r.foreground, r64.foreground, p["fg_rgb_u8"] / 255)):
+        assert_within_float_noise(got, got64, ref, 1e-6, what)
 
 
 def _small_reso(model, monkeypatch):
@@ -140,10 +166,10 @@ def test_float_mask_motion_frames_and_empty(model, monkeypatch):
         _predict(model, img, segmentation=mask)
 
 
-def test_predict_batch_equals_single_predicts(model, monkeypatch):
-    """A batch of 2 equal-size images (one plate for both, one mask each; the second mask empty) == 2 single
-    calls. The outputs are uint8 levels, so float32 rounding differences of the batched convolutions (~1e-6)
-    could flip a level only where the network output sits on a level boundary: at most 1/255, rarely."""
+def test_predict_batch_equals_single_predicts(model64, monkeypatch):
+    """A batch of 2 equal-size images (one plate for both, one mask each) == 2 single calls. In float64: the
+    outputs are uint8 levels and thresholds, which float32 rounding of the batched convolutions could flip."""
+    model = model64
     _small_reso(model, monkeypatch)
     rng = np.random.default_rng(2)
     imgs = rng.integers(0, 256, (2, 48, 64, 3), dtype=np.uint8)
@@ -157,10 +183,10 @@ def test_predict_batch_equals_single_predicts(model, monkeypatch):
     for i in range(2):
         one = _predict(model, imgs[i], bg, segmentation=masks[i])
         got = out.result(i)
-        for a, b in ((got.alpha, one.alpha), (got.foreground, one.foreground)):
-            d = np.abs(a - b)
-            assert d.max() <= 1 / 255 + 1e-7 and (d > 0).mean() < 1e-3
+        np.testing.assert_array_equal(got.alpha, one.alpha)
+        np.testing.assert_array_equal(got.foreground, one.foreground)
         np.testing.assert_array_equal(got.extras["bbox"], one.extras["bbox"])
+        assert got.alpha.max() > 0
 
 
 def test_converter_round_trip(tmp_path, model, official):

@@ -11,8 +11,35 @@ import mattecli
 from mattecli.backends.base import Batch
 from mattecli.errors import ConverterError, InputError, MissingInput, UsageError, WeightsUnavailable
 
-TOL = {"mobilenetv2": 1e-5, "resnet50": 2e-5, "resnet101": 1e-3}
+# float32 distance to the oracle: a fixed bound where the synthetic network is tame (measured 10x below it with
+# every CPU code path); the synthetic ResNet-101 amplifies rounding (the oracle's own README: ~1.5e-4 between thread
+# counts), so it is judged against float32 noise measured in the test (see assert_within_float_noise).
+TOL = {"mobilenetv2": 1e-5, "resnet50": 2e-5, "resnet101": None}
 OUTS = ("pha", "fgr", "pha_sm", "fgr_sm", "err_sm", "ref_sm")
+
+
+def assert_within_float_noise(ours32, ours64, ref, floor=1e-7, what=""):
+    """mean|ours32 - ref| <= 1.5 mean|ours64 - ours32| + floor: our float32 result is no farther from the oracle
+    (the authors' code in float32, summing in another order on another CPU) than float32 rounding itself moves
+    it, as measured by our float64 run."""
+    o32, o64, ref = (np.asarray(a, np.float64) for a in (ours32, ours64, ref))
+    assert o32.shape == ref.shape, what
+    err, noise = np.abs(o32 - ref).mean(), np.abs(o64 - o32).mean()
+    assert err <= 1.5 * noise + floor, f"{what}: mean error {err:.3g} vs float32 noise {noise:.3g}"
+
+
+def _close(tag, got, got64, ref, what):
+    if TOL[tag] is None:
+        assert_within_float_noise(got, got64(), ref, what=what)
+    else:
+        np.testing.assert_allclose(np.asarray(got), ref, rtol=0, atol=TOL[tag], err_msg=what)
+
+
+def _float64(m):
+    """The same model computing in float64 (noise yardstick; identities without float32 rounding)."""
+    m.net.double()
+    m.dtype = torch.float64
+    return m
 
 pytestmark = pytest.mark.shared
 
@@ -50,42 +77,60 @@ def _set_mode(m, mode, threshold=0.1, sample_pixels=80_000):
 
 
 @pytest.mark.parametrize("tag", ["mobilenetv2", "resnet50", "resnet101"])
-def test_network_all_refine_modes(tag, models, oracle):
+def test_network_all_refine_modes(tag, models, weights, oracle):
     z = oracle(f"bgmv2_{tag}").net_io()
     m = models(tag)
+    noisy = TOL[tag] is None
+    m64 = _float64(mattecli.load_model(f"bgmv2.{tag}", weights=weights(tag), refine_mode="full")) if noisy else None
     src, bgr = torch.from_numpy(z["src"]), torch.from_numpy(z["bgr"])
-    tol = TOL[tag]
+
+    def small(t):
+        return torch.nn.functional.interpolate(t, scale_factor=0.25, mode="bilinear", align_corners=False,
+                                               recompute_scale_factor=True)
+
     with torch.inference_mode():
-        raw = m.net.base(*(torch.nn.functional.interpolate(t, scale_factor=0.25, mode="bilinear",
-                                                           align_corners=False, recompute_scale_factor=True)
-                           for t in (src, bgr)))
-    np.testing.assert_allclose(raw.numpy(), z["base_decoder_raw"], rtol=0, atol=tol)
+        raw = m.net.base(small(src), small(bgr))
+    _close(tag, raw, lambda: m64.net.base(small(src.double()), small(bgr.double())).detach(), z["base_decoder_raw"],
+           "base")
     for mode, pre, kw in (("full", "full", {}),
                           ("thresholding", "thr", {"threshold": float(z["thr_threshold"])}),
                           ("sampling", "smp", {"sample_pixels": int(z["smp_sample_pixels"])})):
         _set_mode(m, mode, **kw)
         with torch.inference_mode():
             outs = m.net(src, bgr)
-        for name, got in zip(OUTS, outs):
+            if noisy:
+                _set_mode(m64, mode, **kw)
+                outs64 = m64.net(src.double(), bgr.double())
+            else:
+                outs64 = [None] * len(outs)
+        for name, got, got64 in zip(OUTS, outs, outs64):
             ref = z[f"{pre}_{name}"]
             if name == "ref_sm":
                 np.testing.assert_array_equal(got.numpy(), ref, err_msg=f"{mode} {name}")
             else:
-                np.testing.assert_allclose(got.numpy(), ref, rtol=0, atol=tol, err_msg=f"{mode} {name}")
+                _close(tag, got, lambda: got64, ref, f"{mode} {name}")
     _set_mode(m, "full")
 
 
 @pytest.mark.parametrize("tag", ["mobilenetv2", "resnet50", "resnet101"])
 def test_pipeline_inference_images(tag, weights, oracle):
     p = oracle(f"bgmv2_{tag}").pipeline_io()
-    m = mattecli.load_model(f"bgmv2.{tag}", weights=weights(tag), refine_mode="thresholding",
-                            refine_threshold=float(p["refine_threshold"]))
+    kw = dict(refine_mode="thresholding", refine_threshold=float(p["refine_threshold"]))
+    m = mattecli.load_model(f"bgmv2.{tag}", weights=weights(tag), **kw)
     r = m.predict(p["src_rgb_u8"], background=p["bgr_rgb_u8"])
-    tol = TOL[tag]
+    r64 = None
+
+    def ours64():
+        nonlocal r64
+        if r64 is None:
+            m64 = _float64(mattecli.load_model(f"bgmv2.{tag}", weights=weights(tag), **kw))
+            r64 = m64.predict(p["src_rgb_u8"], background=p["bgr_rgb_u8"])
+        return r64
+
     assert r.alpha.shape == (156, 212) and r.alpha.dtype == np.float32
-    np.testing.assert_allclose(r.alpha, p["pha"][0, 0], rtol=0, atol=tol)
-    np.testing.assert_allclose(r.foreground, p["fgr"][0].transpose(1, 2, 0), rtol=0, atol=tol)
-    np.testing.assert_allclose(r.extras["err_sm"], p["err_sm"][0, 0], rtol=0, atol=tol)
+    _close(tag, r.alpha, lambda: ours64().alpha, p["pha"][0, 0], "pha")
+    _close(tag, r.foreground, lambda: ours64().foreground, p["fgr"][0].transpose(1, 2, 0), "fgr")
+    _close(tag, r.extras["err_sm"], lambda: ours64().extras["err_sm"], p["err_sm"][0, 0], "err_sm")
     np.testing.assert_array_equal(r.extras["ref_sm"], p["ref_sm"][0, 0])
     assert r.extras["error"].shape == (156, 212)
 
@@ -156,13 +201,6 @@ def test_any_size_padded_and_cropped(size, models):
     with torch.inference_mode():
         pha = m.net(pad(src, (0, pw, 0, ph), mode="replicate"), pad(bgr, (0, pw, 0, ph), mode="replicate"))[0]
     np.testing.assert_array_equal(r.alpha, pha[0, 0, :h, :w].numpy())
-
-
-def _float64(m):
-    """The same model computing in float64 (to check identities without float32 rounding in the way)."""
-    m.net.double()
-    m.dtype = torch.float64
-    return m
 
 
 @pytest.mark.parametrize("mode", ["full", "thresholding", "sampling"])

@@ -1,22 +1,30 @@
 """Context-Aware Matting (``cam`` = ``cam.lap``, ``cam.lap-fea-da``, ``cam.lap-fea-da-color``) and the TF bundle I/O.
 
-Tolerances: with the oracle's synthetic weights this 2x Xception-65 network amplifies float32 rounding: our own
-float32 and float64 runs differ by up to ~0.25 in the logits (range +-60) and ~1.3 in the colour logits (range
-+-135). The thresholds below sit just above that noise; a structural slip (e.g. BN eps 1e-5 instead of 1e-3 in the
-backbone) gives mean errors of ~10, far outside them.
+Float noise: with the oracle's synthetic weights this two-branch Xception-65 network amplifies float32 rounding
+(logits +-60, colour logits +-135), so the distance to the oracle is judged against the float noise measured here,
+on this CPU: our network against a copy whose every weight and statistic moved by a random relative 2^-24, i.e.
+another float32 rounding of the same network, which is what an independent float32 engine (TensorFlow's) is. The
+float64 twin the other families use costs 20-30 s here (float64 depthwise and dilated convolutions take torch's slow
+path); measured, the two noise estimates agree within 15 % and the oracle sits at 0.9-1.2 times either. The bound
+is NOISE_FACTOR = 4 times the noise (single-image samples of near-tie decisions scatter); a structural slip (BN eps
+1e-5 instead of 1e-3 in the backbone, align_corners, padding) moves the outputs by 10-100x the noise.
 """
 from __future__ import annotations
 
+import copy
 import tarfile
 
 import numpy as np
 import pytest
 
 import mattecli
-from mattecli.errors import ConverterError, InputError, UsageError, WeightsUnavailable
+from mattecli.backends.base import Batch
+from mattecli.backends.cam.convert import CAMConverter, index_path
+from mattecli.errors import ConverterError, InputError, MissingInput, UsageError, WeightsUnavailable
 
 LAP = "conmat_lap"
 COLOR = "conmat_lap-fea-da-color"
+NOISE_FACTOR = 4.0
 
 
 def official_weights(oracle_cls, name: str) -> dict:
@@ -38,12 +46,43 @@ def official_weights(oracle_cls, name: str) -> dict:
     return out
 
 
+def spec(name: str):
+    from mattecli.backends.install import spec_of
+    from mattecli.registry import resolve
+
+    return spec_of(*resolve(name))
+
+
+def perturbed(model, seed: int = 0):
+    """The model with every float weight and buffer multiplied by 1 + u * 2^-24, u uniform in [-1, 1]."""
+    import torch
+
+    m = copy.copy(model)
+    m.net = copy.deepcopy(model.net)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for t in list(m.net.parameters()) + list(m.net.buffers()):
+            if t.is_floating_point():
+                t.mul_(1 + (torch.rand(t.shape, generator=g, dtype=torch.float64) * 2 - 1) * 2.0 ** -24)
+    return m
+
+
+def assert_within_noise(ours, ref, noisy, what):
+    """mean|ours - oracle| <= NOISE_FACTOR x mean|ours - perturbed ours| (+ a floor at float32 resolution)."""
+    ours, ref, noisy = (np.asarray(a, np.float64) for a in (ours, ref, noisy))
+    assert ours.shape == ref.shape, what
+    err, noise = np.abs(ours - ref).mean(), np.abs(ours - noisy).mean()
+    floor = 1e-6 * max(1.0, np.abs(ref).max())
+    assert err <= NOISE_FACTOR * noise + floor, f"{what}: mean|ours - oracle| {err:.3g} vs float noise {noise:.3g}"
+
+
 @pytest.fixture(scope="module")
 def lap():
     from conftest import Oracle
 
     w = official_weights(Oracle, LAP)
-    return Oracle(LAP), w, mattecli.load_model("cam", weights=w)
+    m = mattecli.load_model("cam", weights=w)
+    return Oracle(LAP), w, m, perturbed(m)
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +90,8 @@ def color():
     from conftest import Oracle
 
     w = official_weights(Oracle, COLOR)
-    return Oracle(COLOR), w, mattecli.load_model("cam.lap-fea-da-color", weights=w)
+    m = mattecli.load_model("cam.lap-fea-da-color", weights=w)
+    return Oracle(COLOR), w, m, perturbed(m)
 
 
 def _nchw(a):
@@ -102,16 +142,15 @@ def test_bundle_round_trip(tmp_path):
     hdr, entries = tfbundle.parse_index((tmp_path / "model.ckpt.index").read_bytes())
     assert hdr["num_shards"] == 1 and entries["global_step"]["shape"] == ()
     # the authors' model.tgz layout: model/<variant>/model.ckpt.*
-    from mattecli.backends.cam.convert import read_checkpoint
-
     tgz = tmp_path / "model.tgz"
     with tarfile.open(tgz, "w:gz") as tf:
         for p in paths:
             tf.add(p, arcname="model/lap_fea_da/" + p.rsplit("/", 1)[1])
-    got = read_checkpoint(tgz, "lap-fea-da")
+    conv = CAMConverter()
+    got = conv.read(tgz, spec("cam.lap-fea-da"))
     assert set(got) == set(tensors) and all(np.array_equal(got[k], tensors[k]) for k in tensors)
     with pytest.raises(ConverterError, match="lap_fea_da_color"):
-        read_checkpoint(tgz, "lap-fea-da-color")
+        conv.read(tgz, spec("cam.lap-fea-da-color"))
 
 
 def test_bundle_corruption_is_a_converter_error(tmp_path):
@@ -130,87 +169,121 @@ def test_bundle_corruption_is_a_converter_error(tmp_path):
 
 
 # -- network / pipeline oracles ----------------------------------------------------------------------------------
-def test_lap_net_oracle(lap):
+def _net_outputs(m, noisy, io):
     import torch
 
-    o, _, m = lap
+    with torch.inference_mode():
+        args = (_nchw(io["comp_image"]), _nchw(io["patch_image"]))
+        return m.net(*args), noisy.net(*args)
+
+
+def test_lap_net_oracle(lap):
+    o, _, m, noisy = lap
     io = o.net_io()
-    with torch.no_grad():
-        out = m.net(_nchw(io["comp_image"]), _nchw(io["patch_image"]))
-    d = np.abs(out["mat_logits"][0, 0].numpy() - io["mat_logits"][0, :, :, 0])
-    assert d.max() < 1.0 and d.mean() < 0.08, (d.max(), d.mean())
-    a = np.abs(out["alpha"][0, 0].numpy() - io["mat_pred"][0, :, :, 0])
-    assert a.max() < 0.1 and a.mean() < 2e-3, (a.max(), a.mean())
+    out, out_n = _net_outputs(m, noisy, io)
+    for ours, ref in (("mat_logits", "mat_logits"), ("alpha", "mat_pred")):
+        assert_within_noise(out[ours].numpy(), _nchw(io[ref]).numpy(), out_n[ours].numpy(), ours)
 
 
 def test_lap_pipeline_oracle(lap):
-    o, _, m = lap
+    import torch
+
+    o, _, m, noisy = lap
     p = o.pipeline_io()
-    comp, patch = m.canvases(p["image_rgb_u8"], p["trimap_u8"])
-    np.testing.assert_array_equal(patch, p["padded_patch_image"])
-    r = m.predict(p["image_rgb_u8"], p["trimap_u8"])
+    img, tri = p["image_rgb_u8"], p["trimap_u8"]
+    batch = Batch.from_numpy(img, tri)
+    psize, csize = m.crop_sizes(*batch.size)
+    assert psize == csize == (161, 225)
+    comp, patch = m.canvases(batch, psize, csize)
+    assert comp is patch
+    np.testing.assert_array_equal(patch.permute(0, 2, 3, 1).numpy(), p["padded_patch_image"])
+    # the post-processing on the oracle's raw network output gives the oracle's alpha exactly (crop, forcing)
+    raw = _nchw(p["net_mat_pred"])
+    with torch.inference_mode():
+        post = m.decode({"alpha": raw, "mat_logits": torch.zeros_like(raw)}, batch, batch.size)
+    np.testing.assert_array_equal(post.alpha[0, 0].numpy(), p["alpha"])
+    r, rn = m.predict(img, tri), noisy.predict(img, tri)
     assert r.alpha.shape == (157, 211) and r.alpha.dtype == np.float32 and r.foreground is None
-    d = np.abs(r.alpha - p["alpha"])
-    assert d.mean() < 3e-3 and np.percentile(d, 99) < 0.05, (d.mean(), np.percentile(d, 99))
-    known = (p["trimap_u8"] == 0) | (p["trimap_u8"] == 255)
+    assert_within_noise(r.alpha, p["alpha"], rn.alpha, "alpha")
+    known = (tri == 0) | (tri == 255)
     np.testing.assert_array_equal(r.alpha[known], p["alpha"][known])
-    u8 = (r.alpha * 255).astype(np.uint8).astype(int)
-    assert np.mean(np.abs(u8 - p["alpha_u8"]) > 2) < 0.02
+    assert_within_noise((r.alpha * 255).astype(np.uint8), p["alpha_u8"], (rn.alpha * 255).astype(np.uint8),
+                        "alpha_u8")
 
 
 def test_color_net_and_pipeline_oracle(color):
-    import torch
-
-    o, _, m = color
+    o, _, m, noisy = color
     io = o.net_io()
-    with torch.no_grad():
-        out = m.net(_nchw(io["comp_image"]), _nchw(io["patch_image"]))
-    d = np.abs(out["mat_logits"][0, 0].numpy() - io["mat_logits"][0, :, :, 0])
-    assert d.max() < 1.0 and d.mean() < 0.08, (d.max(), d.mean())
-    c = np.abs(out["color"][0].permute(1, 2, 0).numpy() - io["color_pred"][0])
-    assert c.max() < 2.0 and c.mean() < 0.2, (c.max(), c.mean())
+    out, out_n = _net_outputs(m, noisy, io)
+    for ours, ref in (("mat_logits", "mat_logits"), ("alpha", "mat_pred"), ("color", "color_pred")):
+        assert_within_noise(out[ours].numpy(), _nchw(io[ref]).numpy(), out_n[ours].numpy(), ours)
     p = o.pipeline_io()
-    r = m.predict(p["image_rgb_u8"], p["trimap_u8"])
-    d = np.abs(r.alpha - p["alpha"])
-    assert d.mean() < 3e-3 and np.percentile(d, 99) < 0.05, (d.mean(), np.percentile(d, 99))
-    fg = np.clip(r.extras["raw_color"] * 255, 0, 255).astype(np.uint8).astype(int)
-    e = np.abs(fg - p["fg_rgb_u8"])
+    img, tri = p["image_rgb_u8"], p["trimap_u8"]
+    r, rn = m.predict(img, tri), noisy.predict(img, tri)
+    assert_within_noise(r.alpha, p["alpha"], rn.alpha, "alpha")
     assert r.foreground.shape == (157, 211, 3) and 0 <= r.foreground.min() and r.foreground.max() <= 1
-    assert np.median(e) <= 2 and np.mean(e > 40) < 0.05, (np.median(e), np.mean(e > 40))
+
+    def fg_u8(res):   # the demo's file: clip(color * 255, 0, 255) as uint8, HxWx3
+        return np.clip(res.extras["raw_color"].transpose(1, 2, 0) * 255, 0, 255).astype(np.uint8)
+
+    assert_within_noise(fg_u8(r), p["fg_rgb_u8"], fg_u8(rn), "foreground")
+    np.testing.assert_array_equal(r.foreground, np.clip(r.extras["raw_color"].transpose(1, 2, 0), 0, 1))
 
 
-def test_other_sizes_options_and_batch(lap):
-    import torch
-
-    _, w, m = lap
+def test_other_sizes_and_crop_options(lap):
+    o, w, m, _ = lap
     img, tri = _sample(40, 53, 3)
     r = m.predict(img, tri)
     assert r.alpha.shape == (40, 53) and np.isfinite(r.alpha).all()
-    comp, patch = m.canvases(img, tri)
-    assert patch.shape == (1, 49, 65, 4)  # smallest 16k+1 per side
+    assert m.crop_sizes(40, 53) == ((49, 65), (49, 65))  # smallest 16k+1 per side
     saved = dict(m.options)
     try:
-        m.options.update(vis_patch_crop_size=(33, 70))
+        m.options.update(vis_patch_crop_size="33,70")
         with pytest.raises(InputError, match="vis_patch_crop_size"):
             m.predict(img, tri)
-        m.options.update(vis_patch_crop_size=(49, 65), vis_comp_crop_size=(33, 49))  # comp != patch (imresize)
-        comp, patch = m.canvases(img, tri)
-        assert comp.shape == (1, 33, 49, 4) and patch.shape == (1, 49, 65, 4)
+        m.options.update(vis_patch_crop_size="49,65", vis_comp_crop_size="33x49")  # comp != patch (imresize)
+        psize, csize = m.crop_sizes(40, 53)
+        comp, patch = m.canvases(Batch.from_numpy(img, tri), psize, csize)
+        assert tuple(comp.shape) == (1, 4, 33, 49) and tuple(patch.shape) == (1, 4, 49, 65)
+        assert comp.dtype == patch.dtype and float(comp.max()) <= 255 and float(comp.min()) >= 0
         assert m.predict(img, tri).alpha.shape == (40, 53)
     finally:
         m.options.clear()
         m.options.update(saved)
-    x = torch.from_numpy(np.random.default_rng(4).uniform(0, 255, (2, 4, 33, 49)).astype(np.float32))
-    with torch.no_grad():
-        both = m.net(x, x)["mat_logits"]
-        one = torch.cat([m.net(x[:1], x[:1])["mat_logits"], m.net(x[1:], x[1:])["mat_logits"]])
-    np.testing.assert_allclose(both.numpy(), one.numpy(), atol=1e-3)
+    with pytest.raises(MissingInput, match="trimap"):
+        m.predict(img)
+
+
+def test_bad_options_are_usage_errors(lap):
+    _, w, _, _ = lap
     with pytest.raises(UsageError, match="vis_patch_crop_size"):
         mattecli.load_model("cam", weights=w, vis_patch_crop_size="big")
+    with pytest.raises(UsageError, match="vis_comp_crop_size"):
+        mattecli.load_model("cam", weights=w, vis_comp_crop_size="10,10")
+    with pytest.raises(UsageError, match="tile"):
+        mattecli.load_model("cam", weights=w, tile=66)   # not 16k+1
+    with pytest.raises(UsageError, match="tile"):
+        mattecli.load_model("cam", weights={}, tile=-1)  # the Option's range, before the weights are read
+
+
+def test_predict_batch_equals_singles(lap):
+    import torch
+
+    _, _, m, noisy = lap
+    pairs = [_sample(33, 49, s) for s in (4, 5)]
+    batch = Batch(torch.from_numpy(np.stack([p[0] for p in pairs])).permute(0, 3, 1, 2),
+                  torch.from_numpy(np.stack([p[1] for p in pairs]))[:, None])
+    both = m.predict_batch(batch)
+    assert both.alpha.shape == (2, 1, 33, 49) and both.extras["mat_logits"].shape == (2, 1, 33, 49)
+    for i, (img, tri) in enumerate(pairs):
+        one, one_n = m.predict(img, tri), noisy.predict(img, tri)
+        assert_within_noise(both.alpha[i, 0].numpy(), one.alpha, one_n.alpha, f"item {i}")
+        assert_within_noise(both.extras["mat_logits"][i, 0].numpy(), one.extras["mat_logits"],
+                            one_n.extras["mat_logits"], f"item {i} logits")
 
 
 def test_tiling_runs(lap):
-    _, _, m = lap
+    _, _, m, _ = lap
     img, tri = _sample(60, 90, 8)
     saved = dict(m.options)
     try:
@@ -219,29 +292,28 @@ def test_tiling_runs(lap):
     finally:
         m.options.clear()
         m.options.update(saved)
-    assert r.alpha.shape == (60, 90) and np.isfinite(r.alpha).all()
+    assert r.alpha.shape == (60, 90) and np.isfinite(r.alpha).all() and r.foreground is None
     assert (r.alpha[tri == 255] == 1).all() and (r.alpha[tri == 0] == 0).all()
+    assert 0 <= r.alpha.min() and r.alpha.max() <= 1
 
 
 # -- converter ---------------------------------------------------------------------------------------------------
 def test_checkpoint_files_round_trip(lap, tmp_path):
     """ours -> TF bundle (folder / .index / model.tgz) -> identical tensors; the CLI loads the folder."""
-    from mattecli.backends.cam import convert
-
-    _, w, m = lap
+    _, w, m, _ = lap
+    conv, sp = m.converter, m.spec
     ours = m.net.state_dict()
     folder = tmp_path / "model" / "lap"
     folder.mkdir(parents=True)
-    convert.write_checkpoint(ours, folder)
-    back = convert.read_checkpoint(folder)
+    conv.write(ours, folder, sp)
+    back = conv.read(folder, sp)
     assert set(back) == set(w)
     for k, v in w.items():
         assert back[k].dtype == v.dtype and np.array_equal(back[k], v), k
     idx = str(folder / "model.ckpt.index")
-    assert convert.index_path(folder) == convert.index_path(str(folder / "model.ckpt")) == idx
-    assert convert.index_path(tmp_path / "model", "lap") == idx  # the authors' model/ folder, by weight set
+    assert index_path(folder) == index_path(str(folder / "model.ckpt")) == idx
+    assert index_path(tmp_path / "model", "lap") == idx  # the authors' model/ folder, by weight set
     # load_model(weights=<file>) through the CLI, with the authors' model/ folder (the lap sub-folder is picked)
-    pytest.importorskip("mattecli.cli.matte")
     from foundation_helpers import invoke
     from mattecli.imaging.io import read_image, write_image
 
@@ -257,10 +329,12 @@ def test_checkpoint_files_round_trip(lap, tmp_path):
     tgz = tmp_path / "model.tar"  # the authors ship model.tgz; tarfile reads both alike (uncompressed: faster test)
     with tarfile.open(tgz, "w") as tf:
         tf.add(tmp_path / "model", arcname="model")
-    from_tgz = convert.read_checkpoint(tgz, "lap")
+    from_tgz = conv.read(tgz, sp)
     assert all(np.array_equal(from_tgz[k], w[k]) for k in w)
+    ours_tgz, _meta = conv.convert_file(tgz, sp)
+    assert all(np.array_equal(ours_tgz[k].numpy(), ours[k].numpy()) for k in ours)
     with pytest.raises(ConverterError, match="lap_fea_da_color"):
-        convert.read_checkpoint(tgz, "lap-fea-da-color")
+        conv.read(tgz, spec("cam.lap-fea-da-color"))
     with pytest.raises(ConverterError, match="model.ckpt.index"):
         mattecli.load_model("cam.lap-fea-da", weights=tmp_path / "model")
 
@@ -268,32 +342,30 @@ def test_checkpoint_files_round_trip(lap, tmp_path):
 def test_converter_keys(lap, color):
     import torch
 
-    _, w, m = lap
-    _, wc, _ = color
+    _, w, m, _ = lap
+    _, wc, mc, _ = color
+    conv, sp = m.converter, m.spec
     # optimiser slots are discarded, unknown names raise, missing names raise
     extra = dict(w, **{"comp/encoder/aspp0/weights/Momentum": np.zeros((1, 1, 2048, 256), np.float32),
                        "beta1_power": np.float32(0.9)})
-    from mattecli.backends.cam.convert import to_official, to_ours
-
-    ours = to_ours(extra)
+    ours = conv.to_ours(extra, sp)
     assert set(ours) == set(m.net.state_dict())
     with pytest.raises(ConverterError, match="unexpected keys patch/foo"):
-        to_ours(dict(w, **{"patch/foo/weights": np.zeros(3, np.float32)}))
+        conv.to_ours(dict(w, **{"patch/foo/weights": np.zeros(3, np.float32)}), sp)
     missing = dict(w)
     missing.pop("comp_proj/comp_proj_1/biases")
     with pytest.raises(ConverterError, match="comp_proj_1/biases"):
-        to_ours(missing)
+        conv.to_ours(missing, sp)
     # the alpha-only models ignore the colour decoder the way TF's Saver does; the colour model needs it
-    assert set(to_ours(wc, color=False)) == set(ours)
+    assert set(conv.to_ours(wc, sp)) == set(ours)
     with pytest.raises(ConverterError, match="patch/seg_decoder"):
-        to_ours(w, color=True)
-    off = to_official(ours)
+        mc.converter.to_ours(w, mc.spec)
+    off = conv.to_official(ours, sp)
     assert set(off) == set(w) and all(off[k].shape == w[k].shape for k in w)
     assert off["comp/encoder/xception_65/entry_flow/conv1_1/weights"].shape == (3, 3, 4, 32)
-    assert np.array_equal(off["comp/encoder/xception_65/entry_flow/block1/unit_1/xception_module/"
-                              "separable_conv1_depthwise/depthwise_weights"],
-                          w["comp/encoder/xception_65/entry_flow/block1/unit_1/xception_module/"
-                            "separable_conv1_depthwise/depthwise_weights"])
+    dw = ("comp/encoder/xception_65/entry_flow/block1/unit_1/xception_module/separable_conv1_depthwise/"
+          "depthwise_weights")
+    assert np.array_equal(off[dw], w[dw])
     assert isinstance(ours["global_step"], torch.Tensor) and ours["global_step"].dtype == torch.int64
 
 

@@ -1,4 +1,5 @@
-"""Classical backends: same alpha as calling pymatting directly (alphamatting crops, the lemur with its 102 trimap)."""
+"""Classical backends: same alpha as calling pymatting directly (alphamatting crops, the lemur with its 102 trimap);
+closed-form's JIT-free solver: the same linear system as pymatting's, solved exactly."""
 from __future__ import annotations
 
 import numpy as np
@@ -58,7 +59,8 @@ def test_equals_pymatting_on_alphamatting_crop(name):
     ci, ct, cq = _crop_around_unknown(img_f, tri_f, tri_q, size)
     cu8, _, _ = _crop_around_unknown(img_u8, tri_f, tri_q, size)
     want = getattr(pymatting, FUNCS[name])(np.ascontiguousarray(ci), np.ascontiguousarray(ct))
-    got = mattecli.load_model(name).predict(np.ascontiguousarray(cu8), trimap=np.ascontiguousarray(cq)).alpha
+    opts = {"solver": "pymatting"} if name == "closed-form" else {}
+    got = mattecli.load_model(name, **opts).predict(np.ascontiguousarray(cu8), trimap=np.ascontiguousarray(cq)).alpha
     assert got.dtype == np.float32 and got.shape == cq.shape
     np.testing.assert_array_equal(got, np.clip(want, 0, 1).astype(np.float32))
 
@@ -75,7 +77,8 @@ def test_equals_pymatting_on_lemur_102_trimap(name):
     ci, ct, cq = _crop_around_unknown(img_f, tri_f, tri_q, 56)
     cu8, _, _ = _crop_around_unknown(img_u8, tri_f, tri_q, 56)
     want = getattr(pymatting, FUNCS[name])(np.ascontiguousarray(ci), np.ascontiguousarray(ct))
-    got = mattecli.load_model(name).predict(np.ascontiguousarray(cu8), trimap=np.ascontiguousarray(cq)).alpha
+    opts = {"solver": "pymatting"} if name == "closed-form" else {}
+    got = mattecli.load_model(name, **opts).predict(np.ascontiguousarray(cu8), trimap=np.ascontiguousarray(cq)).alpha
     np.testing.assert_array_equal(got, np.clip(want, 0, 1).astype(np.float32))
 
 
@@ -88,7 +91,8 @@ def test_options_are_pymatting_kwargs():
     tri[:, 12:] = 1
     tri[:, 9:15] = 0.5
     want = pymatting.estimate_alpha_cf(img, tri, laplacian_kwargs={"epsilon": 1e-4}, cg_kwargs={"maxiter": 50})
-    got = mattecli.load_model("closed-form", epsilon=1e-4, maxiter=50).predict(img.astype(np.float32), trimap=tri)
+    got = mattecli.load_model("closed-form", epsilon=1e-4, maxiter=50, solver="pymatting").predict(
+        img.astype(np.float32), trimap=tri)
     np.testing.assert_allclose(got.alpha, want, atol=1e-4)  # float32 input image vs float64
     with pytest.raises(UsageError, match="unknown option"):
         mattecli.load_model("knn", epsilon=1)
@@ -96,3 +100,46 @@ def test_options_are_pymatting_kwargs():
         mattecli.load_model("lkm").predict(img)
     with pytest.raises(MatteError, match="takes no weights"):
         mattecli.load_model("rw", weights="x.pth")
+
+
+@pytest.mark.parametrize("image,trimap_dir", [("GT02", "trimap1"), ("GT04", "trimap1"), ("GT01", "trimap2")])
+def test_direct_solver_solves_pymattings_system(image, trimap_dir):
+    """The default closed-form solver builds pymatting's linear system and solves it exactly: the difference to
+    pymatting is its conjugate gradient's stopping error (rtol 1e-7), not a different model. Checked by the residual
+    of pymatting's own system and by the distance to pymatting's alpha."""
+    import pymatting
+    from pymatting.util.util import trimap_split
+
+    d = need_shared("data", "alphamatting")
+    img = read_rgb(d / "image" / f"{image}.png")
+    tri = read_trimap(d / trimap_dir / f"{image}.png", img.shape[:2])
+    s = (slice(40, 200), slice(60, 260))
+    img, tri = np.ascontiguousarray(img[s]), np.ascontiguousarray(tri[s])
+    f_img, f_tri = img / 255.0, tri / 255.0
+    got = mattecli.load_model("closed-form").predict(img, trimap=tri).alpha.astype(np.float64)
+    want = np.clip(pymatting.estimate_alpha_cf(f_img, f_tri), 0, 1)
+    assert np.abs(got - want).max() < 2e-3 and np.abs(got - want).mean() < 1e-5
+    is_fg, _, is_known, is_unknown = trimap_split(f_tri)
+    lap = pymatting.cf_laplacian(f_img, is_known=is_known)
+    lu = lap[is_unknown][:, is_unknown]
+    rhs = -lap[is_unknown][:, is_known].dot(is_fg[is_known])
+    from mattecli.backends.classical.closed_form import solve_unknown
+
+    x = solve_unknown(f_img, f_tri)                       # not clipped: the solve itself
+    res = np.linalg.norm(lu @ x.ravel()[is_unknown] - rhs) / np.linalg.norm(rhs)
+    assert res < 1e-6
+    assert (got[tri == 0] == 0).all() and (got[tri == 255] == 1).all()
+
+
+def test_direct_solver_edge_cases():
+    rng = np.random.default_rng(2)
+    img = rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    tri = np.zeros((20, 30), np.uint8)
+    tri[:, 15:] = 255
+    tri[:, 13:17] = 128
+    tri[0, 0] = 128                                        # an unknown pixel in the corner
+    a = mattecli.load_model("closed-form").predict(img, trimap=tri).alpha
+    assert a.shape == (20, 30) and np.isfinite(a).all() and a.min() >= 0 and a.max() <= 1
+    assert (a[tri == 0] == 0).all() and (a[tri == 255] == 1).all()
+    with pytest.raises(UsageError, match="solver"):
+        mattecli.load_model("closed-form", solver="magic")

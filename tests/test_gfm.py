@@ -4,13 +4,26 @@ Synthetic weights are built once per variant (module-scoped, parametrized fixtur
 variant, so at most one variant's weights are alive at a time). ResNet-101 is the heavy one (540 M values in the
 official layout), so only the oracle tests run for it; converter tests use the light variants, which cover every
 alias layout (ResNet stem + maxpool/layer1, r34_2b's own stem, DenseNet blocks/transitions, RIM heads).
+
+Float noise: GFM consumes RGB in 0..255 and its synthetic-weight logits reach +-540, so float32 rounding is
+amplified (ResNet-101: about 1e-3 of max|logit|), and the argmax of saturated glance maps can flip. Each variant's
+distance to the oracle is judged against the float noise measured here, on this CPU: our network against a copy
+whose every weight and statistic moved by a random relative 2^-24, i.e. another float32 rounding of the same
+network, which is what the oracle's run on another CPU is. (A float64 twin is no reference here: in float64 the
+sigmoid maps do not saturate to exact ties, so their argmax differs from every float32 run at 1-8 % of the pixels.)
+Measured with AVX-512, AVX2 and default kernels and 1-2 threads, the oracle sits at 0.6-1.6 times the noise; the
+bound is NOISE_FACTOR = 4 times it (the same as for the other chaotic families); structural slips move the outputs by
+10-1000x the noise. The fusion rules are also checked on the oracle's own maps, where they are deterministic.
 """
 from __future__ import annotations
+
+import copy
 
 import numpy as np
 import pytest
 
 import mattecli
+from mattecli.backends.base import Batch
 from mattecli.errors import ConverterError, UsageError, WeightsUnavailable
 
 CASES = {
@@ -21,27 +34,48 @@ CASES = {
 # position, so with prefixes each variant's weights are built exactly once.
 ALL = ["r34-tt", "d121-rim", "r34-2b-tt", "d121-tt", "r34-bt", "r34-ft", "r101-tt"]
 LIGHT = ALL[:3]  # one per alias layout (ResNet stem, DenseNet, r34_2b's own stem); RIM for the six-head variant
+NOISE_FACTOR = 4.0
 
-# ResNet-101 with synthetic weights is chaotic in float32: its own float32 and float64 runs differ by 2.6e-3
-# (glance logits) and 1.4e-3 (focus logits) relative to max|logit|, ten times the README's 1e-4 (which is the oracle
-# against itself). Against the oracle we measured 2.7e-4 / 1.4e-4 (2 threads; similar with 1), so 1e-3 is its honest
-# logit tolerance, and the sigmoid maps get the bound that implies (sigmoid is 1/4-Lipschitz). Fused maps flip at
-# near-tie glance pixels: measured 0.5 % at network level; after the pipeline 0.3 % (glance), 0.9 % (focus, small
-# continuous differences above 1e-3), 0.05 % (fusion). A wrong network gives relative errors ~1.
-LOGIT_RTOL = {"r101-tt": 1e-3}
-FUSION_FLIP = {"r101-tt": 0.02}   # fraction of network fusion pixels allowed to differ by > 2e-3
-PIPE_FLIP = {"r101-tt": 0.02}     # fraction of pipeline pixels allowed to differ by > 1e-3 (x255 for glance)
+
+def perturbed(model, seed: int = 0):
+    """The model with every float weight and buffer multiplied by 1 + u * 2^-24, u uniform in [-1, 1]."""
+    import torch
+
+    m = copy.copy(model)
+    m.net = copy.deepcopy(model.net)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for t in list(m.net.parameters()) + list(m.net.buffers()):
+            if t.is_floating_point():
+                t.mul_(1 + (torch.rand(t.shape, generator=g, dtype=torch.float64) * 2 - 1) * 2.0 ** -24)
+    return m
+
+
+def with_options(model, **options):
+    """The same loaded network under other (valid) options."""
+    m = copy.copy(model)
+    m.options = dict(model.options, **options)
+    return m
+
+
+def assert_within_noise(ours, ref, noisy, what):
+    """mean|ours - oracle| <= NOISE_FACTOR x mean|ours - perturbed ours| (+ a floor at float32 resolution)."""
+    ours, ref, noisy = (np.asarray(a, np.float64) for a in (ours, ref, noisy))
+    assert ours.shape == ref.shape, what
+    err, noise = np.abs(ours - ref).mean(), np.abs(ours - noisy).mean()
+    floor = 1e-6 * max(1.0, np.abs(ref).max())
+    assert err <= NOISE_FACTOR * noise + floor, f"{what}: mean|ours - oracle| {err:.3g} vs float noise {noise:.3g}"
 
 
 @pytest.fixture(scope="module", params=ALL)
 def variant(request):
-    """(tag, oracle, model) with the oracle's synthetic weights loaded from the official-layout mapping."""
+    """(tag, oracle, model, perturbed model) with the oracle's synthetic weights from the official-layout mapping."""
     from conftest import Oracle
 
     tag = request.param
     o = Oracle(CASES[tag])
     model = mattecli.load_model(f"gfm.{tag}", weights=o.torch_weights())
-    return tag, o, model
+    return tag, o, model, perturbed(model)
 
 
 def _ours(key: str) -> str:
@@ -57,74 +91,85 @@ def _ours(key: str) -> str:
 
 
 def test_network_matches_oracle(variant):
-    """Logits within 1e-4 of max|ref| (the README's tolerance; measured: <= 6e-6 relative for every variant but
-    ResNet-101, see LOGIT_RTOL); sigmoid maps within 2e-3 absolute; the fused alpha may flip at near-tie pixels."""
+    """Logits, sigmoid maps and fused alpha within the float noise; the fusion rules on the oracle's maps."""
     import torch
 
-    tag, o, m = variant
+    from mattecli.backends.gfm.net import collaborative_matting
+
+    tag, o, m, noisy = variant
     io = o.net_io()
+    x = torch.from_numpy(io["input"])
     with torch.inference_mode():
-        out = m.net(torch.from_numpy(io["input"]))
+        out, out_n = m.net(x), noisy.net(x)
     for key in io.files:
-        if key == "input":
-            continue
-        ours, ref = out[_ours(key)].numpy(), io[key]
-        assert ours.shape == ref.shape, key
-        diff = np.abs(ours - ref)
-        rtol = LOGIT_RTOL.get(tag, 1e-4)
-        if "logits" in key:
-            assert diff.max() <= rtol * np.abs(ref).max(), (key, diff.max() / np.abs(ref).max())
-        elif "fusion" in key:
-            assert np.mean(diff > 2e-3) <= FUSION_FLIP.get(tag, 1e-3), (key, np.mean(diff > 2e-3))
-        else:  # sigmoid maps
-            bound = 2e-3
-            if tag in LOGIT_RTOL:
-                bound = 0.25 * rtol * np.abs(io["g_logits" if key == "glance" else "f_logits"]).max()
-            assert diff.max() <= bound, (key, diff.max())
+        if key != "input":
+            assert_within_noise(out[_ours(key)].numpy(), io[key], out_n[_ours(key)].numpy(), key)
+    t = {k: torch.from_numpy(io[k]) for k in io.files}
+    with torch.inference_mode():
+        if tag.endswith("rim"):
+            for r in ("tt", "ft", "bt"):
+                fu = collaborative_matting(r.upper(), t[f"{r}_glance"], t[f"{r}_focus"])
+                np.testing.assert_array_equal(fu.numpy(), io[f"{r}_fusion"], err_msg=r)
+            fusions = torch.cat([t[f"{r}_fusion"] for r in ("tt", "ft", "bt")], 1)
+            assert_within_noise(m.net.rim(fusions).numpy(), io["rim_fusion"], noisy.net.rim(fusions).numpy(),
+                                "rim on the oracle's fusions")
+        else:
+            fu = collaborative_matting(m.rosta, t["glance"], t["focus"])
+            np.testing.assert_array_equal(fu.numpy(), io["fusion"])
 
 
-def _check_maps(res, io, prefix, names, flip=2e-3):
-    for name in names:
-        ref = io[f"{prefix}_{name}"]
-        ours = np.asarray(res[name], np.float64)
-        assert ours.shape == ref.shape, name
-        diff = np.abs(ours - ref)
-        scale = 255.0 if name == "glance" else 1.0
-        # equal up to float32 storage of the reference, except where a near-tie glance decision flips
-        assert np.mean(diff > 1e-3 * scale) <= flip, (name, np.mean(diff > 1e-3 * scale))
-        assert np.median(diff) <= 1e-5 * scale, name
+def _net_inputs(m, img):
+    return [x.numpy() for x in m.encode(Batch.from_numpy(img))[0]]
 
 
 def test_pipeline_matches_oracle(variant):
-    """predict() (HYBRID, the default) and infer(RESIZE) against inference_img_gfm; network inputs exactly."""
-    tag, o, m = variant
+    """predict() (HYBRID, the default) and RESIZE against inference_img_gfm; network inputs exactly."""
+    from mattecli.backends.gfm import pipeline
+
+    tag, o, m, noisy = variant
     io = o.pipeline_io()
     img = io["image_rgb_u8"]
-    prepared = m.prepare(img)
-    flip = PIPE_FLIP.get(tag, 2e-3)
-    r = m.predict(img)
+    r, rn = m.predict(img), noisy.predict(img)
     assert r.alpha.shape == img.shape[:2] and r.alpha.dtype == np.float32
     if tag.endswith("rim"):
-        np.testing.assert_allclose(m.net_input(prepared, div=3), io["rim_net_input"], atol=1e-3)
-        _check_maps(r.extras, io, "rim", ["tt_fusion", "ft_fusion", "bt_fusion", "rim_fusion"], flip)
-        np.testing.assert_allclose(r.alpha, np.clip(io["rim_rim_fusion"], 0, 1), atol=1e-5)
+        (x,) = _net_inputs(m, img)
+        np.testing.assert_allclose(x, io["rim_net_input"], rtol=0, atol=1e-3)
+        for name in pipeline.RIM_MAPS:
+            assert_within_noise(r.extras[name], io[f"rim_{name}"], rn.extras[name], name)
+        assert_within_noise(r.alpha, np.clip(io["rim_rim_fusion"], 0, 1), rn.alpha, "alpha")
         return
-    np.testing.assert_allclose(m.net_input(prepared, ratio=1 / 3), io["hybrid_net_input_0"], atol=1e-3)
-    np.testing.assert_allclose(m.net_input(prepared, ratio=1 / 2), io["hybrid_net_input_1"], atol=1e-3)
-    _check_maps(r.extras, io, "hybrid", ["glance", "focus", "fusion"], flip)
-    # the official script's (x*255).astype(uint8): off by one where the truncation sits on a float32 rounding
-    # (BT: 1 - a focus of 1e-17 -> 254 in float64; measured 1.5 % of pixels), more only at near-tie flips
-    u8 = (r.alpha * 255).astype(np.uint8).astype(int)
-    assert np.mean(np.abs(u8 - io["hybrid_alpha_u8"]) > 1) <= flip
-    assert np.mean(u8 != io["hybrid_alpha_u8"]) <= 0.03
-    res = m.infer(prepared, test_choice="RESIZE")
-    np.testing.assert_allclose(res["net_input"], io["resize_net_input_0"], atol=1e-3)
-    _check_maps(res, io, "resize", ["glance", "focus", "fusion"], flip)
+    x0, x1 = _net_inputs(m, img)
+    np.testing.assert_allclose(x0, io["hybrid_net_input_0"], rtol=0, atol=1e-3)
+    np.testing.assert_allclose(x1, io["hybrid_net_input_1"], rtol=0, atol=1e-3)
+    for name in ("glance", "focus", "fusion"):
+        assert_within_noise(r.extras[name], io[f"hybrid_{name}"], rn.extras[name], f"hybrid {name}")
+    np.testing.assert_array_equal(r.alpha, np.clip(r.extras["fusion"], 0, 1))
+    # HYBRID's fusion rule on the oracle's own glance / focus maps. They are stored as float32: a float64 glance
+    # of 254.9999999 reads as 255, where TT's rule switches from the focus value to the glance value.
+    g, f, ref = (io[f"hybrid_{k}"].astype(np.float64) for k in ("glance", "focus", "fusion"))
+    off = np.abs(pipeline.fuse(m.rosta, g, f) - ref) > 1e-6
+    assert m.rosta == "TT" or not off.any()
+    assert ((g[off] == 0) | (g[off] == 255)).all() and np.allclose(ref[off], f[off], rtol=0, atol=1e-6)
+    assert off.mean() < 0.01
+    # the official script's (x*255).astype(uint8) truncates the float64 fusion, ours the float32 alpha: one level
+    # higher where the fusion sits just under a level (BT: 1 - a focus of 1e-17 -> 254; measured 1.5 % of the
+    # pixels). Beyond that step, and in how many pixels differ at all, the float noise decides.
+    u8, u8n = ((a.alpha * 255).astype(np.uint8).astype(int) for a in (r, rn))
+    ref = io["hybrid_alpha_u8"].astype(int)
+    noise = np.abs(u8 - u8n).mean()
+    assert np.maximum(np.abs(u8 - ref) - 1, 0).mean() <= NOISE_FACTOR * noise + 1e-6 * 255
+    assert np.mean(u8 != ref) <= 0.03 + NOISE_FACTOR * np.mean(u8 != u8n)
+    rs, rsn = with_options(m, test_choice="RESIZE"), with_options(noisy, test_choice="RESIZE")
+    (x,) = _net_inputs(rs, img)
+    np.testing.assert_allclose(x, io["resize_net_input_0"], rtol=0, atol=1e-3)
+    r, rn = rs.predict(img), rsn.predict(img)
+    for name in ("glance", "focus", "fusion"):
+        assert_within_noise(r.extras[name], io[f"resize_{name}"], rn.extras[name], f"resize {name}")
 
 
 @pytest.mark.parametrize("variant", ALL[:2], indirect=True)  # the pipeline's size handling; RIM has its own path
 def test_other_sizes(variant):
-    tag, o, m = variant
+    tag, o, m, _ = variant
     hw = (97, 131)
     img = np.random.default_rng(11).integers(0, 256, (*hw, 3), dtype=np.uint8)
     r = m.predict(img)
@@ -137,61 +182,69 @@ def test_other_sizes(variant):
 
 @pytest.mark.parametrize("variant", ALL[:1], indirect=True)
 def test_short_side_rule_and_options(variant):
-    from mattecli.backends.gfm.adapter import scaled_size
+    from mattecli.backends.gfm.pipeline import prepare, scaled_size
 
-    tag, o, m = variant
+    tag, o, m, _ = variant
     # core/test.py test_samples: short side > 1080 -> 1080, long side int(1080 * long / short)
-    assert m.prepare(np.zeros((1200, 1700, 3), np.uint8)).shape == (1080, 1530, 3)
-    assert m.prepare(np.zeros((1700, 1201, 3), np.uint8)).shape == (int(1080 * 1700 / 1201), 1080, 3)
-    assert m.prepare(np.zeros((1080, 4000, 3), np.uint8)).shape == (1080, 4000, 3)
+    assert prepare(np.zeros((1200, 1700, 3), np.uint8), 1080).shape == (1080, 1530, 3)
+    assert prepare(np.zeros((1700, 1201, 3), np.uint8), 1080).shape == (int(1080 * 1700 / 1201), 1080, 3)
+    assert prepare(np.zeros((1080, 4000, 3), np.uint8), 1080).shape == (1080, 4000, 3)
+    assert prepare(np.zeros((1200, 1700, 3), np.uint8), None).shape == (1200, 1700, 3)
     # pass sizes: floor to 32, capped at 1600, HYBRID uses int(side * (1/3)), RESIZE/RIM int(side / 2 or 3)
     assert scaled_size(1080, 1920, ratio=1 / 3) == (352, 640)
     assert scaled_size(1080, 1920, ratio=1 / 2) == (512, 960)
     assert scaled_size(4000, 3300, div=2) == (1600, 1600)
     assert scaled_size(50, 70, ratio=1 / 3) == (32, 32)  # the official code would crash here
     # the rule, then the alpha resized back to the input size
-    m.options["shorter_path_limitation"] = 64
-    try:
-        img = np.random.default_rng(3).integers(0, 256, (100, 150, 3), dtype=np.uint8)
-        assert m.prepare(img).shape == (64, 96, 3)
-        assert m.predict(img).alpha.shape == (100, 150)
-    finally:
-        m.options["shorter_path_limitation"] = 1080
+    small = with_options(m, shorter_path_limitation=64)
+    img = np.random.default_rng(3).integers(0, 256, (100, 150, 3), dtype=np.uint8)
+    r = small.predict(img)
+    assert r.alpha.shape == (100, 150) and r.extras["fusion"].shape == (64, 96)
+
+
+def test_bad_options_are_usage_errors():
+    """Option domains and the RIM-only pred_choice 4 fail at load_model, before any weights are read."""
     with pytest.raises(UsageError, match="test_choice"):
-        mattecli.load_model("gfm", weights=m.net.state_dict(), test_choice="TILED")
+        mattecli.load_model("gfm", weights={}, test_choice="TILED")
+    with pytest.raises(UsageError, match="pred_choice"):
+        mattecli.load_model("gfm", weights={}, pred_choice=5)
+    with pytest.raises(UsageError, match="pred_choice=4"):
+        mattecli.load_model("gfm", weights={}, pred_choice=4)
+    with pytest.raises(UsageError, match="max_size"):
+        mattecli.load_model("gfm.d121-rim", weights={}, max_size=8)
+    with pytest.raises(ConverterError, match="missing key"):  # RIM takes 4: the weights are read next
+        mattecli.load_model("gfm.d121-rim", weights={}, pred_choice=4)
 
 
 def test_pred_choice_selects_the_official_map():
-    from mattecli.backends.gfm.adapter import GFMAdapter
+    from mattecli.backends.gfm.pipeline import select
 
-    res = {"glance": np.full((2, 2), 128.0), "focus": np.full((2, 2), 0.25), "fusion": np.full((2, 2), 0.75)}
-    sel = GFMAdapter.select
-    fake = type("F", (), {"rosta": "TT", "pred_choice": 3})()
-    assert sel(fake, res)[0, 0] == 0.75
-    assert sel(fake, res, 1)[0, 0] == 128 / 255 and sel(fake, res, 2)[0, 0] == 0.25
+    maps = {"glance": np.full((2, 2), 128.0), "focus": np.full((2, 2), 0.25), "fusion": np.full((2, 2), 0.75)}
+    assert select(maps, "TT", 3)[0, 0] == 0.75
+    assert select(maps, "FT", 1)[0, 0] == 128 / 255 and select(maps, "BT", 2)[0, 0] == 0.25
     rim = {f"{r}_fusion": np.full((1, 1), i, float) for i, r in enumerate(("tt", "ft", "bt", "rim"))}
-    fake = type("F", (), {"rosta": "RIM", "pred_choice": 4})()
-    assert sel(fake, rim)[0, 0] == 3 and sel(fake, rim, 2)[0, 0] == 1
-    with pytest.raises(UsageError, match="pred_choice"):
-        mattecli.load_model("gfm", weights={}, pred_choice=4)
+    assert select(rim, "RIM", 4)[0, 0] == 3 and select(rim, "RIM", 2)[0, 0] == 1
 
 
 @pytest.mark.parametrize("variant", ALL[:1], indirect=True)
-def test_batch_two_equals_two_singles(variant):
+def test_predict_batch_equals_singles(variant):
+    """Two equal-size images in one batch give each image's own prediction. Compared in float64, where the
+    network's rounding noise cannot flip a glance decision the way float32 batching may."""
     import torch
 
-    tag, o, m = variant
-    x = torch.from_numpy(np.random.default_rng(2).uniform(0, 255, (2, 3, 32, 64)).astype(np.float32))
-    with torch.inference_mode():
-        both = m.net(x)
-        singles = [m.net(x[i:i + 1]) for i in range(2)]
-    for k, v in both.items():
-        one = torch.cat([s[k] for s in singles]).numpy()
-        ref = np.abs(one).max() or 1.0
-        if "logits" in k:
-            assert np.abs(v.numpy() - one).max() <= 1e-4 * ref, k
-        else:
-            assert np.mean(np.abs(v.numpy() - one) > 1e-3) <= 1e-3, k
+    tag, o, m, _ = variant
+    imgs = np.random.default_rng(2).integers(0, 256, (2, 70, 100, 3), dtype=np.uint8)
+    batch = Batch(torch.from_numpy(imgs).permute(0, 3, 1, 2))
+    both = m.predict_batch(batch)
+    assert both.alpha.shape == (2, 1, 70, 100) and both.extras["glance"].shape == (2, 1, 70, 100)
+    m64 = copy.copy(m)
+    m64.net, m64.dtype = copy.deepcopy(m.net).double(), torch.float64
+    both = m64.predict_batch(batch)
+    for i in range(2):
+        one = m64.predict(imgs[i])
+        np.testing.assert_allclose(both.alpha[i, 0].numpy(), one.alpha, rtol=0, atol=1e-6)
+        for k in ("glance", "focus"):
+            np.testing.assert_allclose(both.extras[k][i, 0].numpy(), one.extras[k], rtol=0, atol=1e-6 * 255)
 
 
 @pytest.mark.parametrize("variant", LIGHT, indirect=True)
@@ -200,12 +253,10 @@ def test_converter_round_trip(variant, tmp_path, monkeypatch):
     the wrappings a GFM file may come in (plain, DataParallel 'module.' prefix, {'state_dict': ...}) all load."""
     import torch
 
-    from mattecli.backends.gfm import convert
-
-    tag, o, m = variant
+    tag, o, m, _ = variant
+    conv, spec = m.converter, m.spec
     ours = m.net.state_dict()
-    backbone, rosta = convert.variant_of_tag(tag)
-    official = convert.to_official(ours, backbone, rosta)
+    official = conv.to_official(ours, spec)
     layout = o.layout["state_dict"]
     assert list(official) == [k for k, _, _ in layout]  # same keys, same order as GFM(args).state_dict()
     for k, shape, _ in layout:
@@ -213,7 +264,7 @@ def test_converter_round_trip(variant, tmp_path, monkeypatch):
     for alias, first in o.layout["aliases"].items():
         assert torch.equal(official[alias], official[first]), alias
     path = tmp_path / f"gfm_{tag.replace('-', '_')}.pth"
-    convert.write_checkpoint(ours, path, backbone, rosta)
+    conv.write(ours, path, spec)
     again = mattecli.load_model(f"gfm.{tag}", weights=str(path))
     for k, v in again.net.state_dict().items():
         assert torch.equal(v, ours[k]), k
@@ -223,8 +274,8 @@ def test_converter_round_trip(variant, tmp_path, monkeypatch):
         w = mattecli.load_model("gfm", weights=str(p))
         assert torch.equal(w.net.state_dict()["decoder0_f.6.weight"], ours["decoder0_f.6.weight"])
     if tag == "d121-rim":  # `mattecli models import` (the tag picks the variant), then the cache is used
+        from mattecli.backends.install import import_file
         from mattecli.registry import resolve
-        from mattecli.weights import import_file
 
         monkeypatch.setenv("MATTECLI_HOME", str(tmp_path / "home"))
         monkeypatch.setenv("MATTECLI_OFFLINE", "1")
@@ -238,11 +289,8 @@ def test_converter_round_trip(variant, tmp_path, monkeypatch):
 def test_converter_rejects_bad_checkpoints(variant):
     import torch
 
-    from mattecli.backends.gfm import convert
-
-    tag, o, m = variant
-    backbone, rosta = convert.variant_of_tag(tag)
-    official = convert.to_official(m.net.state_dict(), backbone, rosta)
+    tag, o, m, _ = variant
+    official = m.converter.to_official(m.net.state_dict(), m.spec)
     name = f"gfm.{tag}"
     alias = next(iter(o.layout["aliases"]))
     bad = dict(official)
@@ -286,16 +334,14 @@ def test_registry_variants():
 
 @pytest.mark.parametrize("variant", ALL[:1], indirect=True)
 def test_cli_matte(variant, tmp_path):
-    pytest.importorskip("mattecli.cli.matte")
     from PIL import Image
     from typer.testing import CliRunner
 
-    from mattecli.backends.gfm import convert
     from mattecli.cli.app import app
 
-    tag, o, m = variant
+    tag, o, m, _ = variant
     ck = tmp_path / "gfm_r34_tt.pth"
-    convert.write_checkpoint(m.net.state_dict(), ck)
+    m.converter.write(m.net.state_dict(), ck, m.spec)
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (99, 130, 3), dtype=np.uint8)).save(tmp_path / "a.png")
     res = CliRunner().invoke(app, ["matte", str(tmp_path / "a.png"), "--model", "gfm", "--weights", str(ck),
                                    "-o", str(tmp_path / "out"), "--device", "cpu", "--option", "test_choice=RESIZE"])

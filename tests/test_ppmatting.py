@@ -1,15 +1,28 @@
-"""PP-Matting (HRNet-W18) against the oracle of PaddleSeg's own code, and the .pdparams reader."""
+"""PP-Matting (HRNet-W18) against the oracle of PaddleSeg's own code, and the .pdparams reader.
+
+Float noise: HRNet with the synthetic weights is chaotic in float32 (stage outputs reach 1.6e4, detail logits
+1.3e5), so the distance to the oracle is judged against the float noise measured here, on this CPU: our float32
+network against its float64 twin. An independent float32 engine (Paddle's) differs from ours by about sqrt(2) times
+one run's noise on average, and single-image samples of the near-tie decisions of the saturated maps (argmax,
+saturated sigmoid) scatter by another factor of about 2: measured ratios 0.9-2.8 over AVX-512 / AVX2 / default
+kernels and 1-2 threads. The bound is NOISE_FACTOR = 4 times the noise; structural slips move the outputs
+300-1000x the noise (measured: BN eps 1e-3, align_corners=True). The eval head (softmax / sigmoid / fusion) and the
+post-processing are also checked on the oracle's own intermediate arrays, where they are deterministic.
+"""
 from __future__ import annotations
 
+import copy
 import pickle
 
 import numpy as np
 import pytest
 
 import mattecli
-from mattecli.errors import ConverterError, WeightsUnavailable
+from mattecli.backends.base import Batch
+from mattecli.errors import ConverterError, UsageError, WeightsUnavailable
 
 FOLDER = "ppmatting_hrnet-w18-human"
+NOISE_FACTOR = 4.0
 
 
 def _official_weights():
@@ -29,40 +42,68 @@ def oracle_and_model():
     return o, official, mattecli.load_model("ppmatting", weights=official)
 
 
-def _rel(a, b):
-    return np.abs(a - b).max() / np.abs(b).max()
-
-
-def test_network_matches_oracle(oracle_and_model):
-    """HRNet with synthetic weights is chaotic in float32: its stage outputs reach 1.6e4 and our own float32 and
-    float64 runs differ by 2e-3 (semantic logits, relative) and 0.19 (detail logits). The README's 1e-4 is Paddle
-    against itself; against a different summation order the honest check is: semantic logits within 1e-2 relative,
-    and the saturated maps / fused alpha equal except at near-tie decisions (measured: 0.17 % of pixels)."""
+@pytest.fixture(scope="module")
+def twin64(oracle_and_model):
+    """The same model computing in float64 (the float-noise reference)."""
     import torch
+
+    m = copy.copy(oracle_and_model[2])
+    m.net = copy.deepcopy(m.net).double()
+    m.dtype = torch.float64
+    return m
+
+
+def assert_within_noise(ours, ref, ours64, what):
+    """mean|ours - oracle| <= NOISE_FACTOR x mean|ours - ours in float64| (+ a floor at float32 resolution)."""
+    ours, ref, ours64 = (np.asarray(a, np.float64) for a in (ours, ref, ours64))
+    assert ours.shape == ref.shape, what
+    err, noise = np.abs(ours - ref).mean(), np.abs(ours - ours64).mean()
+    floor = 1e-6 * max(1.0, np.abs(ref).max())
+    assert err <= NOISE_FACTOR * noise + floor, f"{what}: mean|ours - oracle| {err:.3g} vs float noise {noise:.3g}"
+
+
+def test_network_matches_oracle(oracle_and_model, twin64):
+    import torch
+
+    from mattecli.backends.ppmatting.net import heads
 
     o, _, m = oracle_and_model
     io = o.net_io()
+    x = torch.from_numpy(io["img"])
     with torch.inference_mode():
-        out = m.net.forward_all(torch.from_numpy(io["img"]))
-    assert _rel(out["semantic_logits"].numpy(), io["semantic_logits"]) <= 1e-2
-    assert _rel(out["detail_logits"].numpy(), io["detail_logits"]) <= 0.5  # a wrong network gives ~1.0
-    for key in ("fusion", "detail_map"):
-        assert np.mean(np.abs(out[key].numpy() - io[key]) > 1e-3) < 0.005, key
+        out = m.net.forward_all(x)
+        out64 = twin64.net.forward_all(x.double())
+    for key in ("semantic_logits", "detail_logits", "semantic_map", "detail_map", "fusion"):
+        assert_within_noise(out[key].numpy(), io[key], out64[key].numpy(), key)
+    # the head on the oracle's logits gives the oracle's maps (a deterministic function: float32 resolution)
+    with torch.inference_mode():
+        h = heads(torch.from_numpy(io["semantic_logits"]), torch.from_numpy(io["detail_logits"]))
+    for key in ("semantic_map", "detail_map", "fusion"):
+        np.testing.assert_allclose(h[key].numpy(), io[key], rtol=0, atol=1e-6, err_msg=key)
 
 
-def test_pipeline_matches_oracle(oracle_and_model):
+def test_pipeline_matches_oracle(oracle_and_model, twin64):
+    import torch
+
     o, _, m = oracle_and_model
     io = o.pipeline_io()
-    x, sizes = m.preprocess(io["image_rgb_u8"])
-    np.testing.assert_allclose(x, io["net_input"], atol=1e-6)
+    batch = Batch.from_numpy(io["image_rgb_u8"])
+    (x,), sizes = m.encode(batch)
+    np.testing.assert_allclose(x.numpy(), io["net_input"], rtol=0, atol=1e-6)
     assert [tuple(s) for s in io["trans_info"]] == sizes
-    r = m.predict(io["image_rgb_u8"])
-    # same float32 caveat as above: equal except at near-tie semantic decisions (measured 0.1 % / 0.4 % of pixels)
-    assert np.mean(np.abs(r.extras["net_output"] - io["net_output"]) > 1e-3) < 0.005
-    assert np.mean(np.abs(r.alpha - io["alpha"]) > 1e-3) < 0.01
-    assert np.abs(r.alpha - io["alpha"]).mean() < 5e-3
-    u8 = (r.alpha * 255).astype(np.uint8)
-    assert np.mean(np.abs(u8.astype(int) - io["alpha_u8"]) <= 1) > 0.99
+    # post-processing on the oracle's network output reproduces the oracle's alpha: two bilinear resizes whose
+    # weights Paddle and torch compute in different float32 orders (measured 1.9e-6 = 30 ulp at 0.14; a wrong
+    # align_corners moves edges by ~0.1)
+    with torch.inference_mode():
+        post = m.decode({"fusion": torch.from_numpy(io["net_output"])}, batch, sizes)
+    np.testing.assert_allclose(post.alpha[0, 0].numpy(), io["alpha"], rtol=0, atol=1e-5)
+    r, r64 = m.predict(io["image_rgb_u8"]), twin64.predict(io["image_rgb_u8"])
+    assert r.alpha.shape == (157, 211) and r.alpha.dtype == np.float32
+    assert_within_noise(r.extras["net_output"], io["net_output"][0, 0], r64.extras["net_output"], "net_output")
+    assert_within_noise(r.alpha, io["alpha"], r64.alpha, "alpha")
+    u8 = (r.alpha * 255).astype(np.uint8).astype(int)
+    u8_64 = (r64.alpha * 255).astype(np.uint8).astype(int)
+    assert_within_noise(u8, io["alpha_u8"], u8_64, "alpha_u8")
 
 
 @pytest.mark.parametrize("hw", [(64, 96), (77, 45), (20, 50)])
@@ -75,41 +116,56 @@ def test_other_sizes(oracle_and_model, hw):
 
 
 def test_limit_short_follows_the_weight_tag(oracle_and_model):
+    from mattecli.backends.ppmatting.adapter import net_sizes
+
     o, official, m = oracle_and_model
-    img = np.zeros((600, 700, 3), np.uint8)
-    _, sizes = m.preprocess(img)
-    assert sizes == [(600, 700), (512, 597)]
+    assert m.max_short == 512
+    assert net_sizes(600, 700, m.max_short) == ([(600, 700), (512, 597)], (512, 576))
     m1024 = mattecli.load_model("ppmatting.hrnet_w18-1024", weights=official)
     assert m1024.max_short == 1024
-    assert m1024.preprocess(img)[1] == [(600, 700), (600, 700)]
+    assert net_sizes(600, 700, m1024.max_short) == ([(600, 700), (600, 700)], (576, 672))
+    img = np.random.default_rng(5).integers(0, 256, (600, 700, 3), dtype=np.uint8)
+    (x,), sizes = m.encode(Batch.from_numpy(img))
+    assert tuple(x.shape) == (1, 3, 512, 576) and sizes == [(600, 700), (512, 597)]
+    assert mattecli.load_model("ppmatting", weights=official, max_short=64).max_short == 64
 
 
-def test_batch_two_equals_two_singles(oracle_and_model):
+def test_bad_option_is_a_usage_error(oracle_and_model):
+    with pytest.raises(UsageError, match="max_short"):
+        mattecli.load_model("ppmatting", weights=oracle_and_model[1], max_short=8)
+
+
+def test_predict_batch_equals_singles(oracle_and_model, twin64):
+    """Two equal-size images in one batch give each image's own prediction. Compared in float64, where the
+    network's rounding noise (~1e-12 here) cannot flip a near-tie decision the way float32 batching may."""
     import torch
 
     o, _, m = oracle_and_model
-    x = torch.from_numpy(np.random.default_rng(2).uniform(-1, 1, (2, 3, 64, 64)).astype(np.float32))
-    with torch.inference_mode():
-        both = m.net.forward_all(x)
-        singles = [m.net.forward_all(x[i:i + 1]) for i in range(2)]
-    one = {k: torch.cat([s[k] for s in singles]) for k in both}
-    # a chaotic network in float32 (see above): batching changes the summation order, so compare like the oracle
-    assert _rel(both["semantic_logits"].numpy(), one["semantic_logits"].numpy()) < 1e-2
-    assert np.mean(np.abs(both["fusion"].numpy() - one["fusion"].numpy()) > 1e-3) < 0.01
+    imgs = np.random.default_rng(2).integers(0, 256, (2, 50, 70, 3), dtype=np.uint8)
+    batch = Batch(torch.from_numpy(imgs).permute(0, 3, 1, 2))
+    both = m.predict_batch(batch)
+    assert both.alpha.shape == (2, 1, 50, 70) and both.alpha.dtype == torch.float32
+    both64 = twin64.predict_batch(batch)
+    for i in range(2):
+        one = twin64.predict(imgs[i])
+        np.testing.assert_allclose(both64.alpha[i, 0].numpy(), one.alpha, rtol=0, atol=1e-6)
+        np.testing.assert_allclose(both64.extras["net_output"][i, 0].numpy(), one.extras["net_output"], rtol=0,
+                                   atol=1e-6)
 
 
 def test_pdparams_round_trip(oracle_and_model, tmp_path):
     import torch
 
-    from mattecli.backends.ppmatting import convert
     from mattecli.backends.ppmatting.pdparams import read_pdparams
 
     o, official, m = oracle_and_model
     path = tmp_path / "ppmatting-hrnet_w18-human_512.pdparams"
-    convert.write_checkpoint(m.net.state_dict(), path)
+    m.converter.write(m.net.state_dict(), path, m.spec)
     again = mattecli.load_model("ppmatting", weights=str(path))
     for k, v in m.net.state_dict().items():
         assert torch.equal(v, again.net.state_dict()[k]), k
+    ours, meta = m.converter.convert_file(path, m.spec)
+    assert set(ours) == set(m.net.state_dict()) and meta["source_format"] == "pdparams"
     # older Paddle files store bare arrays and may carry the name table: same tensors
     raw = {k: np.asarray(v) for k, v in list(official.items())[:50]}
     raw["StructuredToParameterName@@"] = {k: k for k in raw}

@@ -152,13 +152,15 @@ def test_predict_batch_equals_singles(sim, monkeypatch):
     pred = m.predict_batch(batch)
     assert pred.alpha.shape == (2, 1, 40, 52) and pred.extras["semantic_trimap"].shape == (2, 20, 40, 52)
     # float64: the per-item windows, min-max normalisation and crop; only output rounding is left
-    assert batch_vs_singles(float64_copy(m), batch) <= 1e-6
+    m64 = float64_copy(m)
+    assert batch_vs_singles(m64, batch) <= 1e-6
     for i in range(2):
-        one = m.predict_batch(batch.slice(i, i + 1))
-        # the semantic trimap is well conditioned; alpha is the clamp of a ~1e9-scale map (see above)
-        np.testing.assert_allclose(pred.extras["semantic_trimap"][i:i + 1].numpy(),
-                                   one.extras["semantic_trimap"].numpy(), atol=1e-5, rtol=0)
-        assert np.mean(np.abs(pred.alpha[i:i + 1].numpy() - one.alpha.numpy()) > 1e-3) < 1e-2
+        one, one64 = m.predict_batch(batch.slice(i, i + 1)), m64.predict_batch(batch.slice(i, i + 1))
+        # float32: the classifier on a batch of windows sums in another order; its semantic trimap must be within
+        # float32 noise (alpha, the clamp of a ~1e9-scale map, is compared in float64 above)
+        smap = pred.extras["semantic_trimap"][i:i + 1].numpy()
+        assert_within_float_noise(one.extras["semantic_trimap"].numpy(), one64.extras["semantic_trimap"].numpy(),
+                                  smap, what=f"semantic trimap {i}")
         check_known(pred.result(i).alpha, batch.trimap[i, 0].numpy())
 
 

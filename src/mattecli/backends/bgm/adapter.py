@@ -182,10 +182,14 @@ class BGMAdapter(TorchBackend):
         return tuple(t([c[k] for c in crops]) for k in range(4)), items
 
     def forward(self, inputs):
+        """(alpha, fg, image) in float32 at least (post-processing never runs in half precision)."""
+        import torch
+
         if inputs is None:
             return None
         alpha, fg = self.net(*inputs)
-        return alpha.float(), fg.float(), inputs[0].float()
+        dt = torch.promote_types(alpha.dtype, torch.float32)
+        return alpha.to(dt), fg.to(dt), inputs[0].to(dt)
 
     def decode(self, outputs, batch, items) -> Prediction:
         import torch

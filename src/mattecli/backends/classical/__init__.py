@@ -1,8 +1,11 @@
 """Classical (optimisation-based) matting via pymatting: registry data only (no heavy imports here).
 
-All six need an image and a trimap and no weights. ``predict`` calls pymatting's ``estimate_alpha_*`` with pymatting's
-own defaults, so the alpha equals calling pymatting directly on the same float64 image and trimap. ``--option``
-names are the keyword arguments of pymatting's Laplacian / solver (``epsilon``, ``radius``, ``rtol``, ``maxiter`` ...).
+All six need an image and a trimap and no weights. ``closed-form`` (the default model) runs our JIT-free solver
+(``backends/classical/closed_form.py``: the same linear system as pymatting's, solved exactly); ``--option
+solver=pymatting`` and the five other methods call pymatting's ``estimate_alpha_*`` with pymatting's own defaults, so
+their alpha equals calling pymatting directly (pymatting compiles its numba kernels on first use: about a minute,
+once, cached). ``--option`` names are the keyword arguments of pymatting's Laplacian / solver (``epsilon``,
+``radius``, ``rtol``, ``maxiter`` ...).
 """
 from __future__ import annotations
 
@@ -40,7 +43,11 @@ def _entry(name, summary, paper, options, quality, aliases=()):
 ENTRIES = [
     _entry("closed-form", "Closed-form matting (matting Laplacian, sparse solve); the default without trained weights",
            "Levin, Lischinski, Weiss: A Closed-Form Solution to Natural Image Matting, CVPR 2006 / TPAMI 2008",
-           {"epsilon": _EPS, "radius": _radius(1), **_CG}, quality=5, aliases=("cf",)),
+           {"epsilon": _EPS, "radius": _radius(1),
+            "solver": Option("direct", "choice", choices=("direct", "pymatting"),
+                             help="direct: exact sparse LDLT solve, no JIT compilation (default); pymatting: "
+                                  "pymatting's ichol-preconditioned CG, bit-identical to it (compiled on first use)"),
+            **_CG}, quality=5, aliases=("cf",)),
     _entry("knn", "KNN matting (nonlocal neighbours in colour+position space)",
            "Chen, Li, Tang: KNN Matting, CVPR 2012 / TPAMI 2013",
            {"kernel": Option("binary", "choice", choices=("binary", "soft"), help="KNN affinity kernel"), **_CG}, quality=3),

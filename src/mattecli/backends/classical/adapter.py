@@ -1,8 +1,9 @@
-"""Classical matting backend: a thin, exact wrapper around pymatting's ``estimate_alpha_*``.
+"""Classical matting backend: closed-form through our JIT-free solver, the rest through pymatting.
 
-The image is given to pymatting as float64 ``uint8 / 255`` (as ``pymatting.load_image`` does) and the trimap as
-float64 {0, 0.5, 1}; options left at their defaults are not passed at all, so the result is bit-identical to calling
-pymatting directly with its defaults.
+The image is float64 ``uint8 / 255`` (as ``pymatting.load_image`` does) and the trimap float64 {0, 0.5, 1}. For
+pymatting's methods, options left at their defaults are not passed at all, so the result is bit-identical to calling
+pymatting directly with its defaults. pymatting compiles all its numba kernels when it is first imported (about a
+minute on a small machine, once: numba caches them); a line says so before it starts.
 """
 from __future__ import annotations
 
@@ -22,6 +23,28 @@ _FUNCS = {
     "lbdm": "estimate_alpha_lbdm",
 }
 _CG_KEYS = ("rtol", "maxiter")
+_OURS = ("solver",)
+_pymatting = None
+
+
+def pymatting_module():
+    """pymatting, imported once; the first import in a fresh environment compiles its kernels (said on stderr)."""
+    global _pymatting
+    if _pymatting is None:
+        import importlib.util
+        import os
+        import sys
+
+        spec = importlib.util.find_spec("pymatting")
+        where = os.environ.get("NUMBA_CACHE_DIR") or (os.path.dirname(spec.origin) if spec and spec.origin else "")
+        cached = bool(where) and any(f.endswith(".nbi") for _, _, files in os.walk(where) for f in files)
+        if not cached:
+            print("mattecli: pymatting compiles its kernels on first use (about a minute, once)", file=sys.stderr,
+                  flush=True)
+        import pymatting
+
+        _pymatting = pymatting
+    return _pymatting
 
 
 class ClassicalBackend(Backend):
@@ -38,7 +61,7 @@ class ClassicalBackend(Backend):
 
     def _kwargs(self) -> dict:
         defaults = self.entry.option_defaults()
-        changed = {k: v for k, v in self.options.items() if v != defaults.get(k, object())}
+        changed = {k: v for k, v in self.options.items() if v != defaults.get(k, object()) and k not in _OURS}
         if self.entry.name == "sm":
             return changed
         kw: dict = {}
@@ -51,14 +74,17 @@ class ClassicalBackend(Backend):
         return kw
 
     def alpha(self, image: np.ndarray, trimap: np.ndarray) -> np.ndarray:
-        """HxWx3 float64 image in [0,1] and HxW float64 trimap {0,.5,1} -> HxW float32 alpha (pymatting)."""
-        import pymatting
-
+        """HxWx3 float64 image in [0,1] and HxW float64 trimap {0,.5,1} -> HxW float32 alpha."""
         if not (trimap == 0).any() or not (trimap == 1).any():
             which = "background (0)" if not (trimap == 0).any() else "foreground (255)"
             raise InputError(f"trimap has no {which} pixels; {self.entry.name} needs both known regions "
                              "(a trimap-free model needs none: see `mattecli models list`)")
-        fn = getattr(pymatting, self.func_name)
+        if self.entry.name == "closed-form" and self.options.get("solver") == "direct":
+            from .closed_form import estimate_alpha
+
+            a = estimate_alpha(image, trimap, self.options["epsilon"], self.options["radius"])
+            return a.astype(np.float32)
+        fn = getattr(pymatting_module(), self.func_name)
         return np.clip(fn(image, trimap, **self._kwargs()), 0.0, 1.0).astype(np.float32)
 
     def predict_batch(self, batch) -> Prediction:

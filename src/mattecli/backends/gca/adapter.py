@@ -60,7 +60,6 @@ class GCAAdapter(TorchBackend):
         return GCANet()
 
     def encode(self, batch):
-        import torch
         import torch.nn.functional as F
 
         from ..layers.normalize import normalize

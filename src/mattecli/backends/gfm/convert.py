@@ -5,7 +5,7 @@ The official module registers its torchvision backbone twice: as ``resnet`` / ``
 ``resnet.*`` / ``densenet.*`` copy, checks that each ``encoderN.*`` alias is present and equal to it (a mismatch
 raises ConverterError: the file is not what the official model would load consistently) and consumes it. The unused
 ``resnet.fc`` / ``densenet.classifier`` (and ``densenet.features.norm5``) are kept in our module, so
-``to_official(to_ours(x)) == x`` key for key; ``write_checkpoint`` writes that full layout (aliases included), which
+``to_official(to_ours(x)) == x`` key for key; ``write`` saves that full layout (aliases included), which
 the official ``load_state_dict(strict=True)`` accepts. A ``module.`` prefix (DataParallel training saves) is stripped.
 """
 from __future__ import annotations
@@ -14,6 +14,7 @@ import os
 import re
 
 from ...errors import ConverterError
+from ..base import Converter
 from ..checkpoint import KeyTaker, safe_torch_load, strip_prefix, unwrap
 
 _RESNET_ALIASES = (("encoder0.0.", "resnet.conv1."), ("encoder0.1.", "resnet.bn1."), ("encoder1.1.", "resnet.layer1."),
@@ -58,10 +59,6 @@ def alias_pairs(backbone: str, rosta: str) -> list:
     return pairs
 
 
-def read_checkpoint(path: str | os.PathLike) -> dict:
-    return strip_prefix(unwrap(safe_torch_load(path)))
-
-
 def _variant_hint(official) -> str:
     """Best guess of the variant a checkpoint belongs to, for error messages."""
     try:
@@ -82,67 +79,73 @@ def _variant_hint(official) -> str:
         return "another GFM variant"
 
 
-def to_ours(official, backbone: str = "r34", rosta: str = "TT") -> dict:
-    import torch
-
-    what = f"GFM {backbone}-{rosta} checkpoint"
-    taker = KeyTaker(official, what)
-    ours = {}
-    try:
-        for key, (shape, dtype) in template(backbone, rosta).items():
-            v = taker.take(key)
-            if not isinstance(v, torch.Tensor):
-                raise ConverterError(f"{what}: {key} is not a tensor")
-            if tuple(v.shape) != shape:
-                raise ConverterError(f"{what}: {key} has shape {tuple(v.shape)}, expected {shape}")
-            ours[key] = v.to(dtype)
-        for alias, key in alias_pairs(backbone, rosta):
-            v = taker.take(alias)
-            if tuple(v.shape) != tuple(ours[key].shape) or not torch.equal(v.to(ours[key].dtype), ours[key]):
-                raise ConverterError(f"{what}: {alias} differs from {key}; the official model registers them as one "
-                                     "tensor, so a consistent checkpoint stores identical copies")
-        taker.finish()
-    except ConverterError as e:
-        if "differs from" in str(e):
-            raise
-        hint = _variant_hint(official)
-        if hint != f"gfm.{backbone.replace('_', '-')}-{rosta.lower()}":
-            raise ConverterError(f"{e}; the file looks like {hint}: load it under that name") from None
-        raise
-    return ours
-
-
-_ENC = re.compile(r"^encoder(\d+)\.(\d+)\.")
-
-
-def to_official(ours, backbone: str = "r34", rosta: str = "TT") -> dict:
-    """Our state dict -> the full official layout in the official key order (aliases and unused heads included)."""
-    keys = list(ours)
-    backbone_keys = [k for k in keys if k.startswith(("resnet.", "densenet."))]
-    encoder = [(k, k) for k in keys if k.startswith("encoder")] + alias_pairs(backbone, rosta)
-    encoder.sort(key=lambda p: tuple(int(g) for g in _ENC.match(p[0]).groups()))  # stable: keeps torchvision order
-    rest = [k for k in keys if k not in set(backbone_keys) and not k.startswith("encoder")]
-    out = {k: ours[k] for k in backbone_keys}
-    out.update({name: ours[src] for name, src in encoder})
-    out.update({k: ours[k] for k in rest})
-    return out
-
-
-def write_checkpoint(ours, path: str | os.PathLike, backbone: str = "r34", rosta: str = "TT") -> None:
-    import torch
-
-    official = {k: v.detach().cpu().clone() for k, v in to_official(ours, backbone, rosta).items()}
-    torch.save(official, os.fspath(path))
-
-
 def variant_of_tag(tag: str) -> tuple:
     """Registry tag ``r34-2b-tt`` -> (``r34_2b``, ``TT``)."""
     bb, _, rosta = tag.rpartition("-")
     return bb.replace("-", "_"), rosta.upper()
 
 
-def convert_file(path, entry=None, wset=None):
-    """Hook for `mattecli models import`: (our state dict, meta); the weight set's tag selects the variant."""
-    tag = wset.tag if wset is not None else "r34-tt"
-    backbone, rosta = variant_of_tag(tag)
-    return to_ours(read_checkpoint(path), backbone, rosta), {"family": "gfm", "tag": tag}
+def variant_of(spec) -> tuple:
+    """(backbone, rosta) of the weight set a spec names (the default set ``r34-tt`` without one)."""
+    return variant_of_tag(spec.tag or "r34-tt")
+
+
+_ENC = re.compile(r"^encoder(\d+)\.(\d+)\.")
+
+
+class GFMConverter(Converter):
+    """The weight set's tag picks the variant (backbone, RoSTa); see the module docstring for the layout."""
+
+    def read(self, path, spec) -> dict:
+        return strip_prefix(unwrap(safe_torch_load(path)))
+
+    def to_ours(self, official, spec) -> dict:
+        import torch
+
+        backbone, rosta = variant_of(spec)
+        what = f"GFM {backbone}-{rosta} checkpoint"
+        taker = KeyTaker(official, what)
+        ours = {}
+        try:
+            for key, (shape, dtype) in template(backbone, rosta).items():
+                v = taker.take(key)
+                if not isinstance(v, torch.Tensor):
+                    raise ConverterError(f"{what}: {key} is not a tensor")
+                if tuple(v.shape) != shape:
+                    raise ConverterError(f"{what}: {key} has shape {tuple(v.shape)}, expected {shape}")
+                ours[key] = v.to(dtype)
+            for alias, key in alias_pairs(backbone, rosta):
+                v = taker.take(alias)
+                if tuple(v.shape) != tuple(ours[key].shape) or not torch.equal(v.to(ours[key].dtype), ours[key]):
+                    raise ConverterError(f"{what}: {alias} differs from {key}; the official model registers them "
+                                         "as one tensor, so a consistent checkpoint stores identical copies")
+            taker.finish()
+        except ConverterError as e:
+            if "differs from" in str(e):
+                raise
+            hint = _variant_hint(official)
+            if hint != f"gfm.{backbone.replace('_', '-')}-{rosta.lower()}":
+                raise ConverterError(f"{e}; the file looks like {hint}: load it under that name") from None
+            raise
+        return ours
+
+    def to_official(self, ours, spec) -> dict:
+        """Our state dict -> the full official layout in the official key order (aliases and unused heads)."""
+        backbone, rosta = variant_of(spec)
+        keys = list(ours)
+        backbone_keys = [k for k in keys if k.startswith(("resnet.", "densenet."))]
+        encoder = [(k, k) for k in keys if k.startswith("encoder")] + alias_pairs(backbone, rosta)
+        encoder.sort(key=lambda p: tuple(int(g) for g in _ENC.match(p[0]).groups()))  # stable: torchvision order
+        taken = set(backbone_keys)
+        rest = [k for k in keys if k not in taken and not k.startswith("encoder")]
+        out = {k: ours[k] for k in backbone_keys}
+        out.update({name: ours[src] for name, src in encoder})
+        out.update({k: ours[k] for k in rest})
+        return out
+
+    def write(self, ours, path, spec) -> None:
+        """The authors' wrapping: ``torch.save(model.state_dict())``, aliases included (their strict load needs
+        them)."""
+        import torch
+
+        torch.save({k: v.detach().cpu().clone() for k, v in self.to_official(ours, spec).items()}, os.fspath(path))

@@ -374,6 +374,16 @@ class HRDB(nn.Module):
         return self.detail_conv(x)
 
 
+def heads(semantic_logits, detail_logits) -> dict:
+    """The eval-time head: semantic softmax, detail sigmoid and their fusion. Semantic channels: 0 foreground,
+    1 transition, 2 background (argmax of the softmax, first max on ties)."""
+    semantic = torch.softmax(semantic_logits, dim=1)
+    detail = torch.sigmoid(detail_logits)
+    index = semantic.argmax(dim=1, keepdim=True)
+    fusion = detail * (index == 1).to(detail.dtype) + (index == 0).to(detail.dtype)
+    return {"fusion": fusion, "semantic_map": semantic, "detail_map": detail}
+
+
 class PPMatting(nn.Module):
     def __init__(self):
         super().__init__()
@@ -385,17 +395,11 @@ class PPMatting(nn.Module):
     def forward_all(self, x) -> dict:
         feats = self.backbone(x)
         scb_logits = self.scb(feats[-1])
-        semantic = torch.softmax(scb_logits[-1], dim=1)
         size = x.shape[2:]
         f0 = F.interpolate(feats[0], size=size, mode="bilinear", align_corners=False)
         f1 = F.interpolate(feats[1], size=size, mode="bilinear", align_corners=False)
         detail_logits = self.hrdb(torch.cat([f0, f1], 1), scb_logits)
-        detail = torch.sigmoid(detail_logits)
-        # semantic channels: 0 foreground, 1 transition, 2 background (argmax of the softmax, first max on ties)
-        index = semantic.argmax(dim=1, keepdim=True)
-        fusion = detail * (index == 1).to(detail.dtype) + (index == 0).to(detail.dtype)
-        return {"fusion": fusion, "semantic_logits": scb_logits[-1], "semantic_map": semantic,
-                "detail_logits": detail_logits, "detail_map": detail}
+        return dict(heads(scb_logits[-1], detail_logits), semantic_logits=scb_logits[-1], detail_logits=detail_logits)
 
     def forward(self, x):
         return self.forward_all(x)["fusion"]

@@ -1,7 +1,7 @@
 """Read and write Paddle ``.pdparams`` files without Paddle.
 
-A ``.pdparams`` file is a Python pickle of ``{structured_name: value}`` written by ``paddle.save(state_dict)``; each value
-is a numpy array, or (Paddle >= 2.1) a ``(name, ndarray)`` tuple. Some versions add a
+A ``.pdparams`` file is a Python pickle of ``{structured_name: value}`` written by ``paddle.save(state_dict)``; each
+value is a numpy array, or (Paddle >= 2.1) a ``(name, ndarray)`` tuple. Some versions add a
 ``'StructuredToParameterName@@'`` dict of names. The reader is a restricted unpickler: it resolves only the numpy
 functions that rebuild arrays and plain containers, so a file that tries to build any other object is refused and
 nothing in it is executed.
