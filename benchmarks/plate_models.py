@@ -4,7 +4,8 @@ MODNet and Background Matting v1, with synthetic weights (the networks' own rand
 
 Every configuration runs in its own subprocess so that the peak resident memory (ru_maxrss) is that configuration's
 alone. Timings: one warm-up call, then --repeat timed calls of the full ``predict`` pipeline (numpy in, numpy out),
-and, with --video, ``predict_batch`` on a batch of frames already in torch (as the video pipeline calls it).
+and, with --video, ``predict_batch`` on a Batch of frames already in torch (as the video pipeline calls it; one plate
+broadcast to the batch).
 
     python benchmarks/plate_models.py                      # short default run (a few minutes on 2 cores)
     python benchmarks/plate_models.py --all                # every backbone x mode x size, MODNet, BGM v1
@@ -43,10 +44,10 @@ def _synthetic_official(name: str):
         tag = name.split(".", 1)[1] if "." in name else "resnet50"
         return MattingRefine(tag).state_dict()
     if name.startswith("modnet"):
-        from mattecli.backends.modnet import convert
+        from mattecli.backends.modnet.convert import MODNetConverter
         from mattecli.backends.modnet.net import MODNet
 
-        return convert.to_official(MODNet().state_dict())
+        return MODNetConverter().to_official(MODNet(in_channels=3, hr_channels=32).state_dict(), None)
     if name.startswith("bgm"):
         from mattecli.backends.bgm.net import ResnetConditionHR
 
@@ -73,6 +74,7 @@ def worker(cfg: dict) -> dict:
     import torch
 
     import mattecli
+    from mattecli.backends.base import Batch
 
     if cfg.get("threads"):
         torch.set_num_threads(cfg["threads"])
@@ -84,34 +86,38 @@ def worker(cfg: dict) -> dict:
                                 precision=cfg["precision"], **opts)
     h, w = cfg["size"]
     img, plate, mask = _inputs(h, w)
-    kw = {"background": plate} if name.startswith("bgm") else {}
-    if name.startswith("bgm") and not name.startswith("bgmv2"):
-        kw["segmentation"] = mask
+    bgm_v1 = name.startswith("bgm") and not name.startswith("bgmv2")
+
+    def predict():
+        """numpy in, numpy out (BGM v1: with the person mask, through predict_batch's segmentation=)."""
+        if bgm_v1:
+            return model.predict_batch(Batch.from_numpy(img, None, plate), segmentation=mask).result(0)
+        return model.predict(img, background=plate if name.startswith("bgm") else None)
 
     def sync():
         if model.device.type == "cuda":
             torch.cuda.synchronize()
 
-    r = model.predict(img, **kw)  # warm-up
+    r = predict()  # warm-up
     sync()
     times = []
     for _ in range(cfg["repeat"]):
         t = time.perf_counter()
-        r = model.predict(img, **kw)
+        r = predict()
         sync()
         times.append(time.perf_counter() - t)
     out = {"s_per_image": float(np.median(times))}
     if "ref_sm" in r.extras:
         out["ref_frac"] = float(r.extras["ref_sm"].mean())
-    if cfg.get("video") and not (name.startswith("bgm") and not name.startswith("bgmv2")):
+    if cfg.get("video") and not bgm_v1:
         b = cfg["batch"]
-        frames = torch.from_numpy(img).permute(2, 0, 1).float().div(255)[None].repeat(b, 1, 1, 1).to(model.device)
-        bgs = torch.from_numpy(plate).permute(2, 0, 1).float().div(255)[None].to(model.device)
-        args = (frames, None, bgs) if name.startswith("bgmv2") else (frames,)
-        model.predict_batch(*args)
+        frames = torch.from_numpy(img).permute(2, 0, 1)[None].repeat(b, 1, 1, 1).to(model.device)
+        bgs = torch.from_numpy(plate).permute(2, 0, 1)[None].to(model.device)
+        batch = Batch(frames, background=bgs if name.startswith("bgmv2") else None)
+        model.predict_batch(batch)
         sync()
         t = time.perf_counter()
-        model.predict_batch(*args)
+        model.predict_batch(batch)
         sync()
         out["video_fps"] = b / (time.perf_counter() - t)
     if model.device.type == "cuda":
@@ -149,7 +155,8 @@ def main(argv=None) -> None:
         configs = [c for c in DEFAULT if c[1] is None or c[1] in modes]
     sizes = [tuple(int(v) for v in s.lower().split("x"))[::-1] for s in a.sizes.split(",")]
     rows = []
-    hdr = f"{'model':<20}{'mode':<14}{'size':>11}{'s/img':>9}{'img/s':>8}{'ref%':>7}{'video fps':>11}{'peak RSS MB':>13}"
+    hdr = (f"{'model':<20}{'mode':<14}{'size':>11}{'s/img':>9}{'img/s':>8}{'ref%':>7}{'video fps':>11}"
+           f"{'peak RSS MB':>13}")
     if not a.json:
         print(f"# device={a.device} precision={a.precision} repeat={a.repeat}; synthetic (random-init) weights; "
               f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} (other processes skew CPU timings)")

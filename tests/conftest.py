@@ -49,7 +49,7 @@ def _synthetic_module():
     return mod
 
 
-@functools.lru_cache(maxsize=None)
+@functools.lru_cache(maxsize=4)   # a few models at a time: GFM-R101's weights alone take 2 GB
 def _weights_of(layout: str) -> dict:
     return _synthetic_module().from_layout_json(layout)
 

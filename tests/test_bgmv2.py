@@ -219,11 +219,15 @@ def test_batch_of_two_equals_two_singles(mode, weights):
         torch.testing.assert_close(both[k], torch.cat([one[0][k], one[1][k]]), rtol=0, atol=1e-10)
 
 
-def test_predict_batch_equals_single_predicts(models):
-    """predict_batch on 2 equal-size images with their own plates == 2 x predict. float32 (the product path):
-    the batched convolutions may sum in another order, so the tolerance is float32 rounding of values that are
-    sums of a few thousand O(1) terms (~1e-7 relative each): 1e-5."""
-    m = models("mobilenetv2")
+@pytest.fixture(scope="module")
+def model64(weights):
+    return _float64(mattecli.load_model("bgmv2.mobilenetv2", weights=weights("mobilenetv2"), refine_mode="full"))
+
+
+def test_predict_batch_equals_single_predicts(model64):
+    """predict_batch on 2 equal-size images with their own plates == 2 x predict (float64: float32 may sum a batch
+    in another order)."""
+    m = model64
     rng = np.random.default_rng(7)
     imgs = rng.integers(0, 256, (2, 50, 70, 3), dtype=np.uint8)
     plates = rng.integers(0, 256, (2, 50, 70, 3), dtype=np.uint8)
@@ -233,14 +237,14 @@ def test_predict_batch_equals_single_predicts(models):
     for i in range(2):
         r = m.predict(imgs[i], background=plates[i])
         got = out.result(i)
-        np.testing.assert_allclose(got.alpha, r.alpha, rtol=0, atol=1e-5)
-        np.testing.assert_allclose(got.foreground, r.foreground, rtol=0, atol=1e-5)
+        np.testing.assert_allclose(got.alpha, r.alpha, rtol=0, atol=1e-10)
+        np.testing.assert_allclose(got.foreground, r.foreground, rtol=0, atol=1e-10)
         np.testing.assert_array_equal(got.background, r.background)
 
 
-def test_predict_batch_on_device_with_one_plate(models):
-    """One plate broadcast to every frame of the batch."""
-    m = models("mobilenetv2")
+def test_predict_batch_on_device_with_one_plate(model64):
+    """One plate broadcast to every frame of the batch (float64, as above)."""
+    m = model64
     g = torch.Generator().manual_seed(1)
     frames = torch.rand(3, 3, 42, 58, generator=g)
     plate = torch.rand(1, 3, 42, 58, generator=g)
@@ -248,7 +252,7 @@ def test_predict_batch_on_device_with_one_plate(models):
     assert out.alpha.shape == (3, 1, 42, 58) and out.foreground.shape == (3, 3, 42, 58)
     for i in range(3):
         r = m.predict(frames[i].permute(1, 2, 0).numpy(), background=plate[0].permute(1, 2, 0).numpy())
-        np.testing.assert_allclose(out.alpha[i, 0].numpy(), r.alpha, rtol=0, atol=1e-5)
+        np.testing.assert_allclose(out.alpha[i, 0].numpy(), r.alpha, rtol=0, atol=1e-10)
     with pytest.raises(MissingInput, match="--bg"):
         m.predict_batch(Batch(frames))
     with pytest.raises(MissingInput, match="--bg"):

@@ -55,7 +55,8 @@ class _ASPPPooling(nn.Sequential):
 
 
 class ASPP(nn.Module):
-    """Atrous spatial pyramid pooling: 1x1, three dilated 3x3, image pooling; 1x1 projection (keys convs.N, project.N)."""
+    """Atrous spatial pyramid pooling: 1x1, three dilated 3x3, image pooling; 1x1 projection (keys convs.N,
+    project.N)."""
 
     def __init__(self, in_channels: int, atrous_rates=(3, 6, 9), out_channels: int = 256):
         super().__init__()

@@ -5,7 +5,8 @@ from .classes import CITYSCAPES, COCOSTUFF
 
 _ORIGIN = "github.com/CoinCheung/BiSeNet @ 6b4b67a8e3eb"
 _RELEASE = "https://github.com/CoinCheung/BiSeNet/releases/download/0.0.0/"
-_PAPER = "Yu et al., BiSeNet V2: Bilateral Network with Guided Aggregation for Real-time Semantic Segmentation, IJCV 2021"
+_PAPER = ("Yu et al., BiSeNet V2: Bilateral Network with Guided Aggregation for Real-time Semantic Segmentation, "
+          "IJCV 2021")
 _OPTIONS = {
     "classes": Option(("person",), "list", help="class names (or indices) that make the foreground"),
     "normalization": Option("demo", "choice", choices=("demo", "dataset"),

@@ -118,7 +118,8 @@ class BGALayer(nn.Module):
         self.conv = nn.Sequential(*_conv_bn(128, 128, 3, relu=True))
 
     def forward(self, detail, semantic):
-        left = self.left1(detail) * torch.sigmoid(F.interpolate(self.right1(semantic), scale_factor=4.0, mode="nearest"))
+        up = F.interpolate(self.right1(semantic), scale_factor=4.0, mode="nearest")
+        left = self.left1(detail) * torch.sigmoid(up)
         right = self.left2(detail) * torch.sigmoid(self.right2(semantic))
         right = F.interpolate(right, scale_factor=4.0, mode="nearest")
         return self.conv(left + right)

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 from ...options import Option
 from ...registry import ModelEntry, Weights, WeightSource
-from .ratio import auto_downsample_ratio, official_default_ratio  # noqa: F401  (the one ratio rule; no torch)
+from .ratio import auto_downsample_ratio, official_default_ratio  # the one ratio rule (no torch)
+
+__all__ = ["ENTRIES", "auto_downsample_ratio", "official_default_ratio"]
 
 _RELEASE = "https://github.com/PeterL1n/RobustVideoMatting/releases/download/v1.0.0/"
 _TRAINED_ON = ("VideoMatte240K, Distinctions-646, Adobe Image Matting (matting); YouTubeVIS 2021, COCO, "
