@@ -178,7 +178,9 @@ def test_runner_fail_fast_and_csv(tmp_path, capsys):
         B.BatchRunner(verb="t", report=tmp_path / "r.txt")
 
 
-def test_runner_skip_existing_checks_decoding(tmp_path, capsys):
+def test_runner_never_replaces_outputs_silently(tmp_path, capsys):
+    """Existing complete outputs: the item is skipped (resume); a damaged one is that item's error naming it, unless
+    overwrite; nothing is called for them."""
     items = _items(tmp_path, ["a", "b"])
     fn = _proc(tmp_path)
     planned = lambda it: [tmp_path / "out" / f"{it.stem}.png"]  # noqa: E731
@@ -186,11 +188,15 @@ def test_runner_skip_existing_checks_decoding(tmp_path, capsys):
     capsys.readouterr()
     (tmp_path / "out" / "b.png").write_bytes((tmp_path / "out" / "b.png").read_bytes()[:30])  # truncate
     calls = []
-    r = B.BatchRunner(verb="t", skip_existing=True, json_out=True)
-    assert r.run(items, lambda it: (calls.append(it.stem), fn(it))[1], planned) == 0
-    assert calls == ["b"] and [x.status for x in r.records] == ["skipped", "ok"]
+    r = B.BatchRunner(verb="t", json_out=True)
+    assert r.run(items, lambda it: (calls.append(it.stem), fn(it))[1], planned) == 1
+    assert calls == [] and [x.status for x in r.records] == ["skipped", "failed"]
+    assert "b.png exists but is incomplete" in r.records[1].error and "--overwrite" in r.records[1].error
     doc = json.loads(capsys.readouterr().out)
-    assert doc["summary"]["skipped"] == 1 and doc["summary"]["ok"] == 1
+    assert doc["summary"]["skipped"] == 1 and doc["summary"]["failed"] == 1
+    r = B.BatchRunner(verb="t", overwrite=True, quiet=True)
+    assert r.run(items, lambda it: (calls.append(it.stem), fn(it))[1], planned) == 0
+    assert calls == ["a", "b"] and [x.status for x in r.records] == ["ok", "ok"]
 
 
 def test_runner_sigterm_writes_report_and_exits_143(tmp_path, capsys):

@@ -46,7 +46,7 @@ def test_all_output_types_and_alpha_equals_pymatting(tmp_path, ex):
 def test_premultiplied_rgba_and_16bit(tmp_path, ex):
     out = tmp_path / "out"
     r = invoke("matte", ex["image"], "--trimap", ex["trimap"], "-o", out, "-T", "rgba,foreground",
-               "--premultiplied", "--bits", "16", "--foreground", "ml", "-q")
+               "--premultiplied", "--bits", "16", "--estimate", "ml", "-q")
     assert r.exit_code == 0, r.stderr
     assert r.stderr == ""
     rgba = read_image(out / "hair_rgba.png")
@@ -152,7 +152,7 @@ def test_output_equal_to_input_is_refused(tmp_path, ex):
     assert ex["image"].read_bytes() == before
 
 
-def test_batch_continues_fail_fast_skip_existing_report_json(tmp_path):
+def test_batch_continues_fail_fast_resume_report_json(tmp_path):
     d = tmp_path / "in"
     write_example(d, name="a", parts=("image", "trimap"))
     write_example(d, name="c", seed=5, parts=("image", "trimap"))
@@ -175,11 +175,15 @@ def test_batch_continues_fail_fast_skip_existing_report_json(tmp_path):
 
     (d / "b.png").unlink()
     (d / "b_trimap.png").unlink()
-    (out / "c_alpha.png").write_bytes((out / "c_alpha.png").read_bytes()[:40])  # damaged output is redone
-    r = invoke("matte", d, "--trimap", d, "-o", out, "--model", "cf", "--skip-existing", "--json")
-    assert r.exit_code == 0, r.stderr
+    (out / "c_alpha.png").write_bytes((out / "c_alpha.png").read_bytes()[:40])  # damaged: refused, named
+    r = invoke("matte", d, "--trimap", d, "-o", out, "--model", "cf", "--json")
+    assert r.exit_code == 1
     doc = json.loads(r.stdout)
-    assert [i["status"] for i in doc["items"]] == ["skipped", "ok"]
+    assert [i["status"] for i in doc["items"]] == ["skipped", "failed"]
+    assert "c_alpha.png exists but is incomplete" in doc["items"][1]["error"]
+    r = invoke("matte", d, "--trimap", d, "-o", out, "--model", "cf", "--overwrite", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert [i["status"] for i in json.loads(r.stdout)["items"]] == ["ok", "ok"]
     assert read_grey(out / "c_alpha.png").shape == (48, 48)
 
 
@@ -291,7 +295,7 @@ def test_model_foreground_used_when_predicted(tmp_path, ex, isolated_home, fake_
     assert (fg[..., 0] == 255).all() and (fg[..., 1:] == 0).all()
     assert read_png_text(tmp_path / "o" / "hair_rgba.png")["foreground"] == "model"
     r = invoke("matte", ex["image"], "-o", tmp_path / "o2", "-T", "foreground", "--model", "fakefree",
-               "--foreground", "none")
+               "--estimate", "none")
     assert r.exit_code == 0, r.stderr
     np.testing.assert_array_equal(read_image(tmp_path / "o2" / "hair_foreground.png"), small_example()["hair"])
 
@@ -324,7 +328,7 @@ def test_rerun_with_output_folder_inside_input_folder(tmp_path):
     ex = write_example(tmp_path / "nest", parts=("image",))
     tri = write_example(tmp_path / "t", parts=("trimap",))["trimap"]
     nest = tmp_path / "nest"
-    for extra in ([], ["--skip-existing"], []):
+    for extra in ([], [], ["--overwrite"]):
         r = invoke("matte", nest, "-m", "cf", "--trimap", tri, "-o", nest / "out", "-T", "alpha,rgba", *extra)
         assert r.exit_code == 0, r.stderr
     assert sorted(p.name for p in (nest / "out").iterdir()) == ["hair_alpha.png", "hair_rgba.png"]

@@ -7,7 +7,9 @@ Among the matting models that can run now (no weights needed, or weights cached)
 * nothing given -> the best trimap-free model.
 
 For video (``temporal=True``) a temporal model (RVM) is preferred over an image model of any quality, since it is
-stable from frame to frame. Nothing runnable: a usage error that says what to pass or fetch.
+stable from frame to frame. When no candidate can run now but one has an automatic weights source and fetching is
+allowed (not ``--offline`` / ``--no-fetch``), the best of those is chosen: its weights arrive by themselves. Nothing
+runnable: a usage error that says what to pass or fetch.
 """
 from __future__ import annotations
 
@@ -28,6 +30,18 @@ def runnable_name(entry) -> str | None:
     return None
 
 
+def fetchable_name(entry) -> str | None:
+    """The entry's default weight set when it has an automatic source and fetching is allowed, else None."""
+    if not entry.implemented or not entry.adapter or not entry.weights:
+        return None
+    from .backends.install import auto_fetch_allowed
+    from .weights.sources import fetchable
+
+    if auto_fetch_allowed() and any(fetchable(s) for s in entry.weights[0].sources):
+        return entry.name
+    return None
+
+
 def pick_auto(has_trimap: bool, has_bg: bool, temporal: bool = False) -> tuple[str, str]:
     """(model name, reason). Raises UsageError saying what to pass or fetch."""
     from .registry import list_models
@@ -35,13 +49,16 @@ def pick_auto(has_trimap: bool, has_bg: bool, temporal: bool = False) -> tuple[s
     entries = list_models(kind="matting")
 
     def best(pred):
-        cands = []
-        for order, e in enumerate(entries):
-            if pred(e):
-                name = runnable_name(e)
-                if name:
-                    cands.append((-(temporal and e.temporal), -e.quality, order, name))
-        return sorted(cands)[0][-1] if cands else None
+        for how in (runnable_name, fetchable_name):
+            cands = []
+            for order, e in enumerate(entries):
+                if pred(e):
+                    name = how(e)
+                    if name:
+                        cands.append((-(temporal and e.temporal), -e.quality, order, name))
+            if cands:
+                return sorted(cands)[0][-1]
+        return None
 
     if has_bg:
         name = best(lambda e: "background" in e.requires and not ("trimap" in e.requires and not has_trimap))

@@ -46,13 +46,44 @@ def import_file(entry, wset, file: str | os.PathLike, **kw) -> Path:
     return store_import(entry, wset, file, convert=convert_function(entry, wset), **kw)
 
 
+def auto_fetch_allowed() -> bool:
+    """Missing weights are fetched by the verbs and ``load_model`` unless ``--offline`` / ``MATTECLI_OFFLINE=1`` or
+    ``--no-fetch`` / ``MATTECLI_NO_FETCH=1``."""
+    from ..weights.sources import is_offline
+
+    return not is_offline() and os.environ.get("MATTECLI_NO_FETCH", "").strip().lower() not in ("1", "true", "yes")
+
+
+def require_or_fetch(entry, wset) -> Path:
+    """The cached file, fetched first when it is missing, an automatic source exists and fetching is allowed (the
+    licence is printed by the fetch); else WeightsUnavailable saying which command gets it."""
+    from ..errors import WeightsUnavailable
+    from ..weights import require
+    from ..weights.sources import fetchable
+
+    try:
+        return require(entry, wset)
+    except WeightsUnavailable as e:
+        if wset is None or not any(fetchable(s) for s in wset.sources):
+            raise
+        if not auto_fetch_allowed():
+            raise WeightsUnavailable(f"{e} (not fetched: --offline / --no-fetch)") from None
+    from ..console import info_line
+    from ..weights.store import display_name
+
+    info_line(f"weights for {display_name(entry, wset)} are not cached: fetching them now (--no-fetch prevents "
+              "this)")
+    return fetch(entry, wset)
+
+
 def cached_state_dict(entry, wset, converter, spec) -> tuple[dict, str, str]:
-    """(our state dict, path, sha256 of the official file) from the cache; every file is hash-checked first."""
-    from ..weights import converted, integrity, require
+    """(our state dict, path, sha256 of the official file) from the cache (fetched first where allowed); every file
+    is hash-checked before it is loaded."""
+    from ..weights import converted, integrity
     from ..weights.store import display_name
     from .checkpoint import to_tensor_dict
 
-    path = require(entry, wset)
+    path = require_or_fetch(entry, wset)
     fix = f"mattecli models fetch {display_name(entry, wset)} --force"
     if path.name.endswith(".mattecli.pt"):
         sha = integrity.check(path, fix)

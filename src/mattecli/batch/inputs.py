@@ -21,6 +21,7 @@ from ..errors import UsageError
 from ..formats import IMAGE_EXTS, TEMP_SUFFIX
 
 MAX_LISTED = 8
+STDIN = "-"
 _DIGITS = re.compile(r"(\d+)")
 
 
@@ -40,6 +41,17 @@ def _is_glob(s: str) -> bool:
     return any(c in s for c in "*?[")
 
 
+def _is_pipe(p: Path) -> bool:
+    """A FIFO or character device (``<(cat img.png)``, ``/dev/stdin``): read like a file."""
+    import stat
+
+    try:
+        mode = p.stat().st_mode
+    except OSError:
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)
+
+
 def _hidden(rel: Path) -> bool:
     return any(part.startswith(".") for part in rel.parts) or rel.name.endswith(TEMP_SUFFIX)
 
@@ -53,6 +65,11 @@ class Item:
     partners: dict = field(default_factory=dict)  # kind -> Path ("trimap", "bg", "mask", "alpha", ...)
     info: dict = field(default_factory=dict)      # free space for verbs (size, timings...)
     problem: str | None = None                    # found while planning (no partner...): this item fails at run time
+    root: Path | None = None                      # the folder / glob prefix it was found under (None: named itself)
+
+    @property
+    def is_stdin(self) -> bool:
+        return str(self.path) == STDIN
 
     @property
     def stem(self) -> str:
@@ -111,17 +128,21 @@ def expand_inputs(inputs: Sequence[str | os.PathLike], *, exts: Sequence[str] = 
             if any(_under(key, e) and not _under(r, e) for e in excl):
                 return
         seen.add(key)
-        items.append(Item(path=p, rel=rel))
+        items.append(Item(path=p, rel=rel, root=root))
 
     for raw in inputs:
         s = os.fspath(raw)
         p = Path(s)
+        if s == STDIN:
+            if len(inputs) > 1:
+                raise UsageError("- (standard input) must be the only input")
+            return [Item(path=p, rel=Path("stdin.png"))]
         if p.is_dir():
             found = sorted((f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in exts
                             and not _hidden(f.relative_to(p))), key=lambda f: natural_key(f.relative_to(p)))
             for f in found:
                 add(f, f.relative_to(p), p)
-        elif p.is_file():
+        elif p.is_file() or _is_pipe(p):
             add(p, Path(p.name))
         elif _is_glob(s):
             matches = sorted(glob.glob(s, recursive=True), key=natural_key)

@@ -1,9 +1,11 @@
 """Output planning: where each input's outputs go, checked before any work.
 
 ``-o DIR`` plus a template (fields ``{stem}``, ``{relpath}``, ``{name}``, ``{model}``, ``{type}``, ``{ext}``), ``-o``
-itself a template containing ``{``, or ``-o FILE.png`` for one input and one output type. Two inputs writing one
-file, or an output equal to an input, is a usage error before anything runs. A folder or glob never picks up this
-run's outputs (:func:`drop_run_outputs`).
+itself a template containing ``{``, ``-o FILE.png`` for one input and one output type, or ``-o -`` (one PNG on
+stdout). Without ``-o``, outputs go beside their input (``photo.jpg`` -> ``photo_alpha.png``), and the inputs found
+in a folder (or under a glob's folder) go to a sibling folder named after it and the verb (``photos/`` ->
+``photos_matte/``, mirroring sub-folders). Two inputs writing one file, or an output equal to an input, is a usage
+error before anything runs. A folder or glob never picks up this run's outputs (:func:`drop_run_outputs`).
 """
 from __future__ import annotations
 
@@ -29,12 +31,12 @@ def drop_previous_outputs(items: list[Item], outputs_of: Callable[[Item], Sequen
     return dropped
 
 
-def drop_run_outputs(items: list[Item], output: str | os.PathLike, *, template: str, ext: str,
-                     types: Sequence[str], model: str = "") -> list[Item]:
+def drop_run_outputs(items: list[Item], output: str | os.PathLike | None, *, template: str, ext: str,
+                     types: Sequence[str], model: str = "", verb: str = "") -> list[Item]:
     """:func:`drop_previous_outputs` for ``-o``/``--template`` (before pairing, so an earlier run's outputs in the
     input folder neither become inputs nor need partners)."""
-    plan = OutputPlan(output, template=template, ext=ext, single_file_ok=True)
-    if plan.is_file:
+    plan = OutputPlan(output, template=template, ext=ext, single_file_ok=True, verb=verb)
+    if plan.is_file or plan.is_stdout:
         return []
     return drop_previous_outputs(items, lambda it: [plan.path(it, type=t, model=model) for t in types])
 
@@ -42,20 +44,37 @@ def drop_run_outputs(items: list[Item], output: str | os.PathLike, *, template: 
 FIELDS = ("stem", "relpath", "name", "model", "type", "ext")
 
 
+STDOUT = "-"
+
+
+def default_folder(root: Path, verb: str) -> Path:
+    """The sibling folder a folder's outputs go to without ``-o``: ``photos/`` -> ``photos_matte/``."""
+    name = root.resolve().name or "out"
+    return root.resolve().parent / f"{name}_{verb}"
+
+
 @dataclass
 class OutputPlan:
-    """Where outputs go. ``output``: a folder, a template containing ``{``, or one file (single input/type)."""
+    """Where outputs go. ``output``: a folder, a template containing ``{``, one file (single input/type), ``-``
+    (stdout, one PNG) or None (beside the inputs; see the module doc; ``verb`` names the sibling folders)."""
 
-    output: str | os.PathLike
+    output: str | os.PathLike | None
     template: str = "{relpath}_{type}.{ext}"
     ext: str = "png"
     single_file_ok: bool = False   # set by the caller when there is exactly one input and one output type
+    verb: str = "out"
 
     def __post_init__(self):
-        self.output = os.fspath(self.output)
+        self.is_default = self.output is None
+        self.is_stdout = os.fspath(self.output) == STDOUT if self.output is not None else False
+        self.output = "" if self.output is None else os.fspath(self.output)
         self.ext = self.ext.lstrip(".").lower()
         out = self.output
         self.is_template = "{" in out
+        if self.is_default or self.is_stdout:
+            self.is_file = False
+            self._check_template(self.template)
+            return
         self.is_file = (not self.is_template and Path(out).suffix.lower() in (".png", ".tif", ".tiff", ".jpg", ".jpeg")
                         and not Path(out).is_dir())
         if self.is_file and not self.single_file_ok:
@@ -63,19 +82,34 @@ class OutputPlan:
                              "give a folder (or a template with {stem}) instead")
         if not self.is_template and not self.is_file and Path(out).exists() and not Path(out).is_dir():
             raise UsageError(f"-o {out}: exists and is not a folder; give a folder, a template or an image file name")
-        tmpl = out if self.is_template else self.template
+        self._check_template(out if self.is_template else self.template)
+
+    @staticmethod
+    def _check_template(tmpl: str) -> None:
         try:
             tmpl.format(**{k: "x" for k in FIELDS})
         except (KeyError, IndexError, ValueError) as e:
             raise UsageError(f"output template {tmpl!r}: unknown field {e}; use {', '.join('{' + f + '}' for f in FIELDS)}") from None
 
+    def folder_of(self, item: Item) -> Path:
+        """Without ``-o``: the folder ``item``'s outputs go to."""
+        if item.root is None or item.is_stdin:
+            return item.path.parent
+        if os.path.realpath(item.root) == os.path.realpath("."):
+            return Path(".")
+        return default_folder(item.root, self.verb)
+
     def path(self, item: Item, type: str = "out", model: str = "", ext: str | None = None) -> Path:
-        if self.is_file:
+        if self.is_file or self.is_stdout:
             return Path(self.output)
         values = {"stem": item.stem, "relpath": item.relstem, "name": item.path.name, "model": model or "none",
                   "type": type, "ext": (ext or self.ext).lstrip(".")}
         if self.is_template:
             return Path(self.output.format(**values))
+        if self.is_default:
+            if item.root is None:   # a file named on the command line: beside it, named by its stem
+                values["relpath"] = item.stem
+            return self.folder_of(item) / self.template.format(**values)
         return Path(self.output) / self.template.format(**values)
 
 
@@ -118,6 +152,8 @@ def check_plan(items: Sequence[Item], outputs: Sequence[Path], *, plan: "OutputP
 
     With ``plan`` and ``types`` the message names the real cause: a template without ``{type}`` for several output
     types, or the template field that would tell the colliding inputs apart."""
+    if plan is not None and plan.is_stdout:
+        return
     seen: dict = {}
     clashes = []
     for p in outputs:
@@ -157,3 +193,21 @@ def check_plan(items: Sequence[Item], outputs: Sequence[Path], *, plan: "OutputP
             raise UsageError(f"output {p} would overwrite the input {protected[real]}; choose another -o folder or template")
 
 
+
+
+def check_stdout(plan: "OutputPlan", items: Sequence[Item], types: Sequence[str], json_out: bool) -> list[str]:
+    """``-o -``: one input, one PNG on stdout (the first output type; the others are not written), no ``--json``
+    (the report can go to ``--report FILE``). Returns the output types to write."""
+    if not plan.is_stdout:
+        return list(types)
+    if len(items) != 1:
+        raise UsageError(f"-o - writes one image to standard output, but there are {len(items)} inputs; give one "
+                         "input (or a folder / template for -o)")
+    if json_out:
+        raise UsageError("-o - writes the image to standard output: drop --json (write the report with --report "
+                         "run.json instead)")
+    if len(types) > 1:
+        from ..console import warn_line
+
+        warn_line(f"-o -: only the first output type ({types[0]}) is written to standard output")
+    return list(types[:1])

@@ -7,7 +7,9 @@ here; another executor may run items elsewhere and yield their outcomes as they 
   with ``TypeName: message`` (the traceback with ``--verbose``); an item whose planning found a problem
   (``Item.problem``: no trimap for it...) fails the same way; the batch goes on, the exit code is 1 at the end
   (``--fail-fast`` stops at the first failure);
-* ``--skip-existing``: an item whose planned outputs all exist *and decode* is skipped;
+* existing outputs are never replaced silently: an item whose planned outputs all exist *and are complete* (decode)
+  is skipped (a resumed run carries on where it stopped), one whose outputs partly exist fails with a line naming
+  them, unless ``--overwrite``;
 * Ctrl-C (exit 130) and SIGTERM (exit 143) stop the run; the report is still written with ``interrupted: true`` and
   the inputs never reached listed as ``not-run``;
 * stdout carries only data: the written paths one per line, or with ``--json`` one JSON document (the report).
@@ -43,16 +45,33 @@ class Outcome:
     seconds: float = 0.0
 
 
+def existing_outputs(outs: Sequence[Path], is_complete: Callable[[Path], bool] = verify_decodes) -> Outcome | None:
+    """The outcome for an item whose planned outputs exist (skipped, or failed when only some exist or one is
+    incomplete), or None when none exists."""
+    real = [p for p in outs if str(p) != "-"]
+    there = [p for p in real if os.path.lexists(p)]
+    if not there:
+        return None
+    if len(there) == len(real) and all(is_complete(p) for p in real):
+        return Outcome("skipped", outputs=list(real))
+    bad = [p for p in there if not is_complete(p)]
+    if bad:
+        return Outcome("failed", error=f"output {bad[0]} exists but is incomplete or does not decode; "
+                                       "--overwrite replaces it (or remove it)")
+    return Outcome("failed", error=f"output {there[0]} exists (and {len(real) - len(there)} other output(s) of "
+                                   "this input do not); --overwrite replaces it (or remove it)")
+
+
 def attempt(item: Item, fn: Callable[[Item], object], planned: Callable[[Item], Sequence[Path]] | None = None,
-            skip_existing: bool = False) -> Outcome:
+            overwrite: bool = False, is_complete: Callable[[Path], bool] = verify_decodes) -> Outcome:
     """Run ``fn`` on one item and capture the result or the error (never raises but for interrupts)."""
     try:
         if item.problem:
             return Outcome("failed", error=item.problem)
-        if skip_existing and planned is not None:
-            outs = list(planned(item))
-            if outs and all(verify_decodes(p) for p in outs):
-                return Outcome("skipped", outputs=outs)
+        if not overwrite and planned is not None:
+            found = existing_outputs(list(planned(item)), is_complete)
+            if found is not None:
+                return found
         res = fn(item)
         if isinstance(res, dict):
             fields = {k: v for k, v in res.items() if k != "outputs"}
@@ -87,14 +106,17 @@ class BatchRunner:
     ``height``, ...)."""
 
     def __init__(self, *, verb: str, model: str | None = None, weights_sha256: str | None = None,
-                 fail_fast: bool = False, skip_existing: bool = False, report: str | os.PathLike | None = None,
+                 fail_fast: bool = False, overwrite: bool = False, report: str | os.PathLike | None = None,
                  json_out: bool = False, quiet: bool = False, verbose: bool = False, argv: list | None = None,
-                 progress_unit: str = "items"):
+                 progress_unit: str = "items", is_complete: Callable[[Path], bool] = verify_decodes,
+                 progress: bool = True):
         self.verb = verb
         self.model = model
         self.weights_sha256 = weights_sha256
         self.fail_fast = fail_fast
-        self.skip_existing = skip_existing
+        self.overwrite = overwrite
+        self.is_complete = is_complete
+        self.show_progress = progress
         self.report = Path(report) if report else None
         check_report(self.report)
         self.json_out = json_out
@@ -133,7 +155,7 @@ class BatchRunner:
 
         def run_one(it: Item) -> Outcome:
             self._current = it
-            return attempt(it, fn, planned, self.skip_existing)
+            return attempt(it, fn, planned, self.overwrite, self.is_complete)
 
         with signals.stop_on_signals():
             return self._run(items, run_one, executor)
@@ -142,7 +164,7 @@ class BatchRunner:
         from ..progress import Progress
 
         bar = Progress(self.verb, total=len(items), unit=self.progress_unit,
-                       enabled=not self.quiet and len(items) > 1, transient=True)
+                       enabled=self.show_progress and not self.quiet and len(items) > 1, transient=True)
         try:
             with bar:
                 for it, out in executor(items, run_one):
@@ -178,7 +200,7 @@ class BatchRunner:
                 setattr(rec, k, v)
             else:
                 rec.extra[k] = v
-        if rec.width is None:
+        if rec.width is None and it.path.is_file():     # never re-open stdin or a pipe
             sz = image_size(it.path)
             if sz:
                 rec.width, rec.height = sz
@@ -189,7 +211,7 @@ class BatchRunner:
                     print(o, file=sys.stdout, flush=True)
             self.debug(f"{it.path} -> {', '.join(str(o) for o in rec.outputs)} ({out.seconds:.2f} s)")
         elif out.status == "skipped":
-            self.debug(f"skip {it.path} (outputs exist and decode)")
+            self.debug(f"skip {it.path}: its outputs exist (--overwrite replaces them)")
         elif out.status == "failed":
             self._fail_line(it, out.error or "failed")
             if self.verbose and out.trace:
@@ -228,7 +250,7 @@ class BatchRunner:
             print(json.dumps(doc, indent=2), file=sys.stdout, flush=True)
         parts = [f"{s['ok']} done"]
         if s["skipped"]:
-            parts.append(f"{s['skipped']} skipped")
+            parts.append(f"{s['skipped']} skipped (outputs exist; --overwrite replaces them)")
         if s["failed"]:
             parts.append(f"{s['failed']} failed")
         if s["not_run"]:

@@ -39,3 +39,21 @@ def model_options(entry, items: list[str] | None, **extra) -> dict:
     given = parse_cli_options(items)
     given.update(extra)
     return entry.validate_options(given)
+
+
+def say(quiet: bool, msg: str) -> None:
+    """One progress line on stderr (``mattecli: ...``), unless -q."""
+    if not quiet:
+        from ..console import info_line
+
+        info_line(msg)
+
+
+def fetch_policy(offline: bool = False, no_fetch: bool = False) -> None:
+    """``--offline`` / ``--no-fetch`` for this process: missing weights are then never downloaded."""
+    import os
+
+    if offline:
+        os.environ["MATTECLI_OFFLINE"] = "1"
+    if no_fetch:
+        os.environ["MATTECLI_NO_FETCH"] = "1"

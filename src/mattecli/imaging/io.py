@@ -74,8 +74,32 @@ def atomic_path(path: str | os.PathLike, *, make_parents: bool = True) -> Iterat
         raise
 
 
+STDIO = "-"
+_stdin_data: bytes | None = None
+
+
+def stdin_bytes() -> bytes:
+    """Everything on standard input (read once; ``-`` as an input)."""
+    global _stdin_data
+    if _stdin_data is None:
+        import sys
+
+        _stdin_data = sys.stdin.buffer.read()
+    return _stdin_data
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temp file in the same folder + ``os.replace``)."""
+    """Write ``data`` to ``path`` atomically (temp file in the same folder + ``os.replace``); ``-`` writes it to
+    standard output."""
+    if os.fspath(path) == STDIO:
+        import sys
+
+        try:
+            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
+        except OSError as e:
+            raise InputError(f"standard output: write failed ({e.strerror or e})") from None
+        return
     with atomic_path(path) as tmp:
         try:
             with open(tmp, "wb") as f:
@@ -192,7 +216,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 
     p = Path(path)
     try:
-        data = p.read_bytes()
+        data = stdin_bytes() if os.fspath(path) == STDIO else p.read_bytes()
     except FileNotFoundError:
         raise InputError(f"{p}: file not found", path=p) from None
     except IsADirectoryError:
@@ -389,6 +413,7 @@ def write_image(path: str | os.PathLike, a: np.ndarray, *, bits: int = 8, metada
     """Encode by extension and write atomically. ``what`` ("alpha", "rgba", "trimap", ...) is used to refuse JPEG
     for alpha-carrying outputs with a clear message. Returns the path."""
     p = Path(path)
-    data = encode_image(a, p.suffix, bits=bits, metadata=metadata, quality=quality, what=what, path=p)
+    ext = ".png" if os.fspath(path) == STDIO else p.suffix
+    data = encode_image(a, ext, bits=bits, metadata=metadata, quality=quality, what=what, path=p)
     atomic_write_bytes(p, data)
     return p
