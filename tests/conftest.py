@@ -50,8 +50,32 @@ def _synthetic_module():
 
 
 @functools.lru_cache(maxsize=4)   # a few models at a time: GFM-R101's weights alone take 2 GB
-def _weights_of(layout: str) -> dict:
-    return _synthetic_module().from_layout_json(layout)
+def _weights_of(layout_path: str) -> dict:
+    """{official key: array} by the oracle's recipe, including the two special rules its layout.json may state:
+    ``recipe_layout`` (PP-Matting: the recipe runs on renamed BN statistics, native keys take those values) and
+    ``torch_equivalent_layout`` (Context-Aware Matting: the recipe runs on a torch layout, values transposed back to
+    TensorFlow's HWIO)."""
+    layout = json.loads(Path(layout_path).read_text())
+    syn = _synthetic_module()
+    if "recipe_layout" in layout:
+        vals = syn.synthetic_state_dict(layout["recipe_layout"])
+        native = [k for k, _, _ in layout["state_dict"]]
+        recipe = [k for k, _, _ in layout["recipe_layout"]]
+        return {n: vals[r] for n, r in zip(native, recipe)}
+    if "torch_equivalent_layout" in layout:
+        tel, tfl = layout["torch_equivalent_layout"], layout["state_dict"]
+        sd = syn.synthetic_state_dict(tel)
+        out = {}
+        for (tk, _ts, _), (n, shape, _dt) in zip(tel, tfl):
+            v = sd[tk]
+            if n.endswith("/depthwise_weights"):
+                v = v.reshape(shape[2], shape[3], shape[0], shape[1]).transpose(2, 3, 0, 1)
+            elif n.endswith("/weights"):
+                v = v.transpose(2, 3, 1, 0)
+            assert tuple(v.shape) == tuple(shape), n
+            out[n] = np.asarray(v, order="C")
+        return out
+    return syn.from_layout_json(layout_path)
 
 
 class Oracle:

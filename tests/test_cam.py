@@ -30,21 +30,7 @@ NOISE_FACTOR = 4.0
 
 def official_weights(oracle_cls, name: str) -> dict:
     """The oracle's synthetic weights in the official TF layout (layout.json 'synthetic_weights_rule')."""
-    from conftest import _synthetic_module
-
-    o = oracle_cls(name)
-    tel, tfl = o.layout["torch_equivalent_layout"], o.layout["state_dict"]
-    sd = _synthetic_module().synthetic_state_dict(tel)
-    out = {}
-    for (tk, _ts, _), (n, s, _dt) in zip(tel, tfl):
-        v = sd[tk]
-        if n.endswith("/depthwise_weights"):
-            v = v.reshape(s[2], s[3], s[0], s[1]).transpose(2, 3, 0, 1)
-        elif n.endswith("/weights"):
-            v = v.transpose(2, 3, 1, 0)
-        assert tuple(v.shape) == tuple(s), n
-        out[n] = np.asarray(v, order="C")
-    return out
+    return oracle_cls(name).weights()
 
 
 def spec(name: str):

@@ -4,10 +4,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from foundation_helpers import invoke, one_line_error, small_example, write_example
+from foundation_helpers import invoke, one_line_error, runner, small_example, write_example
 from mattecli.backends.base import Backend, Prediction
 from mattecli.imaging.io import read_image, read_png_text, write_image
 from mattecli.registry import ModelEntry
+
+
+def app():
+    from mattecli.cli.app import app as the_app
+
+    return the_app
 
 
 def test_from_alpha_matches_library(tmp_path):
@@ -162,8 +168,45 @@ def test_flag_values_are_usage_errors_up_front(tmp_path):
 
 def test_rerun_into_the_input_folder(tmp_path):
     ex = write_example(tmp_path / "d", parts=("image", "alpha"))
-    for _ in range(2):
-        r = invoke("trimap", tmp_path / "d", "--from-alpha", tmp_path / "d", "--band", "2", "-o", tmp_path / "d")
-        assert r.exit_code == 0, r.stderr
-        assert r.stdout.split() == [str(tmp_path / "d" / "hair_trimap.png")]
+    out = tmp_path / "d" / "hair_trimap.png"
+    args = ("trimap", tmp_path / "d", "--from-alpha", tmp_path / "d", "--band", "2", "-o", tmp_path / "d")
+    r = invoke(*args)
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout.split() == [str(out)]
+    r = invoke(*args)                      # the output of the first run is neither an input nor replaced
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout == "" and "1 skipped" in r.stderr
+    r = invoke(*args, "--overwrite")
+    assert r.exit_code == 0 and r.stdout.split() == [str(out)], r.stderr
     assert ex["image"].exists()
+
+
+def test_default_output_beside_the_input_and_in_a_sibling_folder(tmp_path):
+    ex = write_example(tmp_path / "d", parts=("image", "alpha"))
+    r = invoke("trimap", ex["image"], "--from-alpha", ex["alpha"], "--band", "2")
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout.split() == [str(tmp_path / "d" / "hair_trimap.png")]
+    write_example(tmp_path / "al", parts=("alpha",))
+    r = invoke("trimap", "--from-alpha", tmp_path / "al", "--band", "2")    # the alphas are the inputs
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout.split() == [str(tmp_path / "al_trimap" / "hair_trimap.png")]
+
+
+def test_missing_partner_is_that_inputs_error(tmp_path):
+    write_example(tmp_path / "img", name="a", parts=("image",))
+    write_example(tmp_path / "img", name="b", parts=("image",))
+    write_example(tmp_path / "al", name="a", parts=("alpha",))
+    r = invoke("trimap", tmp_path / "img", "--from-alpha", tmp_path / "al", "--band", "2", "-o", tmp_path / "t")
+    assert r.exit_code == 1
+    assert r.stdout.split() == [str(tmp_path / "t" / "a_trimap.png")]
+    assert "--from-alpha: no alpha for" in one_line_error(r) and "b.png" in one_line_error(r)
+
+
+def test_stdin_and_stdout(tmp_path):
+    ex = write_example(tmp_path / "d", parts=("image", "alpha"))
+    data = ex["alpha"].read_bytes()
+    r = runner().invoke(app(), ["trimap", "--from-alpha", "-", "--band", "2", "-o", "-"], input=data)
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout_bytes[:8] == b"\x89PNG\r\n\x1a\n"
+    r = runner().invoke(app(), ["trimap", "-", "--from-alpha", str(ex["alpha"]), "-o", "-", "--json"], input=data)
+    assert r.exit_code == 2 and "--json" in one_line_error(r)

@@ -118,15 +118,19 @@ def test_missing_partner_and_size_mismatch_are_per_file_errors(tmp_path):
 def test_csv_and_out_file(vec):
     root, rows = vec
     out = root / "rep" / "r.csv"
-    res = _run("--pred", root / "pred", "--gt", root / "gt", "--trimap", root / "tri", "--out", out, "-q")
+    res = _run("--pred", root / "pred", "--gt", root / "gt", "--trimap", root / "tri", "--report", out, "-q")
     assert res.exit_code == 0 and res.stdout == ""
     table = list(csv.DictReader(io.StringIO(out.read_text())))
     assert [t["name"] for t in table] == [*sorted(rows), "mean"]
     assert float(table[2]["grad"]) == pytest.approx(float(rows["case_52"]["Grad_div1000"]), rel=1e-5)
     res = _run("--pred", root / "pred", "--gt", root / "gt", "--csv", "-q")
     assert res.stdout.splitlines()[0] == "name,sad,mse,grad,conn,seconds,error"
-    assert _run("--pred", root / "pred", "--gt", root / "gt", "--out", root / "x.txt").exit_code == 2
+    assert _run("--pred", root / "pred", "--gt", root / "gt", "--report", root / "x.txt").exit_code == 2
     assert _run("--pred", root / "pred", "--gt", root / "gt", "--json", "--csv").exit_code == 2
+    # the report file and the report on stdout are independent: both at once
+    res = _run("--pred", root / "pred", "--gt", root / "gt", "--json", "--report", root / "r.json", "-q")
+    assert res.exit_code == 0 and json.loads(res.stdout) == json.loads((root / "r.json").read_text())
+    assert _run("--pred", root / "pred", "--gt", root / "gt", "-o", root / "r.json").exit_code == 2   # no -o
 
 
 def test_fail_above_exit_codes(vec):
@@ -145,7 +149,7 @@ def test_fail_above_exit_codes(vec):
 def test_usage_errors():
     assert _run("--pred", "x").exit_code == 2
     assert _run("--model", "closed-form", "--gt", "x").exit_code == 2
-    assert _run("--fg", "a", "--alpha", "b").exit_code == 2
+    assert _run("--foreground", "a", "--alpha", "b").exit_code == 2
     res = _run("--pred", "/nonexistent/p", "--gt", "/nonexistent/g")
     assert res.exit_code == 2 and "/nonexistent/g" in res.stderr
 
@@ -180,10 +184,10 @@ def test_out_unwritable_is_a_usage_error_before_scoring(tmp_path, kind):
            "under_file": str(tmp_path / "file.txt" / "s.json"), "trailing_slash": str(tmp_path / "new") + "/"}[kind]
     if kind == "proc" and not Path("/proc/self").exists():
         pytest.skip("no /proc here")
-    res = _run("--pred", tmp_path / "pred", "--gt", tmp_path / "gt", "--json", "--out", out)
+    res = _run("--pred", tmp_path / "pred", "--gt", tmp_path / "gt", "--json", "--report", out)
     assert res.exit_code == 2
     lines = res.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("mattecli: error: --out ") and out.rstrip("/") in lines[0]
+    assert len(lines) == 1 and lines[0].startswith("mattecli: error: --report ") and out.rstrip("/") in lines[0]
     assert "Traceback" not in res.stderr and "SAD" not in res.stderr  # nothing was scored or printed first
     assert not (tmp_path / "new").exists() and sorted(p.name for p in (tmp_path / "pred").iterdir()) == ["a.png", "b.png"]
 
@@ -191,11 +195,11 @@ def test_out_unwritable_is_a_usage_error_before_scoring(tmp_path, kind):
 def test_out_into_a_new_folder_and_probe_leaves_nothing(tmp_path):
     _small_set(tmp_path)
     out = tmp_path / "reports" / "deep" / "s.json"
-    res = _run("--pred", tmp_path / "pred", "--gt", tmp_path / "gt", "--out", out, "-q")
+    res = _run("--pred", tmp_path / "pred", "--gt", tmp_path / "gt", "--report", out, "-q")
     assert res.exit_code == 0, res.stderr
     assert json.loads(out.read_text())["count"] == 2
     assert sorted(p.name for p in (tmp_path / "reports" / "deep").iterdir()) == ["s.json"]
-    res = _run("--pred", tmp_path / "pred", "--gt", tmp_path / "gt", "--out", tmp_path / "s.csv", "-q")
+    res = _run("--pred", tmp_path / "pred", "--gt", tmp_path / "gt", "--report", tmp_path / "s.csv", "-q")
     assert res.exit_code == 0 and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
@@ -391,7 +395,7 @@ def test_model_mode_with_fake_backend(tmp_path, fake_model):
     np.testing.assert_array_equal(saved, _alpha(seed=1))
     # with a trimap folder, the missing trimaps are per-file errors
     res = _run("--model", "fake-eval", "--images", tmp_path / "img", "--gt", tmp_path / "gt",
-               "--trimaps", tmp_path / "tri", "--json", "-q", "--jobs", "2")
+               "--trimap", tmp_path / "tri", "--json", "-q", "--jobs", "2")
     assert res.exit_code == 1
     rep = json.loads(res.stdout)
     assert [r["name"] for r in rep["images"]] == ["im0"]
@@ -444,7 +448,8 @@ def test_composition_mode_with_fake_backend(tmp_path, fake_model):
         _png(tmp_path / "fg" / f"{n}.png", np.full((16, 20, 3), 255, np.uint8))  # white
     for j in range(3):
         _png(tmp_path / "bg" / f"bg{j}.jpg", np.zeros((8 + j, 10, 3), np.uint8))  # black, smaller: scaled up
-    res = _run("--model", "fake-eval", "--fg", tmp_path / "fg", "--alpha", tmp_path / "alpha", "--bg", tmp_path / "bg",
+    res = _run("--model", "fake-eval", "--foreground", tmp_path / "fg", "--alpha", tmp_path / "alpha", "--backgrounds",
+               tmp_path / "bg",
                "--per-fg", "2", "--json", "-q")
     assert res.exit_code == 0, res.stderr
     rep = json.loads(res.stdout)
@@ -456,14 +461,14 @@ def test_composition_mode_with_fake_backend(tmp_path, fake_model):
     assert all(t is not None and not plate for t, plate in fake_model.SEEN)  # trimap model: trimap, no plate
     # a model that needs a clean plate gets the composite's own (fitted) background
     fake_model.SEEN.clear()
-    res = _run("--model", "fake-eval-bg", "--fg", tmp_path / "fg", "--alpha", tmp_path / "alpha", "--bg",
+    res = _run("--model", "fake-eval-bg", "--foreground", tmp_path / "fg", "--alpha", tmp_path / "alpha", "--backgrounds",
                tmp_path / "bg", "--per-fg", "1", "--json", "-q", "--jobs", "2")
     assert res.exit_code == 0, res.stderr
     assert len(fake_model.SEEN) == 2 and all(t is None and plate for t, plate in fake_model.SEEN)
-    # ... and outside composition mode it needs --backgrounds
+    # ... and outside composition mode it needs --bg
     _png(tmp_path / "img" / "x.png", np.zeros((16, 20, 3), np.uint8))
     res = _run("--model", "fake-eval-bg", "--images", tmp_path / "img", "--gt", tmp_path / "alpha")
-    assert res.exit_code == 1 and "--backgrounds" in res.stderr
+    assert res.exit_code == 1 and "pass --bg DIR" in res.stderr
 
 
 def test_model_mode_closed_form_roundtrip(tmp_path):

@@ -26,14 +26,11 @@ NOISE_FACTOR = 4.0
 
 
 def _official_weights():
-    """The oracle's rule: the recipe runs on `recipe_layout` (BN stats renamed), native keys take those values."""
-    from conftest import Oracle, _synthetic_module
+    """The oracle's rule (conftest): the recipe runs on `recipe_layout` (BN stats renamed)."""
+    from conftest import Oracle
 
     o = Oracle(FOLDER)
-    vals = _synthetic_module().synthetic_state_dict(o.layout["recipe_layout"])
-    native = [k for k, _, _ in o.layout["state_dict"]]
-    recipe = [k for k, _, _ in o.layout["recipe_layout"]]
-    return o, {n: vals[r] for n, r in zip(native, recipe)}
+    return o, o.weights()
 
 
 @pytest.fixture(scope="module")

@@ -273,6 +273,8 @@ def test_checkpoint_round_trip(variant, wrap, official, models, tmp_path):
     conv, spec = models[variant].converter, models[variant].spec
     ours = conv.to_ours(official[variant], spec)
     assert conv.to_official(ours, spec).keys() == official[variant].keys()
+    unfolded = models[variant].unfolded_state_dict()   # the network itself keeps only the folded weights
+    assert unfolded.keys() == ours.keys() and all(torch.equal(unfolded[k], ours[k]) for k in ours)
     path = tmp_path / f"rvm_{variant}.pth"
     conv.write(ours, path, spec)
     if wrap != "plain":

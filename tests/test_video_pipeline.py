@@ -249,17 +249,17 @@ def _cli(args):
 
 def test_cli_outputs_and_template(clip, tmp_path, monkeypatch):
     register_fakes(monkeypatch)
-    code, out, err = _cli([str(clip), "-m", "fake-temporal", "-t", "composite,alpha,rgba", "--template",
+    code, out, err = _cli([str(clip), "-m", "fake-temporal", "-T", "composite,alpha,rgba", "--template",
                            str(tmp_path / "{stem}.{type}.{ext}"), "-q"])
     assert code == 0, err
     assert out.split() == [str(tmp_path / "src.composite.mp4"), str(tmp_path / "src.alpha.mp4"),
                            str(tmp_path / "src.rgba.mov")]
     assert all(os.path.isfile(p) for p in out.split())
-    code, out, err = _cli([str(clip), "-m", "fake-temporal", "-t", "rgba", "-o", str(tmp_path / "x.webm"),
+    code, out, err = _cli([str(clip), "-m", "fake-temporal", "-T", "rgba", "-o", str(tmp_path / "x.webm"),
                            "--option", "gain=2"])
     assert code == 0, err
     assert "re-encoded to Opus" in err and "fps" in err
-    code, out, err = _cli([str(clip), "-m", "fake-image", "-o", str(tmp_path / "d"), "-t", "alpha,foreground",
+    code, out, err = _cli([str(clip), "-m", "fake-image", "-o", str(tmp_path / "d"), "-T", "alpha,foreground",
                            "--smooth", "ema:0.7", "-q"])
     assert code == 0, err
     assert sorted(os.listdir(tmp_path / "d")) == ["src_alpha.mp4", "src_foreground.mp4"]
@@ -318,7 +318,7 @@ def test_cli_bad_inputs(clip, tmp_path, monkeypatch, case):
         out = str(blocker / "sub" / "out.mp4")
         want = "cannot create the output folder"
     elif case == "rgba-mp4":
-        extra = ["-t", "rgba"]
+        extra = ["-T", "rgba"]
         want = "cannot carry alpha"
     elif case == "missing":
         src = str(tmp_path / "nope.mp4")
@@ -343,6 +343,7 @@ def test_cli_bad_inputs(clip, tmp_path, monkeypatch, case):
 
 @pytest.mark.parametrize("sig,code", [("SIGINT", 130), ("SIGTERM", 143)])
 def test_cli_ctrl_c_in_a_real_process(tmp_path, sig, code):
+    import glob
     import signal
     import subprocess
     import sys
@@ -353,9 +354,12 @@ def test_cli_ctrl_c_in_a_real_process(tmp_path, sig, code):
     out = tmp_path / "o.mov"
     script = vh.SLOW_RUN.format(tests=os.path.dirname(__file__), src=str(src), out=str(out))
     p = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
-    partial = tmp_path / "o.partial.mov"
+    partial = tmp_path / "o.partial.mov"            # where the interrupted output is kept
+
+    def writing() -> bool:                             # meanwhile it is written under a hidden name of its own
+        return any(os.path.getsize(f) > 20000 for f in glob.glob(str(tmp_path / ".o.mov.*.partial.mov")))
     t0 = time.time()
-    while time.time() - t0 < 60 and not (partial.exists() and partial.stat().st_size > 20000):
+    while time.time() - t0 < 60 and not writing():
         time.sleep(0.1)
     p.send_signal(getattr(signal, sig))
     _, err = p.communicate(timeout=60)
@@ -443,7 +447,7 @@ def test_cli_several_clips_report_and_json(tmp_path, monkeypatch):
 
     register_fakes(monkeypatch)
     d, out = _clips(tmp_path), tmp_path / "out"
-    code, stdout, err = _cli([str(d), "-m", "fake-temporal", "-t", "alpha", "-o", str(out), "--report",
+    code, stdout, err = _cli([str(d), "-m", "fake-temporal", "-T", "alpha", "-o", str(out), "--report",
                               str(tmp_path / "run.json"), "-q"])
     assert code == 1, err                                       # one clip failed, the others were written
     assert stdout.split() == [str(out / "a_alpha.mp4"), str(out / "frames_alpha.mp4"), str(out / "sub/b_alpha.mp4")]
@@ -463,14 +467,23 @@ def test_cli_rerun_beside_the_clips_and_output_rules(tmp_path, monkeypatch):
     d.mkdir()
     make_clip(d / "a.mp4", n=4, audio=False)
     make_clip(d / "b.mp4", n=4, audio=False)
-    for _ in range(2):                                          # outputs of the first run are not clips of the second
-        code, stdout, err = _cli([str(d), "-m", "fake-temporal", "-q"])
-        assert code == 0 and stdout.split() == [str(d / "a_composite.mp4"), str(d / "b_composite.mp4")], err
+    outs = [str(tmp_path / "c_video" / "a_composite.mp4"), str(tmp_path / "c_video" / "b_composite.mp4")]
+    code, stdout, err = _cli([str(d), "-m", "fake-temporal", "-q"])  # a folder of clips -> the sibling c_video/
+    assert code == 0 and stdout.split() == outs, err
+    code, stdout, err = _cli([str(d), "-m", "fake-temporal"])        # complete outputs are skipped, never replaced
+    assert code == 0 and stdout == "" and "2 skipped" in err, err
+    code, stdout, err = _cli([str(d), "-m", "fake-temporal", "-q", "--overwrite"])
+    assert code == 0 and stdout.split() == outs, err
+    code, stdout, err = _cli([str(d / "a.mp4"), "-m", "fake-temporal", "-q", "-T", "alpha"])   # beside the clip
+    assert code == 0 and stdout.split() == [str(d / "a_alpha.mp4")], err
+    (d / "a_alpha.mp4").write_bytes(b"half a file")                # not a complete video: an error, kept as is
+    code, stdout, err = _cli([str(d / "a.mp4"), "-m", "fake-temporal", "-q", "-T", "alpha"])
+    assert code == 1 and "incomplete" in err and (d / "a_alpha.mp4").read_bytes() == b"half a file", err
     for args, want in ((["-o", str(tmp_path / "x.mp4")], "with 2 clips -o is a folder or a template"),
-                       (["-o", str(tmp_path / "{stem}.mp4"), "-t", "alpha,rgba"], "has no {type} field")):
+                       (["-o", str(tmp_path / "{stem}.mp4"), "-T", "alpha,rgba"], "has no {type} field")):
         code, stdout, err = _cli([str(d / "a.mp4"), str(d / "b.mp4"), "-m", "fake-temporal", *args])
         assert code == 2 and want in err, err
-    code, _, err = _cli([str(d / "a.mp4"), "-m", "fake-temporal", "-t", "alpha,rgba", "-o", str(tmp_path / "x.mov")])
+    code, _, err = _cli([str(d / "a.mp4"), "-m", "fake-temporal", "-T", "alpha,rgba", "-o", str(tmp_path / "x.mov")])
     assert code == 2 and "several --output-type values" in err, err
 
 
@@ -485,7 +498,7 @@ def test_cli_plates_paired_by_clip_name(tmp_path, monkeypatch):
         make_clip(d / f"{n}.mp4", n=3, audio=False)
     cv2.imwrite(str(plates / "a.png"), np.zeros((48, 64, 3), np.uint8))
     cv2.imwrite(str(plates / "b_bg.png"), np.zeros((48, 64, 3), np.uint8))
-    code, stdout, err = _cli([str(d), "-m", "fake-plate", "--bg", str(plates), "-t", "alpha", "-o",
+    code, stdout, err = _cli([str(d), "-m", "fake-plate", "--bg", str(plates), "-T", "alpha", "-o",
                               str(tmp_path / "o"), "-q"])
     assert code == 1 and len(stdout.split()) == 2, err
     assert "--bg: nothing for" in err and "z.mp4" in err

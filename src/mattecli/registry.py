@@ -53,6 +53,39 @@ class Weights:
 
 
 @dataclass(frozen=True)
+class MemoryModel:
+    """Peak memory of one prediction above the loaded model, measured (``benchmarks/memory.py``), read by
+    :mod:`mattecli.memory` before any large allocation::
+
+        MB = base_mb + (per_pixel * P + per_net_pixel * N ** exponent + per_box_pixel * B) / 2**20   (per item)
+
+    P: input pixels. N: the pixels the network (or solver) works on, by the rule ``net`` reading option ``net_option``:
+    ``full`` (N = P), ``tile`` (the tile plus its overlap when the option is set, else P), ``scale`` (the option is a
+    linear scale: N = s^2 P; RVM's automatic ratio when unset), ``long_side`` / ``short_side`` (the image resized so
+    that side is the option's value, never enlarged), ``unknown`` (the trimap's unknown pixels). B: pixels of the
+    unknown region's bounding box (classical solvers). ``window_option``: an option (a window radius r) whose band of
+    (4r+1)^2 neighbours scales the N and B terms relative to its default. ``variants``: ``(option, value, model)``
+    triples, the first whose option has that value replaces this model (another solver, another refine mode)."""
+
+    base_mb: float = 0.0
+    per_pixel: float = 0.0
+    per_net_pixel: float = 0.0
+    net: str = "full"                  # full | tile | scale | long_side | short_side | unknown
+    net_option: str = ""
+    exponent: float = 1.0
+    per_box_pixel: float = 0.0
+    window_option: str = ""
+    tiles: bool = False                # the family offers --option tile=N (named in a refusal)
+    variants: tuple = ()               # ((option, value, MemoryModel), ...)
+
+    def for_options(self, options: Mapping[str, Any]) -> "MemoryModel":
+        for name, value, model in self.variants:
+            if options.get(name) == value:
+                return model
+        return self
+
+
+@dataclass(frozen=True)
 class ModelEntry:
     name: str                          # "rvm.mobilenetv3", "fba", "closed-form"
     family: str
@@ -73,6 +106,7 @@ class ModelEntry:
     options: Mapping[str, Option] = field(default_factory=dict)  # official option names -> typed Option
     classes: tuple[str, ...] = ()      # segmenters: class names by index
     quality: int = 0                   # --model auto: higher is preferred among available entries
+    memory: MemoryModel | None = None  # peak memory per input size (None: not measured, no guard)
 
     def __post_init__(self):
         bad = [k for k, o in self.options.items() if not isinstance(o, Option)]

@@ -24,13 +24,15 @@ By default the pipeline is exactly the authors' own; extras (TTA, tiling, plate 
 """
 from __future__ import annotations
 
+import functools
 import os
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import numpy as np
 
-from ..errors import ConverterError, InputError, MissingInput
+from ..errors import ConverterError, InputError, MissingInput, UsageError
 from ..registry import ModelEntry, Weights
 
 
@@ -234,7 +236,8 @@ class Converter:
       ``torch.load(weights_only=True)``, restricted unpicklers, format parsers);
     * ``to_ours(official, spec) -> dict``: every key consumed (leftovers raise ConverterError);
     * ``to_official(ours, spec) -> dict``: the inverse (round trip);
-    * ``write(ours, path, spec)``: our weights in the authors' own file wrapping;
+    * ``write(ours, path, spec)``: our weights in the authors' own file wrapping (returns the file to load back
+      where a multi-file format differs from ``path``);
     * ``convert_file(path, spec) -> (ours, meta)``: read + to_ours, what fetch/import store (meta: facts about the
       file worth keeping, e.g. RVM's variant).
     """
@@ -250,10 +253,11 @@ class Converter:
     def to_official(self, ours: Mapping, spec: ModelSpec) -> dict:
         raise NotImplementedError
 
-    def write(self, ours: Mapping, path: str | os.PathLike, spec: ModelSpec) -> None:
+    def write(self, ours: Mapping, path: str | os.PathLike, spec: ModelSpec):
         import torch
 
         torch.save({k: v.detach().clone() for k, v in self.to_official(ours, spec).items()}, os.fspath(path))
+        return path
 
     def convert_file(self, path: str | os.PathLike, spec: ModelSpec) -> tuple[dict, dict]:
         return self.to_ours(self.read(path, spec), spec), {}
@@ -276,8 +280,35 @@ class SameKeys(Converter):
 
 
 # ---------------------------------------------------------------------------------------------------- backends
+_outer = threading.local()   # ids of the backends whose predict_batch runs in this thread (inner calls skip the guard)
+
+
+def _guarded(fn):
+    """``predict_batch`` behind the memory guard and ``max_side``, on the outermost call only (a family's
+    ``super().predict_batch`` or per-tile calls run as written)."""
+    @functools.wraps(fn)
+    def predict_batch(self, batch, *args, **kwargs):
+        active = _outer.__dict__.setdefault("ids", set())
+        if id(self) in active:
+            return fn(self, batch, *args, **kwargs)
+        active.add(id(self))
+        try:
+            return self._guard(fn, batch, args, kwargs)
+        finally:
+            active.discard(id(self))
+
+    predict_batch._guarded = True
+    return predict_batch
+
+
 class Backend:
-    """One loaded model. ``predict_batch`` is the inference path; ``predict`` wraps it for one numpy image."""
+    """One loaded model. ``predict_batch`` is the inference path; ``predict`` wraps it for one numpy image.
+
+    Every family's ``predict_batch`` runs behind :mod:`mattecli.memory`'s guard (wrapped once per class): the
+    entry's estimated peak memory for the batch's size is checked against what is free before the model's work
+    (``TooLarge``, one line). ``max_side`` (``load_model(..., max_side=N)``): a batch whose long side exceeds N is
+    area-downscaled to it (the trimap so that its unknown band survives), predicted, and its alpha and colours
+    scaled back (bilinear), the trimap's known regions exact."""
 
     entry: ModelEntry
     weights_set: Weights | None = None
@@ -285,12 +316,48 @@ class Backend:
     weights_path: str | None = None
     device: Any = "cpu"
     dtype: Any = None
+    max_side: int | None = None
+    items_at_once: bool = True          # False: a batch's items run one after the other (peak = the largest item)
 
-    def __init__(self, entry: ModelEntry, weights_set: Weights | None = None, **options: Any):
+    def __init__(self, entry: ModelEntry, weights_set: Weights | None = None, max_side: int | None = None,
+                 **options: Any):
         self.entry = entry
         self.weights_set = weights_set
         self.options = entry.validate_options(options)
         self.spec = ModelSpec(entry, weights_set, self.options)
+        if max_side is not None and (isinstance(max_side, bool) or not isinstance(max_side, int) or max_side < 16):
+            raise UsageError(f"--max-side {max_side!r}: give a whole number of pixels, at least 16")
+        self.max_side = max_side
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        fn = cls.__dict__.get("predict_batch")
+        if fn is not None and not getattr(fn, "_guarded", False):
+            cls.predict_batch = _guarded(fn)
+
+    def _guard(self, fn, batch: "Batch", args, kwargs) -> "Prediction":
+        from .. import memory
+
+        h, w = batch.size
+        side = self.max_side
+        if side and max(h, w) > side:
+            if args or any(v is not None for v in kwargs.values()):
+                raise UsageError(f"max_side: {self.entry.name}'s extra inputs cannot be downscaled; run without it")
+            small = memory.shrink_batch(batch, side)
+            memory.check(self.entry, self.options, *small.size, n=small.n, trimap=small.trimap, device=self.device,
+                         extra_bytes=memory.UPSCALE_BYTES * h * w * batch.n, max_side=side,
+                         at_once=self.items_at_once)
+            return memory.grow_prediction(fn(self, small), batch)
+        memory.check(self.entry, self.options, h, w, n=batch.n, trimap=batch.trimap, device=self.device,
+                     at_once=self.items_at_once)
+        return fn(self, batch, *args, **kwargs)
+
+    def check_file(self, path, size: tuple[int, int] | None = None) -> int | None:
+        """Before decoding ``path``: refuse (``TooLarge``) if this model's run at its header's size would not fit
+        (see :func:`mattecli.memory.check_file`)."""
+        from ..memory import check_file
+
+        return check_file(self, path, size)
 
     # -- inputs ------------------------------------------------------------------------------------------------
     def check_inputs(self, trimap, background) -> None:
@@ -344,6 +411,17 @@ class TorchBackend(Backend):
         import torch
 
         return torch.float32
+
+    def networks(self) -> list:
+        """Every nn.Module this backend runs (families with a second network, e.g. SIM's classifier, add it)."""
+        return [self.net]
+
+    def to_dtype(self, dtype) -> "TorchBackend":
+        """Compute in ``dtype`` from now on (tests use float64 as the rounding-free yardstick)."""
+        for net in self.networks():
+            net.to(dtype)
+        self.dtype = dtype
+        return self
 
     # -- to implement ------------------------------------------------------------------------------------------------
     def build_net(self, state_dict: Mapping):

@@ -22,8 +22,9 @@ def converter_of(entry):
 
 
 def convert_function(entry, wset):
-    """``path -> (our state dict, meta)`` for the store, with the entry's default options."""
-    if not entry.weights:
+    """``path -> (our state dict, meta)`` for the store, with the entry's default options; None for a registered
+    model without an implementation (its official file is stored as it is)."""
+    if not entry.weights or not (entry.implemented and entry.adapter):
         return None
     conv = converter_of(entry)
     spec = spec_of(entry, wset)
@@ -35,6 +36,8 @@ def convert_function(entry, wset):
 
 
 def fetch(entry, wset, **kw) -> Path:
+    """Every fetch of weights (``models fetch``, and missing weights fetched by themselves): the licence line, the
+    sources in order, verification, conversion. Raises one-line errors when no usable file comes."""
     from ..weights.store import fetch as store_fetch
 
     return store_fetch(entry, wset, convert=convert_function(entry, wset), **kw)
@@ -54,6 +57,15 @@ def auto_fetch_allowed() -> bool:
     return not is_offline() and os.environ.get("MATTECLI_NO_FETCH", "").strip().lower() not in ("1", "true", "yes")
 
 
+def _not_fetched(entry, wset) -> str:
+    from ..weights.lookup import missing_message
+    from ..weights.sources import is_offline
+
+    if is_offline():
+        return f"{missing_message(entry, wset, offline=True)} (not fetched: --offline / MATTECLI_OFFLINE=1)"
+    return f"{missing_message(entry, wset)} (not fetched automatically: --no-fetch / MATTECLI_NO_FETCH=1)"
+
+
 def require_or_fetch(entry, wset) -> Path:
     """The cached file, fetched first when it is missing, an automatic source exists and fetching is allowed (the
     licence is printed by the fetch); else WeightsUnavailable saying which command gets it."""
@@ -63,11 +75,11 @@ def require_or_fetch(entry, wset) -> Path:
 
     try:
         return require(entry, wset)
-    except WeightsUnavailable as e:
+    except WeightsUnavailable:
         if wset is None or not any(fetchable(s) for s in wset.sources):
             raise
         if not auto_fetch_allowed():
-            raise WeightsUnavailable(f"{e} (not fetched: --offline / --no-fetch)") from None
+            raise WeightsUnavailable(_not_fetched(entry, wset)) from None
     from ..console import info_line
     from ..weights.store import display_name
 

@@ -1,4 +1,8 @@
-"""``mattecli composite``: put a matted foreground onto a colour, an image or a blurred original; RGBA cut-outs."""
+"""``mattecli composite``: put a matted foreground over a colour, an image or the blurred input; RGBA cut-outs.
+
+Only the options are declared here; the per-input work is :class:`mattecli.tasks.composite.CompositeTask` and the
+batch semantics are :mod:`mattecli.batch` (outputs beside the inputs by default, never replaced silently).
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,145 +10,143 @@ from typing import List, Optional
 
 import typer
 
+from . import flags
 from ._common import handle_errors
+
+
+def _background(task, composite_bg: str | None, blur: float | None) -> str | None:
+    """Fill ``task``'s background from --composite-bg / --blur; returns the folder to pair by stem, if any."""
+    from ..errors import UsageError
+    from ..imaging.colour import colour_or_none, parse_colour
+
+    if composite_bg is None:
+        if blur is not None:
+            task.background = "input"
+        else:
+            task.colour = parse_colour("white")
+        return None
+    colour = colour_or_none(composite_bg)
+    if colour is not None:
+        if blur is not None:
+            raise UsageError(f"--blur: --composite-bg {composite_bg} is a plain colour, there is nothing to blur; "
+                             "drop --blur (or give an image)")
+        task.colour = colour
+        return None
+    p = Path(composite_bg)
+    if p.is_file():
+        task.background, task.image = "image", str(p)
+        return None
+    if p.is_dir():
+        task.background = "paired"
+        return composite_bg
+    task.colour = parse_colour(composite_bg, "--composite-bg")   # neither colour nor file: names the valid forms
+    return None
 
 
 def register(app: typer.Typer) -> None:
     @app.command("composite", no_args_is_help=True)
     @handle_errors
     def composite(
-        inputs: List[str] = typer.Argument(..., help="Original images (files, folders, globs).", show_default=False),
-        alpha: str = typer.Option(..., "--alpha", "-a", help="Alpha matte file or folder, paired by stem (img.png <-> img.png / img_alpha.png)."),
-        output: str = typer.Option(..., "-o", "--output", help="Output folder, a template containing {stem}/{relpath}, or one file for one input."),
-        foreground: Optional[str] = typer.Option(None, "--foreground", "-f", help="Foreground colour file or folder (paired by stem: img_foreground.png / img_fg.png). Without it the foreground is estimated (--estimate)."),
-        estimate: str = typer.Option("ml", "--estimate", help="Foreground estimation when no --foreground is given: ml, cf (pymatting) or none (the original colours)."),
-        bg_color: Optional[str] = typer.Option(None, "--bg-color", "--bg-colour", help="Composite onto a colour: #RRGGBB, R,G,B or a name (white, black, greenscreen...)."),
-        bg_image: Optional[str] = typer.Option(None, "--bg-image", help="Composite onto an image (one file for all, or a folder paired by stem)."),
-        fit: str = typer.Option("cover", "--fit", help="--bg-image fit: cover (fill, crop), contain (fit inside, pad with --bg-color or black), stretch."),
-        bg_blur: Optional[float] = typer.Option(None, "--bg-blur", help="Composite onto the original blurred with this Gaussian sigma (pixels)."),
-        rgba_out: bool = typer.Option(False, "--rgba", help="Write an RGBA cut-out instead of a composite."),
-        premultiplied: bool = typer.Option(False, "--premultiplied", help="With --rgba: premultiplied RGB (alpha*F) instead of straight (F). Stated in the PNG text chunk 'alpha-mode'."),
-        fmt: Optional[str] = typer.Option(None, "--format", help="png (default), tif or jpg; with -o FILE the file's extension decides (jpg not for --rgba)."),
-        bits: int = typer.Option(8, "--bits", help="8 or 16 bits per channel (png/tif)."),
-        template: str = typer.Option("{relpath}_{type}.{ext}", "--template", help="Output names under -o DIR. Fields: {stem} {relpath} {name} {model} {type} {ext}; type is composite or rgba."),
-        skip_existing: bool = typer.Option(False, "--skip-existing", help="Skip inputs whose output exists and decodes."),
-        fail_fast: bool = typer.Option(False, "--fail-fast", help="Stop at the first failing input."),
-        report: Optional[str] = typer.Option(None, "--report", help="Per-input report: run.json or run.csv."),
-        json_out: bool = typer.Option(False, "--json", help="Print the run report as JSON on stdout."),
-        quiet: bool = typer.Option(False, "-q", "--quiet", help="Only errors on stderr."),
-        verbose: bool = typer.Option(False, "-v", "--verbose", help="Per-file details on stderr."),
+        inputs: List[str] = flags.inputs("Original images (files, folders, globs), or - (one image on standard "
+                                         "input)."),
+        alpha: str = flags.alpha("A file serves every input. Required.", default=...),
+        output: Optional[str] = flags.output(
+            "A folder, a template containing {stem}/{relpath}, one file for one input and one output type, or - "
+            "(one PNG on standard output). Default: beside each input (photo.jpg -> photo_composite.png); inputs "
+            "found in a folder go to a sibling folder (photos/ -> photos_composite/)."),
+        foreground: Optional[str] = flags.foreground("Without it the foreground is estimated (--estimate)."),
+        estimate: str = flags.estimate("ml", "ml (fast multi-level), cf (closed-form), none (the input colours); "
+                                             "used without --foreground"),
+        output_type: str = flags.output_type("composite", "composite, rgba"),
+        composite_bg: Optional[str] = flags.composite_bg(
+            None, "An image file serves every input, a folder is paired by file stem (img.png <-> img_bg.png); "
+            "--fit says how it is fitted. Default: white, or with --blur alone the input itself."),
+        blur: Optional[float] = typer.Option(None, "--blur", metavar="SIGMA", help="Blur the background (the "
+                                             "--composite-bg image, or the input itself) with this Gaussian sigma "
+                                             "in pixels."),
+        fit: str = typer.Option("cover", "--fit", help="How a --composite-bg image fits the input: cover (fill, "
+                                                       "crop), contain (fit inside, pad with --pad), stretch."),
+        pad: str = typer.Option("black", "--pad", metavar="COLOUR", help="--fit contain: the padding colour."),
+        premultiplied: bool = flags.premultiplied(),
+        fmt: Optional[str] = flags.fmt(),
+        bits: int = flags.bits(),
+        template: str = flags.template("{relpath}_{type}.{ext}", "{type} is composite or rgba."),
+        overwrite: bool = flags.overwrite(),
+        fail_fast: bool = flags.fail_fast(),
+        report: Optional[str] = flags.report(),
+        json_out: bool = flags.json_out(),
+        quiet: bool = flags.quiet(),
+        verbose: bool = flags.verbose(),
     ) -> None:
         """Composite I = alpha*F + (1-alpha)*B, or write RGBA cut-outs.
 
-        Exactly one of --bg-color, --bg-image, --bg-blur or --rgba (with --bg-image --fit contain, --bg-color is the padding colour). RGBA output is straight alpha (RGB = F) by default; --premultiplied stores alpha*F. The PNG text chunk 'alpha-mode' says which.
+        The background B is --composite-bg (a colour, an image, or a folder of images paired by stem; default white), blurred with --blur SIGMA; --blur alone blurs the input itself. RGBA output is straight alpha (RGB = F) by default; --premultiplied stores alpha*F. The PNG text chunk 'alpha-mode' says which. An input whose outputs already exist is skipped; --overwrite replaces them.
 
         Examples:
 
         \b
-          mattecli composite examples/data/hair.png --alpha examples/data/hair_alpha.png --bg-color greenscreen -o out/
-          mattecli composite photos/ --alpha mattes/ --bg-image beach.jpg --fit cover -o out/
-          mattecli composite photos/ --alpha mattes/ --rgba -o cutouts/
+          mattecli composite examples/data/hair.png --alpha examples/data/hair_alpha.png --composite-bg greenscreen
+          mattecli composite photos/ --alpha mattes/ --composite-bg beach.jpg --fit cover -o out/
+          mattecli composite photos/ --alpha mattes/ --blur 8 -T composite,rgba -o out/
+          cat img.png | mattecli composite - --alpha alpha.png -o - > composite.png
         """
+        from .. import batch
         from ..errors import UsageError
         from ..imaging.colour import parse_colour
         from ..imaging.composite import FITS
         from ..imaging.foreground import METHODS
-        from .. import batch
+        from ..tasks.composite import CompositeTask, parse_types
 
-        modes = [m for m, on in (("--bg-image", bg_image), ("--bg-blur", bg_blur is not None), ("--rgba", rgba_out)) if on]
-        if bg_color and not modes:
-            modes = ["--bg-color"]
-        if len(modes) != 1:
-            raise UsageError("give exactly one of --bg-color COLOUR, --bg-image FILE|DIR, --bg-blur SIGMA or --rgba")
-        mode = modes[0]
-        if bg_color and mode not in ("--bg-color", "--bg-image"):
-            raise UsageError(f"--bg-color cannot be combined with {mode}")
-        if premultiplied and mode != "--rgba":
-            raise UsageError("--premultiplied applies to --rgba output only")
+        types = parse_types(output_type)
+        if "composite" not in types and (composite_bg is not None or blur is not None):
+            raise UsageError("--composite-bg/--blur apply to composite outputs; add -T composite (or drop them)")
+        if premultiplied and "rgba" not in types:
+            raise UsageError("--premultiplied applies to rgba outputs only (-T rgba)")
         if fit not in FITS:
             raise UsageError(f"--fit {fit!r}: use one of {', '.join(FITS)}")
         if estimate not in METHODS:
             raise UsageError(f"--estimate {estimate!r}: use one of {', '.join(METHODS)}")
-        if bg_blur is not None and bg_blur <= 0:
-            raise UsageError("--bg-blur: the sigma must be > 0 pixels")
+        if blur is not None and not blur > 0:
+            raise UsageError(f"--blur {blur:g}: the sigma must be > 0 pixels")
         fmt_l = (fmt or "png").lower().lstrip(".")
         fmt_l = {"jpeg": "jpg", "tiff": "tif"}.get(fmt_l, fmt_l)
         if fmt_l not in ("png", "tif", "jpg"):
             raise UsageError(f"--format {fmt!r}: use png, tif or jpg")
-        if fmt_l == "jpg" and rgba_out:
+        if fmt_l == "jpg" and "rgba" in types:
             raise UsageError("--format jpg cannot hold an RGBA cut-out; use png or tif")
         if bits not in (8, 16):
             raise UsageError("--bits must be 8 or 16")
-        colour = parse_colour(bg_color) if bg_color else None
-
+        if alpha == "-" or foreground == "-":
+            raise UsageError("standard input (-) is for the input image; give --alpha/--foreground a file or folder")
+        task = CompositeTask(types=types, blur=blur, fit=fit, pad=parse_colour(pad, "--pad"), estimate=estimate,
+                             premultiplied=premultiplied, bits=bits)
+        bg_folder = _background(task, composite_bg, blur) if "composite" in types else None
         batch.check_report(report)
-        otype = "rgba" if rgba_out else "composite"
+
         excl = batch.output_excludes(output)
         items = batch.expand_inputs(inputs, exclude=excl)
-        batch.drop_run_outputs(items, output, template=template, ext=fmt_l, types=[otype])
-        batch.drop_partner_inputs(items, {"alpha": alpha, "foreground": foreground, "bg": bg_image})
+        batch.drop_run_outputs(items, output, template=template, ext=fmt_l, types=types, verb="composite")
+        batch.drop_partner_inputs(items, {"alpha": alpha, "foreground": foreground, "bg": bg_folder})
         batch.pair(items, alpha, "alpha", flag="--alpha", exclude=excl)
         batch.pair(items, foreground, "foreground", flag="--foreground", exclude=excl)
-        bg_single = None
-        if bg_image:
-            if Path(bg_image).is_file():
-                bg_single = Path(bg_image)
-            else:
-                batch.pair(items, bg_image, "bg", flag="--bg-image", exclude=excl)
+        batch.pair(items, bg_folder, "bg", flag="--composite-bg", exclude=excl)
         if not items:
             raise UsageError("no inputs left after removing the alpha/foreground files")
-        plan = batch.OutputPlan(output, template=template, ext=fmt_l, single_file_ok=len(items) == 1)
-        planned = {id(it): plan.path(it, type=otype) for it in items}
-        batch.check_single_file(plan, fmt, [otype])
-        batch.check_plan(items, list(planned.values()), plan=plan, types=[otype])
-        if bg_single is not None and any(Path(p).resolve() == bg_single.resolve() for p in planned.values()):
-            raise UsageError(f"an output would overwrite the background image {bg_single}")
-        runner = batch.BatchRunner(verb="composite", fail_fast=fail_fast, skip_existing=skip_existing,
-                                    report=report, json_out=json_out, quiet=quiet, verbose=verbose)
-        cache: dict = {}
+        plan = batch.OutputPlan(output, template=template, ext=fmt_l, verb="composite",
+                                single_file_ok=len(items) == 1 and len(types) == 1)
+        types = task.types = batch.check_stdout(plan, items, types, json_out)
+        for it in items:
+            it.info["outputs"] = [plan.path(it, type=t) for t in types]
+        planned = [p for it in items for p in it.info["outputs"]]
+        batch.check_single_file(plan, fmt, types)
+        batch.check_plan(items, planned, plan=plan, types=types)
+        if task.image is not None and any(Path(p).resolve() == Path(task.image).resolve() for p in planned
+                                          if str(p) != "-"):
+            raise UsageError(f"an output would overwrite the background image {task.image}")
 
-        def process(it):
-            import numpy as np
+        import mattecli
 
-            from ..errors import InputError
-            from ..imaging import composite as C
-            from ..imaging.foreground import estimate_foreground
-            from ..imaging.arrays import to_float
-            from ..imaging.io import read_grey, read_rgb, write_image
-
-            image = read_rgb(it.path)
-            H, W = image.shape[:2]
-            a = read_grey(it.partners["alpha"])
-            if a.shape != (H, W):
-                p = it.partners["alpha"]
-                raise InputError(f"{p}: alpha is {a.shape[1]}x{a.shape[0]} but the image {it.path} is {W}x{H}", path=p)
-            if "foreground" in it.partners:
-                fg = to_float(read_rgb(it.partners["foreground"]))
-                if fg.shape[:2] != (H, W):
-                    p = it.partners["foreground"]
-                    raise InputError(f"{p}: foreground is {fg.shape[1]}x{fg.shape[0]} but the image is {W}x{H}", path=p)
-                fg_src = "file"
-            else:
-                fg, fg_src = estimate_foreground(image, a, estimate), estimate
-            meta = {"Software": "mattecli", "foreground": fg_src}
-            out = planned[id(it)]
-            if mode == "--rgba":
-                meta["alpha-mode"] = "premultiplied" if premultiplied else "straight"
-                write_image(out, C.rgba(fg, a, premultiplied), bits=bits, metadata=meta, what="rgba")
-                return {"outputs": [out], "width": W, "height": H}
-            if mode == "--bg-color":
-                bg = np.broadcast_to(colour, (H, W, 3))
-            elif mode == "--bg-blur":
-                bg = C.blurred(to_float(image), float(bg_blur))
-            else:
-                src = bg_single or it.partners["bg"]
-                key = str(src)
-                if key not in cache:
-                    cache.clear()
-                    cache[key] = to_float(read_rgb(src))
-                bg = C.fit_background(cache[key], (H, W), fit, fill=colour)
-            write_image(out, C.blend(fg, a, bg), bits=bits, metadata=meta, what="composite")
-            return {"outputs": [out], "width": W, "height": H}
-
-        code = runner.run(items, process, planned=lambda it: [planned[id(it)]])
-        raise typer.Exit(code)
+        task.meta = {"Software": f"mattecli {mattecli.__version__}"}
+        runner = batch.BatchRunner(verb="composite", fail_fast=fail_fast, overwrite=overwrite, report=report,
+                                   json_out=json_out, quiet=quiet, verbose=verbose)
+        raise typer.Exit(runner.run(items, task, planned=lambda it: it.info["outputs"]))

@@ -1,12 +1,16 @@
 """``mattecli models``: list, info, fetch, import, verify, path, licenses.
 
-No torch at import time: ``models list`` and ``--help`` only read the data-only registry. Fetch/import go through
-``mattecli.backends.install`` (the family's converter writes our ``.mattecli.pt`` next to the verified official file);
-a registered model without an implementation gets its official file only. Everything is imported lazily.
+No torch at import time: ``models list`` and ``--help`` only read the data-only registry. Every fetch/import goes
+through ``mattecli.backends.install`` (the licence line first; the family's converter writes our ``.mattecli.pt``
+next to the verified official file; a registered model without an implementation gets its official file only).
+Everything is imported lazily.
 """
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
 import sys
 from typing import List, Optional
 
@@ -39,14 +43,73 @@ def _out(text: str = "") -> None:
     sys.stdout.write(text + "\n")
 
 
-def _table(headers: list[str], rows: list[list[str]]) -> str:
-    cols = list(zip(*([headers] + rows))) if rows else [[h] for h in headers]
-    widths = [max(len(str(c)) for c in col) for col in cols]
+def _width() -> int | None:
+    """Width for tables: ``COLUMNS`` when set, else the terminal's; None (no limit) when stdout is not a terminal."""
+    env = os.environ.get("COLUMNS", "").strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    from ..console import isatty
+
+    return shutil.get_terminal_size().columns if isatty(sys.stdout) else None
+
+
+def _pieces(text: str) -> list[tuple[str, str]]:
+    """Words, comma lists split after their commas: (piece, what joins it to the previous piece on a line)."""
+    out = []
+    for word in str(text).split():
+        for j, p in enumerate(re.findall(r"[^,]+,?|,", word)):
+            out.append((p, " " if j == 0 else ""))
+    return out
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    """Greedy wrap at spaces and after commas; a word longer than ``width`` overflows (never cut)."""
+    lines, cur = [], ""
+    for piece, glue in _pieces(text):
+        cand = cur + glue + piece if cur else piece
+        if cur and len(cand) > width:
+            lines.append(cur)
+            cur = piece
+        else:
+            cur = cand
+    return lines + [cur] if cur or not lines else lines
+
+
+def _table(headers: list[str], rows: list[list[str]], wrap: tuple[int, ...] = ()) -> str:
+    """Columns separated by two spaces. When a line would not fit the width (:func:`_width`), the ``wrap`` columns
+    wrap inside their cells: the last one (the licence) first narrows to 40 characters, then the others in the
+    order given down to their longest word, then the last one; when even that cannot fit, one block per row
+    (``HEADER: value`` lines). Nothing is ever cut."""
+    cells = [[" ".join(str(c).split()) for c in r] for r in [headers] + rows]
+    n, width = len(headers), _width()
+    widths = [max(len(r[i]) for r in cells) for i in range(n)]
+    if width is not None and sum(widths) + 2 * (n - 1) > width:
+        mins = {i: max((len(p) for r in cells for p, _ in _pieces(r[i])), default=1) for i in wrap}
+        room = width - 2 * (n - 1) - sum(w for i, w in enumerate(widths) if i not in mins)
+        if room < sum(mins.values()):
+            return _blocks(cells, width)
+        for i, floor in [(wrap[-1], max(mins[wrap[-1]], 40))] + [(i, mins[i]) for i in wrap]:
+            widths[i] = max(floor, widths[i] - max(0, sum(widths[j] for j in wrap) - room))
     lines = []
-    for r in [headers] + rows:
-        cells = [str(c).ljust(w) for c, w in zip(r, widths)]
-        lines.append("  ".join(cells).rstrip())
-    lines.insert(1, "  ".join("-" * w for w in widths))
+    for k, r in enumerate(cells):
+        parts = [_wrap(c, widths[i]) if i in wrap else [c] for i, c in enumerate(r)]
+        for j in range(max(len(p) for p in parts)):
+            lines.append("  ".join((p[j] if j < len(p) else "").ljust(w) for p, w in zip(parts, widths)).rstrip())
+        if k == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _blocks(cells: list[list[str]], width: int) -> str:
+    """Narrow terminals: the first column, then ``  HEADER: value`` lines wrapped to ``width``."""
+    head, lines = cells[0], []
+    for r in cells[1:]:
+        lines.append(r[0])
+        for h, c in zip(head[1:], r[1:]):
+            label = f"  {h.split(' (')[0].lower()}: "
+            wrapped = _wrap(c, max(8, width - len(label)))
+            lines.append(label + wrapped[0])
+            lines.extend(" " * len(label) + w for w in wrapped[1:])
     return "\n".join(lines)
 
 
@@ -74,18 +137,6 @@ def _set_name(entry, wset) -> str:
     return display_name(entry, wset)
 
 
-def _installer(entry):
-    """Where fetch/import go: the family's converter through ``backends.install`` when the model is implemented,
-    else the plain store (official file only, nothing to convert with)."""
-    if entry.implemented and entry.adapter:
-        from ..backends import install
-
-        return install
-    from ..weights import store
-
-    return store
-
-
 def _weights_column(entry) -> str:
     if not entry.weights:
         return "none needed"
@@ -98,11 +149,6 @@ def _weights_column(entry) -> str:
     if not w.sources:
         return "no source known"
     return "not cached"
-
-
-def _short(text: str, n: int = 34) -> str:
-    text = " ".join((text or "").split())
-    return text if len(text) <= n else text[: n - 1].rstrip() + "…"
 
 
 def _status(entry) -> str:
@@ -190,15 +236,16 @@ def list_cmd(
                 rows.append([_set_name(e, w), e.kind, _requires_text(e), ",".join(e.outputs),
                              "cached" if cached else ("manual download" if w.sources and all(
                                  s.kind == "manual" for s in w.sources) else "not cached"),
-                             _short(w.license), _status(e)])
+                             w.license, _status(e)])
         else:
             w = e.weights[0] if e.weights else None
             rows.append([e.name, e.kind, _requires_text(e), ",".join(e.outputs), _weights_column(e),
-                         _short(w.license if w else (e.code_license or "-")), _status(e)])
+                         w.license if w else (e.code_license or "-"), _status(e)])
     if not rows:
         _out("no models match")
         return
-    _out(_table(["NAME", "KIND", "REQUIRES", "OUTPUTS", "WEIGHTS", "LICENCE (weights)", "STATUS"], rows))
+    _out(_table(["NAME", "KIND", "REQUIRES", "OUTPUTS", "WEIGHTS", "LICENCE (weights)", "STATUS"], rows,
+                wrap=(3, 2, 4, 6, 5)))
 
 
 # -- info ---------------------------------------------------------------------------------------------------------
@@ -286,21 +333,37 @@ def fetch_cmd(
     offline: bool = typer.Option(False, "--offline", help="Never open a socket or run pip (also MATTECLI_OFFLINE=1)."),
     force: bool = typer.Option(False, "--force", help="Download again even if cached (and re-convert)."),
     timeout: Optional[float] = typer.Option(None, "--timeout", metavar="SECONDS",
-                                            help="Give up on a stalled connection after this long (default 30)."),
+                                            help="Give up on a network step without data after this long "
+                                                 "(default 30, or MATTECLI_TIMEOUT); pip included."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or notes on stderr."),
 ) -> None:
-    """Download, verify (sha256) and convert the weights of models; prints the cached path(s) on stdout."""
-    from ..console import info_line
+    """Download, verify (sha256) and convert the weights of models; prints the cached path(s) on stdout. Exit code 1,
+    with one line saying why and what to do, when a weight set could not be made usable."""
+    from ..backends import install
+    from ..console import error_line, info_line
+    from ..errors import MatteError, UsageError
 
+    if timeout is not None and not timeout > 0:
+        raise UsageError(f"--timeout {timeout:g}: give a number of seconds above 0")
     echo = (lambda m: None) if quiet else info_line
-    for n in names:
-        entry, wset = _resolve(n)
+    pairs = [_resolve(n) for n in names]  # every name checked before any download
+    failed = 0
+    for entry, wset in pairs:
         if wset is None:
             info_line(f"{entry.name} needs no weights")
             continue
-        p = _installer(entry).fetch(entry, wset, offline=offline or None, force=force, progress=not quiet,
-                                    timeout=timeout, echo=echo)
+        try:
+            p = install.fetch(entry, wset, offline=offline or None, force=force, progress=not quiet,
+                              timeout=timeout, echo=echo)
+        except MatteError as e:
+            if len(pairs) == 1:
+                raise
+            error_line(str(e))
+            failed = max(failed, e.exit_code)
+            continue
         _out(str(p))
+    if failed:
+        raise typer.Exit(failed)
 
 
 # -- import -------------------------------------------------------------------------------------------------------
@@ -314,9 +377,11 @@ def import_cmd(
     """Verify a downloaded weights file (sha256, conversion) and store it in the cache."""
     from ..console import info_line
 
+    from ..backends import install
+
     entry, wset = _resolve(name)
     echo = (lambda m: None) if quiet else info_line
-    p = _installer(entry).import_file(entry, wset, file, progress=not quiet, echo=echo)
+    p = install.import_file(entry, wset, file, progress=not quiet, echo=echo)
     _out(str(p))
 
 
@@ -347,7 +412,8 @@ def verify_cmd(
     elif not rows:
         _out("no weights cached (see `mattecli models list`)")
     else:
-        _out(_table(["NAME", "FILE", "STATUS", "DETAIL"], [[r.name, r.file, r.status, r.detail] for r in rows]))
+        _out(_table(["NAME", "FILE", "STATUS", "DETAIL"], [[r.name, r.file, r.status, r.detail] for r in rows],
+                    wrap=(3,)))
     if any(r.bad for r in rows):
         raise typer.Exit(1)
 
@@ -386,5 +452,5 @@ def licenses_cmd(as_json: bool = typer.Option(False, "--json", help="Machine-rea
         _dump_json(rows)
         return
     _out(_table(["NAME", "FLAGS", "CODE", "WEIGHTS"],
-                [[r["name"], ", ".join(r["flags"]) or "-", _short(r["code_license"], 40), r["weights_license"]]
-                 for r in rows]))
+                [[r["name"], ", ".join(r["flags"]) or "-", r["code_license"], r["weights_license"]] for r in rows],
+                wrap=(1, 2, 3)))  # the weights licence narrowed last

@@ -3,8 +3,9 @@ preparation, the scoring worker (:mod:`.runner`) and what the report says about 
 
 * folders:     ``--pred DIR --gt DIR [--trimap DIR]``  (no trimap: whole-image metrics)
 * video:       ``--video --pred PATH --gt PATH``       (folders of frames, video files, or folders of either)
-* model:       ``--model NAME --images DIR --gt DIR [--trimaps DIR] [--backgrounds DIR] [--save-pred DIR]``
-* composition: ``--model NAME --fg DIR --alpha DIR --bg DIR [--per-fg N]``  (Composition-1k style, on the fly)
+* model:       ``--model NAME --images DIR --gt DIR [--trimap DIR] [--bg DIR] [--save-pred DIR]``
+* composition: ``--model NAME --foreground DIR --alpha DIR --backgrounds DIR [--per-fg N]``  (Composition-1k
+  style, on the fly)
 
 No torch or backend import at module level.
 """
@@ -68,11 +69,13 @@ def video_job(pred, gt, with_messddt: bool = True) -> Job:
                extra={"region": "whole frame"})
 
 
-def model_job(model: str, options: dict, *, images=None, gt=None, trimap=None, backgrounds=None, save_pred=None,
-              weights=None, device: str = "cpu", whole_image: bool = False, trimap_radius: int = 10,
+def model_job(model: str, options: dict, *, images=None, gt=None, trimap=None, plates=None, save_pred=None,
+              weights=None, device: str = "auto", whole_image: bool = False, trimap_radius: int = 10,
               composition: tuple | None = None) -> Job:
     """``--model`` modes: items paired first (usage errors before the model loads), then the model, then a
-    preparation that reads (or composites) each item, runs the model and saves the 8-bit prediction."""
+    preparation that reads (or composites) each item, runs the model and saves the 8-bit prediction.
+    ``plates``: ``--bg`` (clean plates paired with ``--images``); ``composition``: (foreground folder, alpha folder,
+    backgrounds folder, backgrounds per foreground)."""
     import mattecli
 
     from .. import batch
@@ -84,8 +87,8 @@ def model_job(model: str, options: dict, *, images=None, gt=None, trimap=None, b
     entry = resolve(model)[0]
     if save_pred is not None:
         check_out_folder(save_pred, "--save-pred")
-    if "background" in entry.requires and backgrounds is None and composition is None:
-        raise MissingInput(f"model {entry.name} needs a clean background plate per image: pass --backgrounds DIR")
+    if "background" in entry.requires and plates is None and composition is None:
+        raise MissingInput(f"model {entry.name} needs a clean background plate per image: pass --bg DIR")
     if trimap_radius < 0:
         raise UsageError(f"--trimap-radius must be >= 0, got {trimap_radius}")
     excl = batch.output_excludes(save_pred)
@@ -93,7 +96,7 @@ def model_job(model: str, options: dict, *, images=None, gt=None, trimap=None, b
         fg_dir, alpha_dir, bg_dir, per_fg = composition
         items = pairing.pairs_composition(fg_dir, alpha_dir, bg_dir, per_fg, trimap)
     else:
-        items = pairing.pair_model_inputs(images, gt, trimap, backgrounds, exclude=excl)
+        items = pairing.pair_model_inputs(images, gt, trimap, plates, exclude=excl)
     planned: dict = {}
     if save_pred is not None:
         ok = [it for it in items if not it.problem]

@@ -217,20 +217,21 @@ def write_text(text: str, out: str | None) -> None:
 
 # -- where the report (and --save-pred) go: checked before anything is computed ----------------------------------
 
-def output_format(json_out: bool, csv_out: bool, out) -> str | None:
-    """``json``, ``csv`` or None (table only), from ``--json``/``--csv`` or the ``--out`` file's suffix."""
+def stdout_format(json_out: bool, csv_out: bool) -> str | None:
+    """What goes to stdout: ``json`` (``--json``), ``csv`` (``--csv``) or None (nothing; the table is on stderr)."""
     if json_out and csv_out:
-        raise UsageError("--json and --csv are exclusive; run twice or pick one")
-    if json_out:
-        return "json"
-    if csv_out:
-        return "csv"
-    if out is not None:
-        suf = os.path.splitext(os.fspath(out))[1].lower()
-        if suf in (".json", ".csv"):
-            return suf[1:]
-        raise UsageError(f"--out {out}: add --json or --csv (or name the file .json/.csv)")
-    return None
+        raise UsageError("--json and --csv are exclusive; run twice or pick one (or write a file with --report)")
+    return "json" if json_out else ("csv" if csv_out else None)
+
+
+def file_format(report) -> str | None:
+    """``--report FILE``: ``json`` or ``csv`` from the file's suffix (None without --report)."""
+    if report is None:
+        return None
+    suf = os.path.splitext(os.fspath(report))[1].lower()
+    if suf in (".json", ".csv"):
+        return suf[1:]
+    raise UsageError(f"--report {report}: use a .json or .csv file name")
 
 
 def _probe(folder: str, flag: str, target) -> None:
@@ -257,8 +258,8 @@ def _probe(folder: str, flag: str, target) -> None:
         raise UsageError(f"{flag} {target}: cannot write in {anc} ({e.strerror or e}); choose another path") from None
 
 
-def check_out_file(out, flag: str = "--out") -> None:
-    """``--out FILE``: a regular file (new or existing) in a writable folder; ``-`` or None is stdout."""
+def check_out_file(out, flag: str = "--report") -> None:
+    """``--report FILE``: a regular file (new or existing) in a writable folder; ``-`` or None is stdout."""
     if out is None or os.fspath(out) == "-":
         return
     p = os.fspath(out)

@@ -43,6 +43,10 @@ def _fix_mode(path: str) -> None:
 def atomic_path(path: str | os.PathLike, *, make_parents: bool = True) -> Iterator[str]:
     """Yield a temp file name next to ``path``; on success it replaces ``path``, on error it is removed.
 
+    The temp name is unique (``.NAME.<pid>-<random>.part``) and ``path`` is locked meanwhile
+    (:func:`mattecli.batch.locks.output_lock`): another run writing the same output fails at once with "another
+    mattecli run is writing PATH" (or waits, after :func:`mattecli.batch.locks.wait`).
+
     For writers that need a file name (video encoders, ``np.save``)::
 
         with atomic_path("out/a.mov") as tmp:
@@ -60,14 +64,17 @@ def atomic_path(path: str | os.PathLike, *, make_parents: bool = True) -> Iterat
     if not parent.is_dir():
         raise InputError(f"{parent}: output folder does not exist or is not a folder", path=parent)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=str(parent))
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=TEMP_SUFFIX, dir=str(parent))
     except OSError as e:
         raise InputError(f"{parent}: cannot write to the output folder ({e.strerror or e})", path=parent) from None
     os.close(fd)
+    from ..batch.locks import output_lock
+
     try:
-        yield tmp
-        _fix_mode(tmp)
-        os.replace(tmp, path)
+        with output_lock(path):       # one writer per output: a second run fails (or waits, with --wait)
+            yield tmp
+            _fix_mode(tmp)
+            os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)

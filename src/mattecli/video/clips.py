@@ -7,7 +7,9 @@ plates / trimaps.
   for sub-folders of frames, each one clip; a glob likewise;
 * hidden files, ``*.partial.*`` leftovers of interrupted runs and the ``-o`` folder are skipped.
 
-``Item.rel`` is the clip's path under the folder walked (a sequence: its folder), for ``{relpath}`` in templates.
+``Item.rel`` is the clip's path under the folder walked (a sequence: its folder), for ``{relpath}`` in templates;
+``Item.root`` that folder (or a glob's fixed folder), None for a clip named on the command line (its outputs then go
+beside it by default; see :mod:`.targets`).
 """
 from __future__ import annotations
 
@@ -50,6 +52,16 @@ def _walk(root: Path, excl: list[str]) -> list[tuple[Path, Path]]:
     return sorted(found, key=lambda f: natural_key(f[1]))
 
 
+def _glob_root(pattern: str) -> Path:
+    """The folder in front of a glob's first magic component (``clips/**/*.mp4`` -> ``clips``)."""
+    fixed = []
+    for part in Path(pattern).parts:
+        if any(ch in part for ch in "*?["):
+            break
+        fixed.append(part)
+    return Path(*fixed) if fixed else Path(".")
+
+
 def expand_clips(inputs: Sequence[str | os.PathLike], exclude: Sequence[str | os.PathLike] = ()) -> list[Item]:
     """Inputs -> one Item per clip. A path that does not exist, or nothing found, is a usage error (exit 2)."""
     items: list[Item] = []
@@ -57,11 +69,11 @@ def expand_clips(inputs: Sequence[str | os.PathLike], exclude: Sequence[str | os
     missing: list[str] = []
     excl = [os.path.realpath(e) for e in exclude]
 
-    def add(p: Path, rel: Path) -> None:
+    def add(p: Path, rel: Path, root: Path | None = None) -> None:
         key = os.path.realpath(p)
         if key not in seen:
             seen.add(key)
-            items.append(Item(path=p, rel=rel))
+            items.append(Item(path=p, rel=rel, root=root))
 
     for raw in inputs:
         s = os.fspath(raw)
@@ -79,7 +91,7 @@ def expand_clips(inputs: Sequence[str | os.PathLike], exclude: Sequence[str | os
                 raise UsageError(f"{s}: no video files or folders of frames found (looked for "
                                  f"{', '.join(VIDEO_EXTS)} and folders of {', '.join(IMAGE_EXTS)})")
             for c, rel in clips:
-                add(c, rel)
+                add(c, rel, p)
         elif any(ch in s for ch in "*?["):
             matches = [Path(m) for m in sorted(glob.glob(s, recursive=True), key=natural_key)
                        if not _skipped(os.path.basename(m))]
@@ -87,9 +99,13 @@ def expand_clips(inputs: Sequence[str | os.PathLike], exclude: Sequence[str | os
                     or (m.is_dir() and frame_files(m))]
             if not hits:
                 missing.append(s)
+            root = _glob_root(s)
             for m in hits:
                 if not any(_under(os.path.realpath(m), e) for e in excl):
-                    add(m, Path(m.name))
+                    try:
+                        add(m, m.relative_to(root), root)
+                    except ValueError:
+                        add(m, Path(m.name), root)
         else:
             missing.append(s)
     if missing:

@@ -19,7 +19,7 @@ from ..errors import MatteError, UsageError
 from .clips import expand_clips, pair_clips
 from .encode_plan import plan_output
 from .settings import VideoSettings
-from .targets import OutputTargets
+from .targets import OutputTargets, output_complete, probe
 
 
 class VideoCommand:
@@ -120,10 +120,16 @@ class VideoCommand:
         s = self.s
         runner = batch.BatchRunner(verb="video", model=self.label,
                                    weights_sha256=getattr(self.backend, "weights_sha256", None),
-                                   fail_fast=s.fail_fast, report=s.report, json_out=s.json_out, quiet=s.quiet,
-                                   verbose=s.verbose, argv=s.argv)
+                                   fail_fast=s.fail_fast, overwrite=s.overwrite, report=s.report,
+                                   json_out=s.json_out, quiet=s.quiet, verbose=s.verbose, argv=s.argv,
+                                   is_complete=output_complete)
         with stop_on_signals(sigint_too=True):
-            return runner.run(self.items, self.clip)
+            return runner.run(self.items, self.clip, planned=self.existing)
+
+    def existing(self, item: batch.Item) -> list:
+        """What of ``item``'s outputs is on disk (for the runner: complete outputs are skipped, partial ones are an
+        error, unless --overwrite)."""
+        return [Path(probe(p)) for p in self.paths[id(item)].values()]
 
     # -- one clip ---------------------------------------------------------------------------------------------
     def _ratio(self, info) -> float | None:

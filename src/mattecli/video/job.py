@@ -18,6 +18,8 @@ class VideoJob:
     progress: bool = True               # a frames bar on a terminal
     progress_label: str | None = None   # the bar's label (default: the clip's name)
     keep_partial: bool = True           # on Ctrl-C/crash leave playable *.partial.* outputs
+    allow_truncated: bool = False       # an input that ends early (truncated, damaged): keep its frames, warn
+    wait: bool | None = None            # another run writing an output: wait for it (None: batch.locks.wait())
 
 
 @dataclass
@@ -28,6 +30,13 @@ class VideoResult:
     batch_size: int                     # the batch size at the end (lowered after running out of device memory)
     notes: list[str] = field(default_factory=list)
     partial: list[str] = field(default_factory=list)
+    frames_expected: int | None = None  # the container's frame count, when it differs from the frames decoded
+
+    def frames_text(self) -> str:
+        """``100 frames``, or ``98 frames (the container says 100)`` when the input did not give what it announced."""
+        if self.frames_expected is None or self.frames_expected == self.frames:
+            return f"{self.frames} frames"
+        return f"{self.frames} frames (the container says {self.frames_expected})"
 
     @property
     def fps(self) -> float:

@@ -10,6 +10,12 @@
         -> composite / alpha / foreground / rgba built on the device (:mod:`.frame_outputs`) -> host
         --[WriterThread, bounded queue]--> sinks (encoders, PNG writers) -> read-back check -> rename
 
+Every output path is locked for the whole clip (:mod:`mattecli.batch.locks`; another run writing the same output
+fails at once, or waits with ``job.wait``). A clip that ends before the end its container announces (truncated or
+damaged: :class:`~mattecli.video.reader.TruncatedInput`) is an error naming the frame and the frames written vs
+expected (the frames before it are kept as a partial output), unless ``job.allow_truncated`` (then a warning, and the
+outputs hold the frames that decode).
+
 Both queues are bounded (a few batches), so memory stays flat whatever the length of the clip. Running out of device
 memory (``torch.OutOfMemoryError``) halves the batch (down to 1) and goes on; the smaller batch is kept for the rest
 of the clip. ``backend.reset()`` is called at the start of the clip; temporal backends (RVM) carry their recurrent
@@ -21,11 +27,13 @@ import os
 import time
 from collections import deque
 
-from ..errors import MatteError, UsageError
+from ..batch.locks import hold_outputs
+from ..errors import InputError, MatteError, UsageError
 from .feeds import FrameFeed
 from .frame_outputs import FrameOutputs, upload
 from .job import VideoJob, VideoResult
-from .reader import Frame, VideoSource
+from .oserrors import ensure_parent
+from .reader import Frame, TruncatedInput, VideoSource
 from .sinks import Sink, open_sink
 from .smoothing import AlphaSmoother, parse_smooth
 from .threads import ThreadedReader, WriterThread
@@ -165,12 +173,16 @@ class VideoPipeline:
         self.device = device_of(self.backend)
         self.trimap_feed = self.plate_feed = self.plate_still = self.outputs = None
         sinks: list[Sink] = []
-        reader = writer = None
+        reader = writer = locks = None
+        truncated: TruncatedInput | None = None
         label = job.progress_label or os.path.basename(info.path.rstrip("/")) or "video"
         self.progress = Progress(label, total=info.frame_count, unit="frames", enabled=job.progress)
         t0 = time.perf_counter()
         try:
             self._open_feeds()
+            for plan in job.outputs:
+                ensure_parent(plan.path)
+            locks = hold_outputs([plan.path for plan in job.outputs], wait=job.wait)
             for plan in job.outputs:
                 sinks.append(open_sink(plan, info, audio=job.audio, notes=self.notes))
             self.backend.reset()
@@ -179,7 +191,14 @@ class VideoPipeline:
             writer = WriterThread(sinks, maxsize=depth)
             self.progress.start()
             batch: list[Frame] = []
-            for fr in reader:
+            while True:
+                try:
+                    fr = next(reader)
+                except StopIteration:
+                    break
+                except TruncatedInput as e:      # after the last good frame: those are still written
+                    truncated = e
+                    break
                 batch.append(fr)
                 if len(batch) >= self.batch_size:
                     self._process(batch, writer)
@@ -190,6 +209,8 @@ class VideoPipeline:
                 with torch.inference_mode():
                     self._emit_smoothed(self._smoother.flush(), writer)
             writer.close()
+            if truncated is not None:
+                self._truncated(truncated)
             done = [s.finish() for s in sinks]
         except BaseException as e:
             if reader is not None:
@@ -208,10 +229,27 @@ class VideoPipeline:
                 self.notes.append("partial output kept: " + ", ".join(self.partial))
             raise
         finally:
+            if locks is not None:
+                locks.close()
             self.progress.stop()
             self._close_feeds()
             self.source.close()
-        return VideoResult(done, self.frames_done, time.perf_counter() - t0, self.batch_size, self.notes)
+        decoded = self.source.frames_decoded
+        expected = info.frame_count if info.kind == "video" and info.frame_count != decoded else None
+        return VideoResult(done, self.frames_done, time.perf_counter() - t0, self.batch_size, self.notes,
+                           frames_expected=expected)
+
+    def _truncated(self, e: TruncatedInput) -> None:
+        """The clip ended early: a warning with ``job.allow_truncated``, otherwise the clip's error."""
+        of = f" of {e.expected}" if e.expected else ""
+        at = f"the input ends early at frame {e.frame}{of} ({e.why})"
+        if self.job.allow_truncated:
+            self.notes.append(f"{self.info.path}: {at}; the outputs hold the {self.frames_done} frames that decode "
+                              "(--allow-truncated)")
+            return
+        raise InputError(f"{self.info.path}: {at}; {self.frames_done} of {e.expected or '?'} frames written, the "
+                         "output was not finished; pass --allow-truncated to keep the frames that decode",
+                         path=self.info.path)
 
 
 def run_video(source: VideoSource, backend, job: VideoJob, notes: list[str] | None = None) -> VideoResult:

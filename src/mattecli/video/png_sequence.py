@@ -1,5 +1,6 @@
 """A PNG sequence output: numbered files (8 or 16 bit; RGB, grey or RGBA), fixed-width frame numbers, written into
-``NAME.partial/`` and moved into place at the end."""
+a hidden folder of this run's own (``.NAME.<pid>-<random>.partial/``) and moved into place at the end; an interrupted
+run keeps its frames as ``NAME.partial/``."""
 from __future__ import annotations
 
 import os
@@ -12,7 +13,7 @@ from .encode_plan import EncodePlan
 from .oserrors import OutputError, WRITE_ERRNO, ensure_parent, output_os_error, remove_quietly
 from .reader import SourceInfo
 from .sequence import PATTERN_RE
-from .sinks import Sink
+from .sinks import Sink, keep_partial as keep_as_partial, work_path
 
 
 class PngSequenceSink(Sink):
@@ -30,16 +31,16 @@ class PngSequenceSink(Sink):
             base = os.path.basename(t)
             self.prefix, self.suffix = base[:m.start()], base[m.end():]
             width = int(m.group(1) or 0) or width
-            self.tmp_dir = os.path.join(self.final_dir, f"{self.prefix.rstrip('_-.') or 'frames'}.partial")
+            self.keep_dir = os.path.join(self.final_dir, f"{self.prefix.rstrip('_-.') or 'frames'}.partial")
         else:
             self.final_dir = t.rstrip("/\\") or "."
             self.prefix, self.suffix = "", ".png"
-            self.tmp_dir = self.final_dir + ".partial"
+            self.keep_dir = self.final_dir + ".partial"
+        self.tmp_dir = work_path(self.keep_dir[: -len(".partial")])   # unique to this run (the pipeline holds the lock)
         self.width = width
         if os.path.abspath(self.final_dir) == os.path.abspath(info.path) and info.kind == "sequence":
             raise UsageError(f"{t}: output would write into the input sequence folder; choose another -o")
         ensure_parent(self.tmp_dir)
-        shutil.rmtree(self.tmp_dir, ignore_errors=True)
         try:
             os.makedirs(self.tmp_dir)
         except OSError as e:
@@ -112,6 +113,6 @@ class PngSequenceSink(Sink):
             for f in os.listdir(self.tmp_dir):
                 if f.startswith("."):
                     remove_quietly(os.path.join(self.tmp_dir, f))
-            return self.tmp_dir
+            return keep_as_partial(self.tmp_dir, self.keep_dir)
         shutil.rmtree(self.tmp_dir, ignore_errors=True)
         return None

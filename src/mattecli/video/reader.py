@@ -6,6 +6,11 @@ re-numbered, so variable-frame-rate clips keep their timing. The first frame is 
 file that is not a video, an audio-only file or a clip with zero frames fails *before* any output is created, with a
 one-line :class:`~mattecli.errors.InputError`. Run :meth:`VideoSource.frames` in a background thread with
 :class:`~mattecli.video.threads.ThreadedReader`.
+
+A clip that stops giving frames before its end raises :class:`TruncatedInput` after its last good frame: a decoding
+error mid-clip, or a file cut short (FFmpeg's demuxers end such files quietly: a truncated MP4 with its index at the
+front, a truncated MKV). "Before its end" means fewer frames than the container announces *and* the last frame more
+than 1.5 frame intervals before the end of the video stream (so edit lists and estimated counts do not count).
 """
 from __future__ import annotations
 
@@ -22,6 +27,25 @@ from .sequence import is_sequence_target, list_sequence, read_frame
 
 # swscale's colour matrices share their numbering with AVColorSpace for these values.
 SWS_COLORSPACES = {1, 4, 5, 6, 7, 9}
+
+
+class TruncatedInput(InputError):
+    """The input gave fewer frames than it should: ``frame`` frames decoded (the next one failed or was missing) of
+    ``expected`` (None: unknown); ``why`` says what happened."""
+
+    def __init__(self, path: str, frame: int, expected: int | None, why: str, message: str | None = None):
+        self.frame, self.expected, self.why = frame, expected, why
+        of = f" of {expected}" if expected else ""
+        super().__init__(message or f"{path}: ends early at frame {frame}{of} ({why})", path=path)
+
+
+def _tag_seconds(v) -> float | None:
+    """A Matroska ``DURATION`` tag (``00:00:04.000000000``) in seconds."""
+    try:
+        h, m, sec = str(v).strip().split(":")
+        return int(h) * 3600 + int(m) * 60 + float(sec)
+    except (ValueError, AttributeError):
+        return None
 
 
 @dataclass
@@ -41,6 +65,7 @@ class SourceInfo:
     height: int
     rotation: int = 0                  # display-matrix rotation, degrees counter-clockwise (PyAV convention)
     frame_count: int | None = None     # exact for sequences, container's count or an estimate for video
+    frame_count_exact: bool = False    # frame_count is the container's own count (index), not an estimate
     rate: Fraction | None = None       # nominal frame rate (exact rational)
     time_base: Fraction = Fraction(1, 25)
     codec: str = ""
@@ -93,6 +118,8 @@ class VideoSource:
         self._container = None
         self._first: Frame | None = None
         self._threads = threads
+        self.frames_decoded = 0            # frames given so far (the count when iteration has finished)
+        self._video_end: float | None = None
         p = self.path
         if is_sequence_target(p) and not os.path.isfile(p):
             files = list_sequence(p)
@@ -104,8 +131,8 @@ class VideoSource:
             rate = Fraction(fps).limit_denominator(1001000) if fps else Fraction(30)
             first = read_frame(files[0], gray)
             h, w = first.shape[:2]
-            self.info = SourceInfo(path=p, kind="sequence", width=w, height=h, frame_count=len(files), rate=rate,
-                                   time_base=1 / rate, codec="image", files=files,
+            self.info = SourceInfo(path=p, kind="sequence", width=w, height=h, frame_count=len(files),
+                                   frame_count_exact=True, rate=rate, time_base=1 / rate, codec="image", files=files,
                                    duration=len(files) / float(rate), color_range=2)
             self._first = Frame(0, first, 0, 1 / rate, 0.0)
             return
@@ -150,11 +177,18 @@ class VideoSource:
             rate = guessed
         rate = Fraction(rate) if rate else None
         tb = Fraction(st.time_base) if st.time_base else (1 / rate if rate else Fraction(1, 25))
-        dur = None
+        dur = None                   # of the video stream: its own duration, Matroska's DURATION tag, or the file's
         if st.duration and st.time_base:
             dur = float(st.duration * st.time_base)
+        else:
+            dur = _tag_seconds((st.metadata or {}).get("DURATION"))
+        start = float(st.start_time * st.time_base) if st.start_time is not None and st.time_base else 0.0
+        if dur:
+            self._video_end = start + dur
         elif c.duration:
             dur = c.duration / 1e6
+            if len(c.streams) == 1:  # the file's duration is the video's only when nothing else is in it
+                self._video_end = (c.start_time or 0) / 1e6 + dur
         count = st.frames or (int(round(dur * float(rate))) if dur and rate else None)
         self._frames_iter = self._decode_video()
         try:
@@ -167,7 +201,7 @@ class VideoSource:
         h, w = first.image.shape[:2]
         self.info = SourceInfo(
             path=p, kind="video", width=w, height=h, rotation=self._rotation, frame_count=count or None,
-            rate=rate, time_base=tb, codec=cc.name, pix_fmt=cc.pix_fmt or "",
+            frame_count_exact=bool(st.frames), rate=rate, time_base=tb, codec=cc.name, pix_fmt=cc.pix_fmt or "",
             colorspace=int(getattr(cc, "colorspace", 2) or 2), color_range=int(getattr(cc, "color_range", 0) or 0),
             color_primaries=int(getattr(cc, "color_primaries", 2) or 2),
             color_trc=int(getattr(cc, "color_trc", 2) or 2), duration=dur, container_format=c.format.name,
@@ -184,6 +218,7 @@ class VideoSource:
         self._rotation = 0
         rf = VideoReformatter()   # one swscale context for the clip (a fresh one per frame costs ~20 ms at 1080p)
         i = 0
+        last_t = None
         try:
             for f in self._container.decode(st):
                 if i == 0:
@@ -198,12 +233,33 @@ class VideoSource:
                 tb = Fraction(f.time_base) if f.time_base else Fraction(st.time_base)
                 pts = f.pts
                 t = float(pts * tb) if pts is not None else float(i) / 25.0
-                yield Frame(i, img, pts, tb, t)
+                last_t = t if pts is not None else None
                 i += 1
+                self.frames_decoded = i
+                yield Frame(i - 1, img, pts, tb, t)
         except (av.error.FFmpegError, OSError) as e:
             if isinstance(e, OSError) and getattr(e, "errno", None) in READ_ERRNO:
                 raise input_os_error(self.path, e, f" at frame {i}") from None
-            raise InputError(f"{self.path}: decoding failed at frame {i} ({first_line(e)})", path=self.path) from None
+            expected = self.info.frame_count if getattr(self, "info", None) is not None else None
+            raise TruncatedInput(self.path, i, expected, f"decoding failed: {first_line(e)}",
+                                 f"{self.path}: decoding failed at frame {i} ({first_line(e)})") from None
+        self._check_complete(i, last_t)
+
+    def _check_complete(self, decoded: int, last_t: float | None) -> None:
+        """Raise :class:`TruncatedInput` when the clip ended before its end (see the module's notes)."""
+        info = getattr(self, "info", None)
+        expected = info.frame_count if info is not None else None
+        if not expected or decoded >= expected:
+            return
+        step = 1.0 / float(info.rate) if info.rate else 0.04
+        if self._video_end is not None and last_t is not None:
+            short = self._video_end - (last_t + step) > 1.5 * step
+        else:
+            short = info.frame_count_exact
+        if short:
+            where = (f": the video stops at {last_t + step:.2f} s of {self._video_end:.2f} s"
+                     if last_t is not None and self._video_end else "")
+            raise TruncatedInput(self.path, decoded, expected, f"truncated or damaged file{where}")
 
     # -- iteration -------------------------------------------------------------------------------------------
     def frames(self) -> Iterator[Frame]:
@@ -212,6 +268,7 @@ class VideoSource:
         if first is None:
             raise RuntimeError("VideoSource.frames() can be iterated once")
         if self.info.kind == "sequence":
+            self.frames_decoded = 1
             yield first
             tb = self.info.time_base
             for i, f in enumerate(self.info.files[1:], start=1):
@@ -219,6 +276,7 @@ class VideoSource:
                 if img.shape[:2] != (self.info.height, self.info.width):
                     raise InputError(f"{f}: frame is {img.shape[1]}x{img.shape[0]}, the sequence is "
                                      f"{self.info.width}x{self.info.height}; all frames must have one size", path=f)
+                self.frames_decoded = i + 1
                 yield Frame(i, img, i, tb, float(i * tb))
             return
         yield first

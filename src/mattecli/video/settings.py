@@ -42,7 +42,10 @@ class VideoSettings:
     report: str | None = None
     json_out: bool = False
     fail_fast: bool = False
+    overwrite: bool = False                     # replace existing outputs (default: complete ones are skipped)
     argv: list | None = None
+    allow_truncated: bool = False               # an input that ends early: keep its frames with a warning (not exit 1)
+    wait: bool = False                          # another run writing an output: wait for it instead of failing
 
     # -- checks (no torch, no decoding) --------------------------------------------------------------------------
     def output_types(self) -> list[str]:

@@ -1,14 +1,17 @@
 """Where encoded frames go: the :class:`Sink` interface and the ``.partial`` naming.
 
-Every output is written under a ``.partial`` name next to its final path (``out.partial.mov``, ``frames.partial/``)
-and renamed only once it is complete and verified. Interrupted runs therefore leave either a playable, clearly named
-partial file (the container is closed properly: encoder flushed, trailer written) or nothing, never a corrupt file at
-the final path. Implementations: :class:`~mattecli.video.video_file.VideoFileSink` (a container with audio copied)
+Every output is written under a hidden name of its own next to its final path (:func:`work_path`:
+``.clip.mov.<pid>-<random>.partial.mov``, unique per run) while its final path is locked
+(:mod:`mattecli.batch.locks`, taken by the pipeline), and renamed only once it is complete and verified. Interrupted
+runs therefore leave either a playable, clearly named partial output (the container is closed properly: encoder
+flushed, trailer written), renamed to :func:`partial_path` (``clip.partial.mov``, ``frames.partial/``), or nothing;
+never a corrupt file at the final path. Implementations: :class:`~mattecli.video.video_file.VideoFileSink` (a container with audio copied)
 and :class:`~mattecli.video.png_sequence.PngSequenceSink` (numbered PNG files).
 """
 from __future__ import annotations
 
 import os
+import secrets
 from fractions import Fraction
 
 import numpy as np
@@ -33,10 +36,33 @@ class Sink:
 
 
 def partial_path(final: str) -> str:
-    """``out/clip.mov`` -> ``out/clip.partial.mov``."""
+    """Where an interrupted output is kept: ``out/clip.mov`` -> ``out/clip.partial.mov``."""
     d, b = os.path.split(final)
     stem, ext = os.path.splitext(b)
     return os.path.join(d, f"{stem}.partial{ext}")
+
+
+def work_path(final: str) -> str:
+    """Where an output is written while it is being made, unique to this run and hidden (never an input):
+    ``out/clip.mov`` -> ``out/.clip.mov.<pid>-<random>.partial.mov``; ``out/seq`` -> ``out/.seq.<pid>-<random>.partial``."""
+    d, b = os.path.split(final)
+    ext = os.path.splitext(b)[1]
+    return os.path.join(d, f".{b}.{os.getpid()}-{secrets.token_hex(4)}.partial{ext}")
+
+
+def keep_partial(tmp: str, dest: str) -> str:
+    """Rename an interrupted output from its :func:`work_path` to ``dest`` (its :func:`partial_path`), replacing the
+    partial output an earlier interrupted run may have left there; returns where it is now. The caller holds the
+    output's lock."""
+    import shutil
+
+    try:
+        if os.path.isdir(dest) and not os.path.islink(dest):
+            shutil.rmtree(dest)
+        os.replace(tmp, dest)
+    except OSError:
+        return tmp                      # keep it where it is rather than lose it
+    return dest
 
 
 def open_sink(plan: EncodePlan, info, *, audio: bool = True, notes: list[str] | None = None) -> Sink:

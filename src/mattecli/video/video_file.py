@@ -15,7 +15,7 @@ from .oserrors import OutputError, ensure_parent, output_os_error, remove_quietl
 from .readback import AlphaRecorder, verify_video
 from .reader import SWS_COLORSPACES, SourceInfo, rotate_coded
 from .remux import StreamCopier
-from .sinks import Sink, partial_path
+from .sinks import Sink, keep_partial as keep_as_partial, partial_path, work_path
 
 
 class VideoFileSink(Sink):
@@ -30,7 +30,7 @@ class VideoFileSink(Sink):
         ensure_parent(self.final)
         if os.path.abspath(self.final) == os.path.abspath(info.path):
             raise UsageError(f"{self.final}: output would overwrite the input; choose another -o")
-        self.tmp = partial_path(self.final)
+        self.tmp = work_path(self.final)     # unique to this run; the pipeline holds the final path's lock
         self.rotation = info.rotation if rotation is None else rotation
         try:
             fmt = CONTAINER_FORMAT[plan.ext]
@@ -215,9 +215,10 @@ class VideoFileSink(Sink):
         if keep_partial and self.frames_written and not self._broken:
             try:
                 self._close_container(partial=True)
-                return self.tmp
             except Exception:  # noqa: BLE001 - fall through to removal
                 pass
+            else:
+                return keep_as_partial(self.tmp, partial_path(self.final))
         self._discard()
         return None
 

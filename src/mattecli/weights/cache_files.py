@@ -1,4 +1,5 @@
-"""Writing into the cache: folders, putting a verified file in place with its sha256 recorded, removing files.
+"""Writing into the cache: folders, putting a verified file in place with its sha256 recorded, removing files, and
+sweeping what a killed run left behind (:func:`tidy`).
 
 Only verified files are ever renamed into a weights folder; every one gets its ``<file>.sha256`` (:mod:`.integrity`).
 """
@@ -10,7 +11,8 @@ from pathlib import Path
 
 from ..errors import WeightsUnavailable
 from . import integrity
-from .paths import cache_dir, converted_path, lock_path
+from .download import stray_parts
+from .paths import cache_dir, converted_path, lock_path, part_path
 
 
 def prepare_dirs(entry, wset) -> Path:
@@ -49,3 +51,47 @@ def drop_converted(entry, wset) -> None:
 def clear(entry, wset) -> None:
     """Remove a weight set's cache folder."""
     shutil.rmtree(cache_dir(entry, wset), ignore_errors=True)
+
+
+def _older(p: Path, since: float) -> bool:
+    try:
+        return p.lstat().st_mtime <= since
+    except OSError:
+        return False
+
+
+def tidy(entry, wset, since: float) -> list[str]:
+    """Remove the litter of killed runs from the weight set's folder; called by fetch and import while they hold the
+    set's lock (every writer of the folder holds it), ``since`` = when the lock was taken. Returns the names removed.
+
+    - hidden temporaries of atomic writes (``.NAME.*.tmp``, ``.NAME.*.part``, ``.convert-*`` folders) older than the
+      lock: their writer is gone;
+    - gdown's temporary ``<file>.part????????.part``: the newest becomes ``<file>.part`` (resumed by this fetch) when
+      there is none, the others go;
+    - other download ``.part`` files (and ``.part.json`` sidecars without their ``.part``) older than the lock.
+    The set's own ``<file>.part`` stays: the next source resumes it where it can.
+    """
+    d = cache_dir(entry, wset)
+    part = part_path(entry, wset)
+    removed: list[str] = []
+    strays = sorted(stray_parts(part), key=lambda p: p.lstat().st_mtime)
+    if strays and not part.exists():
+        os.replace(strays.pop(), part)
+    for p in strays:
+        p.unlink(missing_ok=True)
+        removed.append(p.name)
+    if not d.is_dir():
+        return removed
+    for p in d.iterdir():
+        name = p.name
+        hidden = name.startswith(".") and (name.endswith((".tmp", ".part")) or name.startswith(".convert-"))
+        stale_part = p != part and name.endswith(".part") and not hidden
+        orphan_json = name.endswith(".part.json") and not p.with_name(name[:-5]).exists()
+        if not (hidden or stale_part or orphan_json) or not _older(p, since):
+            continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+        removed.append(name)
+    return removed

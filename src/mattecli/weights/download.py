@@ -62,8 +62,28 @@ def _sidecar(part: Path) -> Path:
     return part.with_name(part.name + ".json")
 
 
+def write_sidecar(part: Path, key: str, expected_sha: str | None) -> None:
+    """Record where the bytes of ``part`` come from (``key``: a URL, ``gdrive:<id>``), so that a later fetch resumes
+    it only from the same place when no sha256 can catch a wrong prefix."""
+    try:
+        _sidecar(part).write_text(json.dumps({"url": key, "sha256": expected_sha}))
+    except OSError:
+        pass
+
+
+def stray_parts(part: Path) -> list[Path]:
+    """gdown's temporary files next to ``part``: ``<part name>`` + 8 characters + ``.part`` (left by a run that was
+    killed or failed while gdown wrote them)."""
+    if not part.parent.is_dir():
+        return []
+    n = len(part.name) + 8 + len(".part")
+    return sorted(p for p in part.parent.iterdir()
+                  if p.name.startswith(part.name) and p.name.endswith(".part") and len(p.name) == n and p.is_file())
+
+
 def discard_part(part: Path) -> None:
-    for p in (part, _sidecar(part)):
+    """Delete an interrupted download: the ``.part``, its sidecar and any gdown temporary file of it."""
+    for p in (part, _sidecar(part), *stray_parts(part)):
         try:
             p.unlink()
         except FileNotFoundError:
@@ -111,9 +131,9 @@ def is_network_url(url: str) -> bool:
 
 
 # -- http(s) ------------------------------------------------------------------------------------------------------
-def _can_resume(part: Path, url: str, expected_sha: str | None) -> bool:
+def can_resume(part: Path, url: str, expected_sha: str | None) -> bool:
     """A leftover .part is resumed when the final sha256 check will catch a wrong prefix (sha known), or when it
-    provably came from the same URL."""
+    provably came from the same place (``url``: the key its sidecar records)."""
     if not part.is_file() or part.stat().st_size == 0:
         return False
     if expected_sha:
@@ -139,7 +159,7 @@ def fetch_url(url: str, part: Path, *, expected_sha: str | None = None, filename
         raise SourceFailed(f"{url}: unsupported URL scheme {scheme!r} (use https://, http:// or file://)")
     timeout = default_timeout() if timeout is None else timeout
 
-    offset = part.stat().st_size if resume and _can_resume(part, url, expected_sha) else 0
+    offset = part.stat().st_size if resume and can_resume(part, url, expected_sha) else 0
     if not offset:
         discard_part(part)
 
@@ -184,10 +204,7 @@ def fetch_url(url: str, part: Path, *, expected_sha: str | None = None, filename
         length = resp.headers.get("Content-Length")
         body = int(length) if length and length.isdigit() else None
         total = None if body is None else body + offset
-        try:
-            _sidecar(part).write_text(json.dumps({"url": url, "sha256": expected_sha}))
-        except OSError:
-            pass
+        write_sidecar(part, url, expected_sha)
         n = offset
         read = getattr(resp, "read1", None) or resp.read  # read1: hand over what arrived, do not wait for a full chunk
         with open(part, mode) as f, progress_bar(label, total, completed=offset, enabled=progress) as bar:

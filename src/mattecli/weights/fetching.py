@@ -8,18 +8,19 @@ verification is deleted; an interrupted one is kept for the next fetch to resume
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Callable
 
 from ..console import info_line
 from ..errors import ChecksumMismatch, ConverterError, WeightsUnavailable
 from . import integrity
-from .cache_files import drop_converted, prepare_dirs, store_official
+from .cache_files import drop_converted, prepare_dirs, remove, store_official, tidy
 from .conversion import Convert, convert_part, run_convert, store_converted
 from .download import SourceFailed, discard_part
 from .licences import license_notice
 from .lock import file_lock
-from .lookup import missing_message
+from .lookup import missing_message, published_at
 from .paths import (cached_path, converted_name, converted_path, display_name, lock_path, official_path, part_path,
                     refetch_command)
 from .sources import describe, fetch_source, fetchable, is_offline, needs_network
@@ -32,9 +33,25 @@ def _quiet(msg: str) -> None:
 
 
 def _unavailable_message(entry, wset, failures: list[str], offline: bool) -> str:
-    head = "offline (--offline / MATTECLI_OFFLINE=1): " if offline else ""
-    tried = f"; tried: {' | '.join(failures)}" if failures else ""
-    return head + missing_message(entry, wset, offline=offline) + tried
+    """Why the fetch produced no file and what to do, in one line."""
+    if offline or not failures:
+        head = "offline (--offline / MATTECLI_OFFLINE=1): " if offline else ""
+        tried = f"; tried: {' | '.join(failures)}" if failures else ""
+        return head + missing_message(entry, wset, offline=offline) + tried
+    name = display_name(entry, wset)
+    imp = f"`mattecli models import {name} /path/to/{wset.filename}`"
+    manual = [s for s in wset.sources if s.kind == "manual"]
+    where = published_at(wset) if not manual else "; ".join(
+        s.location + (f" ({s.note})" if s.note else "") for s in manual)
+    text = " ".join(failures).lower()
+    if any(w in text for w in ("no data for", "timed out", "stalled")):
+        again = "try again later (on a slow connection with --timeout SECONDS or MATTECLI_TIMEOUT), or "
+    elif any(w in text for w in ("refuses", "cannot connect", "connection", "http 5")):
+        again = "try again later, or "
+    else:
+        again = ""
+    return (f"could not fetch the weights of {name} ({wset.filename}, licence: {wset.license}): "
+            f"{' | '.join(failures)}; {again}download {wset.filename} yourself from {where} and run {imp}")
 
 
 def manual_instructions(entry, wset) -> str:
@@ -46,18 +63,37 @@ def manual_instructions(entry, wset) -> str:
             f"`mattecli models import {name} /path/to/{wset.filename}`")
 
 
+def _present(entry, wset, convert: Convert | None) -> Path | None:
+    """The cached path when nothing is left to do (our converted file, or the official file when there is nothing
+    to convert with); no hashing here (loads check the hash)."""
+    if convert is not None and not converted_path(entry, wset).is_file():
+        return None
+    return cached_path(entry, wset)
+
+
+def _conversion_failed(entry, wset, e: ConverterError) -> ConverterError:
+    name = display_name(entry, wset)
+    return ConverterError(f"{e}; the verified {wset.filename} stays in the cache: once the cause is fixed, "
+                          f"`mattecli models fetch {name}` converts it without downloading it again", path=e.path)
+
+
 def _ready(entry, wset, convert: Convert | None, echo: Echo) -> Path | None:
-    """The cached path when present; converts a (hash-checked) official file that lacks its converted twin."""
+    """Under the lock: the cached path when present; converts a (hash-checked) official file that lacks its
+    converted twin (ConverterError when that fails); a damaged official file is removed (None: fetch it again)."""
     official, conv = official_path(entry, wset), converted_path(entry, wset)
     if convert is not None and official.is_file() and not conv.is_file():
         try:
             sha = integrity.check(official, refetch_command(entry, wset), wset.sha256)
+        except ChecksumMismatch as e:
+            echo(f"{e}: downloading it again")
+            remove(official)
+            return cached_path(entry, wset)
+        try:
             res = run_convert(convert, wset, official)
-        except (ConverterError, ChecksumMismatch) as e:
-            echo(f"warning: {e}")
-            res = None
-        if res is not None:
-            store_converted(entry, wset, res[0], res[1], sha)
+        except ConverterError as e:
+            raise _conversion_failed(entry, wset, e) from None
+        store_converted(entry, wset, res[0], res[1], sha)
+        echo(f"converted to our format: {converted_name(wset)}")
     return cached_path(entry, wset)
 
 
@@ -86,8 +122,9 @@ def _from_source(src, entry, wset, part: Path, *, timeout, progress, echo: Echo,
         except SourceFailed as e:
             if not e.partial:
                 discard_part(part)
-            attempts.failures.append(str(e))
-            echo(f"source failed: {e}")
+            why = " ".join(str(e).split())
+            attempts.failures.append(why)
+            echo(f"source failed: {why}")
             return None
         except OSError as e:  # writing into the cache failed (disk full, permissions)
             discard_part(part)
@@ -109,12 +146,13 @@ def _from_source(src, entry, wset, part: Path, *, timeout, progress, echo: Echo,
 
 def _install(entry, wset, src, part: Path, t, convert: Convert | None, force: bool, echo: Echo,
              attempts: _Attempts) -> Path | None:
-    """Convert (when asked) and move a verified ``.part`` into place; None if an unverifiable file fails to
-    convert (nothing is kept then)."""
+    """Convert (when asked) and move a verified ``.part`` into place. None if an unverifiable file fails to convert
+    (nothing is kept: the next source may deliver another file); ConverterError if a verified file fails to convert
+    (it is kept, converted later by the next fetch)."""
     if not wset.sha256:
         echo(f"note: the registry has no sha256 for {wset.filename}; recorded sha256 {t.sha256} ({t.size} bytes): "
              "every later load checks it")
-    conv = None
+    conv, failed = None, None
     if convert is not None:
         try:
             conv = convert_part(convert, wset, part)
@@ -123,32 +161,36 @@ def _install(entry, wset, src, part: Path, t, convert: Convert | None, force: bo
                 discard_part(part)
                 attempts.failures.append(f"{describe(src)}: {e}")
                 return None
-            echo(f"warning: {e}; kept the verified official file")
+            failed = e
     target = official_path(entry, wset)
+    drop_converted(entry, wset)
     store_official(part, target, t.sha256)
     discard_part(part)
     echo(f"verified and saved {target}")
+    if failed is not None:
+        raise _conversion_failed(entry, wset, failed)
     if conv is not None:
         store_converted(entry, wset, conv[0], conv[1], t.sha256)
         echo(f"converted to our format: {converted_name(wset)}")
-    elif force:
-        drop_converted(entry, wset)
     return cached_path(entry, wset)
 
 
 def fetch(entry, wset, *, offline: bool | None = None, force: bool = False, progress: bool = True,
           timeout: float | None = None, echo: Echo | None = info_line, convert: Convert | None = None) -> Path:
-    """Make the weight set available in the cache and return the path to load. ``convert``: see the module doc
-    of :mod:`.conversion`. Raises WeightsUnavailable, ChecksumMismatch."""
+    """Make the weight set available in the cache and return the path to load; the licence line comes first.
+    ``convert``: see the module doc of :mod:`.conversion`. Raises WeightsUnavailable, ChecksumMismatch,
+    ConverterError: each one line saying why no usable file came and what to do."""
     if wset is None:
         raise WeightsUnavailable(f"model {entry.name} needs no weights")
     echo = echo or _quiet
+    echo(license_notice(entry, wset))
     off = is_offline(offline)
     if not force:
-        p = _ready(entry, wset, convert, echo)
+        p = _present(entry, wset, convert)
         if p is not None:
             return p
-    if off and not any(fetchable(s) and not needs_network(s) for s in wset.sources):
+    if off and not official_path(entry, wset).is_file() and not any(fetchable(s) and not needs_network(s)
+                                                                      for s in wset.sources):
         raise WeightsUnavailable(_unavailable_message(entry, wset, [], True))
     prepare_dirs(entry, wset)
 
@@ -156,7 +198,8 @@ def fetch(entry, wset, *, offline: bool | None = None, force: bool = False, prog
         echo(f"another mattecli process is fetching {wset.filename}; waiting for it")
 
     with file_lock(lock_path(entry, wset), on_wait=waiting):
-        if not force:  # another process may have finished while we waited
+        tidy(entry, wset, time.time())
+        if not force:  # another process may have finished while we waited; convert a file that lacks its twin
             p = _ready(entry, wset, convert, echo)
             if p is not None:
                 return p
@@ -164,7 +207,6 @@ def fetch(entry, wset, *, offline: bool | None = None, force: bool = False, prog
         if force:
             discard_part(part)
         attempts = _Attempts()
-        echo(license_notice(entry, wset))
         for src in wset.sources:
             if src.kind == "manual":  # its address is already in the message
                 continue

@@ -6,13 +6,14 @@ trust on first use), converted when the caller passes ``convert``, then copied i
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Callable
 
 from ..console import info_line
 from ..errors import ChecksumMismatch, InputError, WeightsUnavailable
 from . import integrity
-from .cache_files import prepare_dirs, remove, store_official
+from .cache_files import prepare_dirs, remove, store_official, tidy
 from .conversion import Convert, run_convert, store_converted
 from .download import copy_file, discard_part
 from .licences import license_notice
@@ -85,6 +86,7 @@ def import_file(entry, wset, file: str | os.PathLike, *, echo: Echo | None = inf
     d = prepare_dirs(entry, wset)
     target = d / wset.filename
     with file_lock(lock_path(entry, wset)):
+        tidy(entry, wset, time.time())
         if keep_official:
             _copy_official(src, target, sha, progress)
         else:

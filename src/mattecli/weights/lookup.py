@@ -5,7 +5,20 @@ from pathlib import Path
 
 from ..errors import WeightsUnavailable
 from .paths import cached_path, display_name
-from .sources import fetchable
+from .sources import address, fetchable
+
+
+def published_at(wset) -> str:
+    """The sources' addresses, for people (a Drive source already named by a manual source is not repeated)."""
+    manual = " ".join(s.location for s in wset.sources if s.kind == "manual")
+    out = []
+    for s in wset.sources:
+        if s.kind == "gdrive" and "://" not in s.location and s.location in manual:
+            continue
+        text = address(s) if s.kind != "manual" else s.location
+        if text not in out:
+            out.append(text)
+    return "; ".join(out) or "unknown"
 
 
 def is_cached(entry, wset) -> bool:
@@ -14,9 +27,7 @@ def is_cached(entry, wset) -> bool:
 
 def missing_message(entry, wset, offline: bool = False) -> str:
     """Why a weight set is not cached and the exact commands that fix it (one line)."""
-    where = "; ".join(
-        (f"{s.location}" + (f" (member {s.member})" if s.member else "")) for s in wset.sources
-    ) or "unknown"
+    where = published_at(wset)
     name = display_name(entry, wset)
     imp = f"`mattecli models import {name} /path/to/{wset.filename}`"
     if any(fetchable(s) for s in wset.sources):

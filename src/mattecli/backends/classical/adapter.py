@@ -2,7 +2,8 @@
 
 The image is float64 ``uint8 / 255`` (as ``pymatting.load_image`` does) and the trimap float64 {0, 0.5, 1}. For
 pymatting's methods, options left at their defaults are not passed at all, so the result is bit-identical to calling
-pymatting directly with its defaults. pymatting compiles all its numba kernels when it is first imported (about a
+pymatting directly with its defaults, except at trimap-known pixels, which are exactly 0 / 1 (knn, lkm, rw and lbdm
+hold them by a soft penalty in pymatting, about 1e-3 off). pymatting compiles all its numba kernels when it is first imported (about a
 minute on a small machine, once: numba caches them); a line says so before it starts.
 """
 from __future__ import annotations
@@ -52,6 +53,7 @@ class ClassicalBackend(Backend):
 
     weights_sha256 = None
     weights_path = None
+    items_at_once = False    # one image after the other: the memory guard checks the largest item, not the sum
 
     def __init__(self, entry, weights_set=None, device: str | None = None, precision: str | None = None,
                  **options: Any):
@@ -79,13 +81,22 @@ class ClassicalBackend(Backend):
             which = "background (0)" if not (trimap == 0).any() else "foreground (255)"
             raise InputError(f"trimap has no {which} pixels; {self.entry.name} needs both known regions "
                              "(a trimap-free model needs none: see `mattecli models list`)")
+        r = self.options.get("radius")
+        if r is not None and min(trimap.shape[:2]) < 2 * r + 1:
+            h, w = trimap.shape[:2]
+            raise InputError(f"image is {w}x{h}, too small for {self.entry.name} with radius {r} (its windows need "
+                             f"{2 * r + 1}x{2 * r + 1}); use --option radius=N with a smaller N, or another model")
         if self.entry.name == "closed-form" and self.options.get("solver") == "direct":
             from .closed_form import estimate_alpha
 
             a = estimate_alpha(image, trimap, self.options["epsilon"], self.options["radius"])
             return a.astype(np.float32)
         fn = getattr(pymatting_module(), self.func_name)
-        return np.clip(fn(image, trimap, **self._kwargs()), 0.0, 1.0).astype(np.float32)
+        alpha = np.clip(fn(image, trimap, **self._kwargs()), 0.0, 1.0).astype(np.float32)
+        # knn, lkm, rw and lbdm hold the known pixels by a soft penalty (about 1e-3 off): the trimap decides there
+        alpha[trimap == 0] = 0.0
+        alpha[trimap == 1] = 1.0
+        return alpha
 
     def predict_batch(self, batch) -> Prediction:
         import torch

@@ -15,10 +15,14 @@ ENTRIES = [
             Weights(
                 tag="default",
                 filename="FBA.pth",
-                sources=(WeightSource(
-                    kind="manual",
-                    location="https://drive.google.com/file/d/1T_oiKDE_biWf2kqexMEN7ObWqtXAzbB1/view "
-                             "(Google Drive, linked from the 'Models' table of github.com/MarcoForte/FBA_Matting)"),),
+                sources=(
+                    WeightSource(kind="gdrive", location="1T_oiKDE_biWf2kqexMEN7ObWqtXAzbB1",
+                                 note="Google Drive file of the 'Models' table of github.com/MarcoForte/FBA_Matting"),
+                    WeightSource(
+                        kind="manual",
+                        location="https://drive.google.com/file/d/1T_oiKDE_biWf2kqexMEN7ObWqtXAzbB1/view "
+                                 "(Google Drive, linked from the 'Models' table of github.com/MarcoForte/FBA_Matting)"),
+                ),
                 format="torch",
                 size=None,
                 license="non-commercial: covered by the Adobe Deep Image Matting Dataset License Agreement, "

@@ -18,10 +18,14 @@ ENTRIES = [
             Weights(
                 tag="dist-all-data",
                 filename="gca-dist-all-data.pth",
-                sources=(WeightSource(
-                    kind="manual",
-                    location="https://drive.google.com/open?id=1GrFrV7guwOQB3N1-bx1iByw_LJNYnIw_ (Google Drive, "
-                             "'Models' table of github.com/Yaoyi-Li/GCA-Matting)"),),
+                sources=(
+                    WeightSource(kind="gdrive", location="1GrFrV7guwOQB3N1-bx1iByw_LJNYnIw_",
+                                 note="Google Drive file of the 'Models' table of github.com/Yaoyi-Li/GCA-Matting"),
+                    WeightSource(
+                        kind="manual",
+                        location="https://drive.google.com/open?id=1GrFrV7guwOQB3N1-bx1iByw_LJNYnIw_ (Google Drive, "
+                                 "'Models' table of github.com/Yaoyi-Li/GCA-Matting)"),
+                ),
                 license=_LICENSE,
                 trained_on="Adobe Deep Image Matting dataset + Composition-1k test set (alphamatting.com model)",
                 notes="{'iter','loss','state_dict'} with 'module.' keys; about 96.5 MB",
@@ -29,10 +33,14 @@ ENTRIES = [
             Weights(
                 tag="dist",
                 filename="gca-dist.pth",
-                sources=(WeightSource(
-                    kind="manual",
-                    location="https://drive.google.com/open?id=1ti_a46lKEH2Hk2fAB11BbyKfYj0rxNK0 (Google Drive, "
-                             "'Models' table of github.com/Yaoyi-Li/GCA-Matting)"),),
+                sources=(
+                    WeightSource(kind="gdrive", location="1ti_a46lKEH2Hk2fAB11BbyKfYj0rxNK0",
+                                 note="Google Drive file of the 'Models' table of github.com/Yaoyi-Li/GCA-Matting"),
+                    WeightSource(
+                        kind="manual",
+                        location="https://drive.google.com/open?id=1ti_a46lKEH2Hk2fAB11BbyKfYj0rxNK0 (Google Drive, "
+                                 "'Models' table of github.com/Yaoyi-Li/GCA-Matting)"),
+                ),
                 license=_LICENSE,
                 trained_on="Adobe Deep Image Matting dataset",
                 metrics={"Composition-1k SAD": 35.28, "Composition-1k MSE": 0.0091,

@@ -30,6 +30,7 @@ def _weights(tag, filename, col, gd, bd, pw):
     return Weights(
         tag=tag, filename=filename, format="torch",
         sources=(
+            WeightSource("gdrive", gd, note="Google Drive; " + _WHERE.format(col=col)),
             WeightSource("manual", _GD + gd, note="Google Drive; " + _WHERE.format(col=col)),
             WeightSource("manual", f"{_BD}{bd} (Baidu Wangpan, password {pw})", note=_WHERE.format(col=col)),
         ),

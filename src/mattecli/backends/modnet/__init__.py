@@ -3,7 +3,8 @@ from ...options import Option
 from ...registry import ModelEntry, Weights, WeightSource
 
 _ORIGIN = "github.com/ZHKKKe/MODNet @ 28165a451e4610c9d77cfdf925a94610bb2810fb"
-_GDRIVE = "https://drive.google.com/drive/folders/1umYmlCulvIFNaqPjwod1SayFmSRHziyR (linked from pretrained/README.md)"
+_FOLDER = "1umYmlCulvIFNaqPjwod1SayFmSRHziyR"
+_GDRIVE = f"https://drive.google.com/drive/folders/{_FOLDER} (linked from pretrained/README.md)"
 _LICENSE = ("Apache-2.0 (README 'License': code, models and demos, since 2022-01-28; "
             "earlier copies were released under CC BY-NC-SA 4.0)")
 
@@ -21,7 +22,8 @@ ENTRIES = [
             Weights(
                 tag="photographic",
                 filename="modnet_photographic_portrait_matting.ckpt",
-                sources=(WeightSource("manual", _GDRIVE, note="file modnet_photographic_portrait_matting.ckpt"),),
+                sources=(WeightSource("gdrive", _FOLDER, member="modnet_photographic_portrait_matting.ckpt", note="the pretrained/ Drive folder"),
+                         WeightSource("manual", _GDRIVE, note="file modnet_photographic_portrait_matting.ckpt")),
                 license=_LICENSE,
                 trained_on="the labelled portrait matting data of the paper (author, issue #125)",
                 notes="state dict of nn.DataParallel(MODNet) ('module.' prefix; backbone listed twice)",
@@ -29,7 +31,8 @@ ENTRIES = [
             Weights(
                 tag="webcam",
                 filename="modnet_webcam_portrait_matting.ckpt",
-                sources=(WeightSource("manual", _GDRIVE, note="file modnet_webcam_portrait_matting.ckpt"),),
+                sources=(WeightSource("gdrive", _FOLDER, member="modnet_webcam_portrait_matting.ckpt", note="the pretrained/ Drive folder"),
+                         WeightSource("manual", _GDRIVE, note="file modnet_webcam_portrait_matting.ckpt")),
                 license=_LICENSE,
                 trained_on="the photographic model adapted with SOC (self-supervised) on webcam video "
                            "(author, issue #125); meant for the video/webcam demos",

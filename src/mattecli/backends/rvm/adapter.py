@@ -35,12 +35,14 @@ class RVMAdapter(TorchBackend):
         self._rec: list | None = None
         self._rec_key: tuple | None = None
         self.variant: str | None = None
+        self._weights_source = None
         super().__init__(entry, weights_set, **kwargs)
 
     # -- weights and network ----------------------------------------------------------------------------------------
     def load_state_dict(self, weights):
         """Our state dict; converted files are stored with the default (deep) refiner, whose parameters the fast
         guided filter does not take."""
+        self._weights_source = weights
         ours = super().load_state_dict(weights)
         if self.options["refiner"] == "fast_guided_filter":
             ours = {k: v for k, v in ours.items() if not k.startswith("refiner.")}
@@ -56,6 +58,11 @@ class RVMAdapter(TorchBackend):
         if is_folded_layout(state_dict):
             fold_batchnorm(net, values=False)
         return net
+
+    def unfolded_state_dict(self) -> dict:
+        """Our state dict as loaded, before the load-time BatchNorm folding (read again from where it came from:
+        the network keeps only the folded weights)."""
+        return self.load_state_dict(self._weights_source)
 
     def after_load(self) -> None:
         from .net import fold_batchnorm, is_folded

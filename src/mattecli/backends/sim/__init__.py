@@ -25,10 +25,13 @@ ENTRIES = [
             Weights(
                 tag="simd",
                 filename="ckpt_best.pth",
-                sources=(WeightSource(
-                    kind="manual",
-                    location="https://drive.google.com/file/d/1kmhQtO-6wXTxgHtQCLRj3xPOEtXyzTXC/view (Google Drive, "
-                             f"'Performance' table of {_REPO}, row SIMD; official path checkpoints/SIM/ckpt_best.pth)"),),
+                sources=(
+                    WeightSource("gdrive", "1kmhQtO-6wXTxgHtQCLRj3xPOEtXyzTXC", note="Google Drive, " + _REPO),
+                    WeightSource(
+                        kind="manual",
+                        location="https://drive.google.com/file/d/1kmhQtO-6wXTxgHtQCLRj3xPOEtXyzTXC/view (Google Drive, "
+                                 f"'Performance' table of {_REPO}, row SIMD; official path checkpoints/SIM/ckpt_best.pth)"),
+                ),
                 license=_LICENSE,
                 trained_on="SIMD (Semantic Image Matting Dataset: own images + Adobe Deep Image Matting subset)",
                 metrics={"SIMD SAD": 27.9, "SIMD MSE (x1e-3)": 4.7, "SIMD Grad": 11.6, "SIMD Conn": 20.8},
@@ -38,11 +41,14 @@ ENTRIES = [
             Weights(
                 tag="adobe",
                 filename="ckpt_best.pth",
-                sources=(WeightSource(
-                    kind="manual",
-                    location="https://drive.google.com/file/d/1uUIhzBKyTRfu0Ylhm0O9pyV9TayPaODt/view (Google Drive, "
-                             f"'Performance' table of {_REPO}, row Composition-1K; official path "
-                             "checkpoints/Adobe/ckpt_best.pth)"),),
+                sources=(
+                    WeightSource("gdrive", "1uUIhzBKyTRfu0Ylhm0O9pyV9TayPaODt", note="Google Drive, " + _REPO),
+                    WeightSource(
+                        kind="manual",
+                        location="https://drive.google.com/file/d/1uUIhzBKyTRfu0Ylhm0O9pyV9TayPaODt/view (Google Drive, "
+                                 f"'Performance' table of {_REPO}, row Composition-1K; official path "
+                                 "checkpoints/Adobe/ckpt_best.pth)"),
+                ),
                 license=_LICENSE,
                 trained_on="Adobe Deep Image Matting dataset (Composition-1K)",
                 metrics={"Composition-1k SAD": 27.7, "Composition-1k MSE (x1e-3)": 5.6,
@@ -52,10 +58,13 @@ ENTRIES = [
             Weights(
                 tag="classifier",
                 filename="classifier_resnet50_best.pth.tar",
-                sources=(WeightSource(
-                    kind="manual",
-                    location="https://drive.google.com/file/d/12JCGqDylBXJpgDhj4hg_JZYdbHlX8TKe/view (Google Drive, "
-                             f"'Run' section of {_REPO}; official path checkpoints/classifier_resnet50_best.pth.tar)"),),
+                sources=(
+                    WeightSource("gdrive", "12JCGqDylBXJpgDhj4hg_JZYdbHlX8TKe", note="Google Drive, " + _REPO),
+                    WeightSource(
+                        kind="manual",
+                        location="https://drive.google.com/file/d/12JCGqDylBXJpgDhj4hg_JZYdbHlX8TKe/view (Google Drive, "
+                                 f"'Run' section of {_REPO}; official path checkpoints/classifier_resnet50_best.pth.tar)"),
+                ),
                 license=_LICENSE,
                 trained_on="SIMD patches, 20 matting-pattern classes",
                 notes="semantic-trimap classifier used by sim and sim.adobe, not a matting model by itself; "

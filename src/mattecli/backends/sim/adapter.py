@@ -92,6 +92,9 @@ class SIMAdapter(TorchBackend):
 
         return SIMNet()
 
+    def networks(self) -> list:
+        return [self.net, self.classifier]
+
     def _load_classifier(self, given):
         from ..checkpoint import check_state_dict, to_tensor_dict
         from .net import SIMClassifier
