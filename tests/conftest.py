@@ -113,3 +113,47 @@ def isolated_home(tmp_path, monkeypatch):
     monkeypatch.setenv("MATTECLI_HOME", str(home))
     monkeypatch.setenv("MATTECLI_OFFLINE", "1")
     return home
+
+
+# -- float noise: the yardstick for networks that synthetic weights make chaotic in float32 --------------------------
+def assert_within_float_noise(ours32, noisy, ref, *, factor: float = 1.5, floor: float = 0.0, rel_floor: float = 0.0,
+                              what: str = "") -> None:
+    """Our float32 result is as close to the oracle (the authors' float32 run) as float32 rounding allows.
+
+    A network that synthetic weights make chaotic amplifies rounding differently on every CPU (vector width,
+    summation order), so a fixed tolerance is CPU-dependent. The noise is measured in the test instead: ``noisy`` is
+    the same network in float64 (or with every weight moved by one float32 rounding) and says how far rounding moves
+    OUR output; the oracle is another float32 rounding of the same maths, so its mean distance to ours is of that
+    size: mean|ours32 - ref| <= factor x mean|ours32 - noisy| + floor + rel_floor x max|ref|."""
+    ours32, noisy, ref = (np.asarray(a, np.float64) for a in (ours32, noisy, ref))
+    assert ours32.shape == ref.shape, what
+    err = float(np.mean(np.abs(ours32 - ref)))
+    noise = float(np.mean(np.abs(noisy - ours32)))
+    bound = factor * noise + floor + rel_floor * float(np.abs(ref).max())
+    assert err <= bound, f"{what}: mean|ours - oracle| {err:.4g} > {factor} x float noise {noise:.4g} + floors"
+
+
+def float64_copy(model):
+    """The same loaded model computing in float64 (every network it runs; encode casts inputs to ``model.dtype``)."""
+    import copy
+
+    import torch
+
+    return copy.deepcopy(model).to_dtype(torch.float64)
+
+
+def perturbed(model, seed: int = 0):
+    """The same model with every weight and statistic moved by a random relative 2**-24: another float32 rounding
+    of it (a noise yardstick where float64 takes another code path)."""
+    import copy
+
+    import torch
+
+    m = copy.copy(model)
+    m.net = copy.deepcopy(model.net)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for t in list(m.net.parameters()) + list(m.net.buffers()):
+            if t.is_floating_point():
+                t.mul_(1 + (torch.rand(t.shape, generator=g, dtype=torch.float64) * 2 - 1) * 2.0 ** -24)
+    return m

@@ -34,13 +34,10 @@ def model64(official):
 
 
 def assert_within_float_noise(ours32, ours64, ref, floor, what):
-    """The synthetic generator amplifies float32 rounding (the oracle, the authors' code in float32, sums in another
-    order on another CPU): our float32 result must be no farther from the oracle, on average, than float32 rounding
-    itself moves it (measured here: our float64 result): mean|ours32 - ref| <= 1.5 mean|ours64 - ours32| + floor."""
-    o32, o64, ref = (np.asarray(a, np.float64) for a in (ours32, ours64, ref))
-    assert o32.shape == ref.shape, what
-    err, noise = np.abs(o32 - ref).mean(), np.abs(o64 - o32).mean()
-    assert err <= 1.5 * noise + floor, f"{what}: mean error {err:.3g} vs float32 noise {noise:.3g}"
+    """mean|ours32 - ref| <= 1.5 mean|ours64 - ours32| + floor (conftest: the float-noise yardstick)."""
+    from conftest import assert_within_float_noise as check
+
+    check(ours32, ours64, ref, floor=floor, what=what)
 
 
 def test_network(model, model64, oracle):

@@ -19,13 +19,10 @@ OUTS = ("pha", "fgr", "pha_sm", "fgr_sm", "err_sm", "ref_sm")
 
 
 def assert_within_float_noise(ours32, ours64, ref, floor=1e-7, what=""):
-    """mean|ours32 - ref| <= 1.5 mean|ours64 - ours32| + floor: our float32 result is no farther from the oracle
-    (the authors' code in float32, summing in another order on another CPU) than float32 rounding itself moves
-    it, as measured by our float64 run."""
-    o32, o64, ref = (np.asarray(a, np.float64) for a in (ours32, ours64, ref))
-    assert o32.shape == ref.shape, what
-    err, noise = np.abs(o32 - ref).mean(), np.abs(o64 - o32).mean()
-    assert err <= 1.5 * noise + floor, f"{what}: mean error {err:.3g} vs float32 noise {noise:.3g}"
+    """mean|ours32 - ref| <= 1.5 mean|ours64 - ours32| + floor (conftest: the float-noise yardstick)."""
+    from conftest import assert_within_float_noise as check
+
+    check(ours32, ours64, ref, floor=floor, what=what)
 
 
 def _close(tag, got, got64, ref, what):

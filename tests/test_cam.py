@@ -12,7 +12,6 @@ align_corners=False in the decoder resizes).
 """
 from __future__ import annotations
 
-import copy
 import tarfile
 
 import numpy as np
@@ -41,26 +40,17 @@ def spec(name: str):
 
 
 def perturbed(model, seed: int = 0):
-    """The model with every float weight and buffer multiplied by 1 + u * 2^-24, u uniform in [-1, 1]."""
-    import torch
+    from conftest import perturbed as perturb
 
-    m = copy.copy(model)
-    m.net = copy.deepcopy(model.net)
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for t in list(m.net.parameters()) + list(m.net.buffers()):
-            if t.is_floating_point():
-                t.mul_(1 + (torch.rand(t.shape, generator=g, dtype=torch.float64) * 2 - 1) * 2.0 ** -24)
-    return m
+    return perturb(model, seed)
 
 
 def assert_within_noise(ours, ref, noisy, what):
     """mean|ours - oracle| <= NOISE_FACTOR x mean|ours - perturbed ours| (+ a floor at float32 resolution)."""
-    ours, ref, noisy = (np.asarray(a, np.float64) for a in (ours, ref, noisy))
-    assert ours.shape == ref.shape, what
-    err, noise = np.abs(ours - ref).mean(), np.abs(ours - noisy).mean()
-    floor = 1e-6 * max(1.0, np.abs(ref).max())
-    assert err <= NOISE_FACTOR * noise + floor, f"{what}: mean|ours - oracle| {err:.3g} vs float noise {noise:.3g}"
+    from conftest import assert_within_float_noise
+
+    scale = max(1.0, float(np.abs(np.asarray(ref, np.float64)).max()))
+    assert_within_float_noise(ours, noisy, ref, factor=NOISE_FACTOR, floor=1e-6 * scale, what=what)
 
 
 @pytest.fixture(scope="module")

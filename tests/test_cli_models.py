@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 from mattecli.cli.app import app
 from mattecli.options import Option
 from mattecli.registry import ModelEntry, Weights, WeightSource
-from weights_helpers import (add_entry, flip_byte_in_largest_tensor, make_entry, official_pth,  # noqa: F401
-                             online_home, private_registry, sha)
+from weights_helpers import (Route, add_entry, flip_byte_in_largest_tensor, make_entry,  # noqa: F401
+                             official_pth, online_home, private_registry, server, sha)
 
 DATA = os.urandom(20_000)
 
@@ -23,7 +23,8 @@ def run(*args):
 
 
 @pytest.fixture
-def reg(private_registry, online_home, tmp_path):
+def reg(private_registry, online_home, tmp_path, monkeypatch):
+    monkeypatch.delenv("COLUMNS", raising=False)  # tables: no width limit when stdout is not a terminal
     official = tmp_path / "dl" / "toy_weights.bin"
     official.parent.mkdir()
     official.write_bytes(DATA)
@@ -260,3 +261,123 @@ def test_official_file_without_registry_hash_is_recorded_and_checked(tiny_cli, o
 class _Evil:
     def __reduce__(self):
         return (os.getcwd, ())
+
+
+# -- models list never cuts the licence ---------------------------------------------------------------------------
+LONG = ("non-commercial: covered by the Adobe Deep Image Matting Dataset License Agreement, noncommercial use and "
+        "distribution only (authors' README), see https://example.org/a-rather-long-licence-page")
+
+
+def _licence_cells(text: str) -> dict:
+    """NAME -> the text of its licence cell, from the table (column offsets of the dashes line) or the blocks."""
+    lines = text.splitlines()
+    out, name = {}, None
+    if len(lines) > 1 and set(lines[1]) <= {"-", " "} and lines[1].strip():
+        spans, pos = [], 0
+        for dashes in lines[1].split("  "):
+            spans.append((pos, pos + len(dashes)))
+            pos += len(dashes) + 2
+        header = [lines[0][a:b].strip() for a, b in spans]
+        col = next(i for i, h in enumerate(header) if h.startswith("LICENCE"))
+        for ln in lines[2:]:
+            first = ln[spans[0][0]:spans[0][1]].strip()
+            if first:
+                name = first
+            a, b = spans[col]
+            out[name] = (out.get(name, "") + " " + ln[a:b]).strip()
+        return out
+    label, lab = None, "  licence: "
+    for ln in lines:
+        if not ln.startswith(" "):
+            name, label = ln.strip(), None
+        elif ln.startswith(lab):
+            out[name], label = ln[len(lab):], True
+        elif label and ln.startswith(" " * len(lab)):
+            out[name] += " " + ln.strip()
+        else:
+            label = None
+    return out
+
+
+@pytest.mark.parametrize("columns", [60, 100, 200])
+def test_list_wraps_the_licence_and_never_cuts_it(reg, monkeypatch, columns):
+    add_entry(make_entry(name="longlic", data=b"y", license=LONG, sources=[WeightSource("url", "https://example.org/x")],
+                         outputs=("alpha", "foreground", "background")))
+    monkeypatch.setenv("COLUMNS", str(columns))
+    r = run("models", "list")
+    assert r.exit_code == 0, r.output
+    assert max(len(ln) for ln in r.stdout.splitlines()) <= columns
+    assert "…" not in r.stdout
+    cells = _licence_cells(r.stdout)
+    squash = lambda t: "".join(t.split())  # noqa: E731 - wrapping may drop the space after a comma
+    assert squash(cells["longlic"]) == squash(LONG)
+    assert squash(cells["toy"]) == squash("CC BY-NC 4.0")
+    assert set(cells) == {"toy", "classic", "bgtoy", "seg", "longlic"}
+    if columns == 200:
+        assert len(r.stdout.splitlines()) < 2 + 5 + 4  # a table: at most a few wrapped lines
+
+
+def test_list_of_the_real_registry_keeps_every_licence_whole(monkeypatch):
+    from mattecli.registry import list_models
+
+    monkeypatch.setenv("MATTECLI_OFFLINE", "1")
+    for columns in (60, 200):
+        monkeypatch.setenv("COLUMNS", str(columns))
+        r = run("models", "list")
+        assert r.exit_code == 0 and max(len(ln) for ln in r.stdout.splitlines()) <= columns
+        cells = _licence_cells(r.stdout)
+        for e in list_models():
+            want = e.weights[0].license if e.weights else (e.code_license or "-")
+            assert "".join(cells[e.name].split()) == "".join(want.split()), (columns, e.name)
+
+
+# -- fetch: one way in, one line out ------------------------------------------------------------------------------
+def test_fetch_of_an_unimplemented_model_prints_the_licence_and_fails_in_one_line(reg):
+    r = run("models", "fetch", "bgtoy")
+    assert r.exit_code == 1
+    assert "licence of the bgtoy weights (toy_weights.bin): GPL-3.0 -- GPL" in r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("mattecli: error: ") and "https://example.org/bg" in last
+    assert "mattecli models import bgtoy /path/to/toy_weights.bin" in last and r.stdout == ""
+
+
+def test_fetch_several_names_reports_each_failure_and_exits_1(reg, online_home):
+    r = run("models", "fetch", "toy", "bgtoy")
+    assert r.exit_code == 1
+    assert r.stdout.strip() == str(online_home / "weights" / "toy" / "default" / "toy_weights.bin")
+    assert sum(ln.startswith("mattecli: error:") for ln in r.stderr.splitlines()) == 1
+    r = run("models", "fetch", "toy", "nosuchmodel")
+    assert r.exit_code == 2 and "nosuchmodel" in r.stderr and r.stdout == ""  # names checked before any download
+
+
+def test_fetch_timeout_must_be_positive(reg):
+    r = run("models", "fetch", "toy", "--timeout", "0")
+    assert r.exit_code == 2 and "--timeout" in r.stderr
+
+
+def test_fetch_of_a_verified_file_that_does_not_convert_exits_1_and_keeps_it(private_registry, online_home, tmp_path,
+                                                                             server, monkeypatch):
+    """The registry's sha256 matches but the converter refuses the file: exit 1 with why and what to do; the verified
+    download stays, and the next fetch (the cause fixed) converts it without downloading again."""
+    import weights_helpers
+
+    data = official_pth(tmp_path / "tiny.pth").read_bytes()  # a .pth where the npz family expects an .npz
+    server.routes["/tiny.npz"] = Route(data)
+    add_entry(make_entry(name="tinynpz", family="tinyfam", filename="tiny.npz", fmt="npz", data=data,
+                         adapter="weights_helpers:TinyNpzAdapter", implemented=True,
+                         sources=[WeightSource("url", server.url("/tiny.npz"))]))
+    r = run("models", "fetch", "tinynpz")
+    assert r.exit_code == 1 and r.stdout == ""
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("mattecli: error: tiny.npz: cannot convert")
+    assert "stays in the cache" in last and "`mattecli models fetch tinynpz` converts it" in last
+    d = online_home / "weights" / "tinynpz" / "default"
+    assert (d / "tiny.npz").read_bytes() == data and not (d / "tiny.npz.mattecli.pt").exists()
+    r = run("models", "fetch", "tinynpz")
+    assert r.exit_code == 1 and len(server.gets("/tiny.npz")) == 1  # no second download
+    w, b = weights_helpers.tiny_wb()
+    monkeypatch.setattr(weights_helpers.TinyNpzConverter, "convert_file",
+                        lambda self, path, spec: ({"weight": w, "bias": b}, {"converter": "fixed"}))
+    r = run("models", "fetch", "tinynpz")
+    assert r.exit_code == 0, r.output
+    assert r.stdout.strip() == str(d / "tiny.npz.mattecli.pt") and len(server.gets("/tiny.npz")) == 1

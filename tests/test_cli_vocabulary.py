@@ -41,18 +41,24 @@ def _commands():
 
 def _options():
     """[(command, long name, short names, click option)] for every option but --help."""
-    import click
-
     rows = []
     for name, cmd in _commands():
         for p in cmd.params:
-            if not isinstance(p, click.Option) or "--help" in p.opts:
+            if getattr(p, "param_type_name", "") != "option" or "--help" in p.opts:
                 continue
             names = list(p.opts) + list(p.secondary_opts)
             longs = [n for n in names if n.startswith("--")]
             shorts = [n for n in names if re.fullmatch(r"-[A-Za-z0-9]", n)]
             rows.append((name, longs[0] if longs else names[0], shorts, p))
     return rows
+
+
+def _type(p) -> str:
+    """The option's value type as the help would name it (str, int, bool, list[str]...)."""
+    bare = getattr(p, "bare_type", None)
+    if callable(bare):
+        return str(bare())
+    return getattr(getattr(p, "type", None), "name", "?")
 
 
 def first_sentence(text: str | None) -> str:
@@ -78,7 +84,7 @@ def test_one_meaning_per_long_name():
     meaning = defaultdict(lambda: defaultdict(list))
     defaults = defaultdict(lambda: defaultdict(list))
     for cmd, long, _, p in _options():
-        key = (first_sentence(p.help), p.type.name, bool(p.is_flag))
+        key = (first_sentence(p.help), _type(p), bool(p.is_flag))
         meaning[long][key].append(cmd)
         if long not in flags.VERB_DEFAULTS:
             defaults[long][repr(p.default)].append(cmd)
@@ -95,19 +101,34 @@ def test_shared_options_say_what_flags_declares():
             assert first_sentence(p.help) == flags.MEANINGS[long], (cmd, long, p.help)
 
 
-def test_booleans_are_flags_without_a_value_type_and_defaults_are_shown():
+def _help_text(name: str, monkeypatch, mode) -> str:
+    monkeypatch.setattr(app, "rich_markup_mode", mode)
+    r = runner().invoke(app, [*name.split(), "--help"], env={"NO_COLOR": "1", "COLUMNS": "200", "TERM": "dumb"})
+    assert r.exit_code == 0, (name, r.output)
+    return r.output
+
+
+@pytest.mark.parametrize("mode", [None, "rich"])
+def test_booleans_are_flags_without_a_value_type(monkeypatch, mode):
     for cmd, long, _, p in _options():
-        if p.type.name == "boolean":
+        if _type(p) == "bool":
             assert p.is_flag, (cmd, long)
-    for name, cmd in _commands():
-        r = runner().invoke(app, [*name.split(), "--help"], env={"NO_COLOR": "1", "COLUMNS": "200"})
-        assert r.exit_code == 0, (name, r.output)
-        text = r.output.lower()
-        assert "<bool>" not in text and "boolean" not in text, (name, r.output)
-        for _, long, _, p in [o for o in _options() if o[0] == name]:
-            if p.default not in (None, False, ()) and not p.is_flag and p.show_default is not False:
-                line = re.search(re.escape(long) + r"\b.*?(?=\n\s*-|\Z)", r.output, re.S)
-                assert line and "[default:" in line.group(0), (name, long)
+    shown = {}
+    for name, _ in _commands():
+        lines = [ln for ln in _help_text(name, monkeypatch, mode).splitlines()
+                 if "<bool>" in ln.lower() or "boolean" in ln.lower()]
+        if lines:
+            shown[name] = [" ".join(ln.replace("│", " ").split()) for ln in lines]
+    assert not shown, f"boolean flags shown with a value type ({mode or 'plain'} help): {shown}"
+
+
+def test_defaults_are_shown(monkeypatch):
+    for name, _ in _commands():
+        text = re.sub(r"-\s+", "-", " ".join(_help_text(name, monkeypatch, None).split()))   # undo wrapping
+        for cmd, long, _, p in _options():
+            if cmd != name or p.is_flag or p.default in (None, (), [], "") or p.show_default is False:
+                continue
+            assert re.search(re.escape(f"[default: {p.default}") + r"[];]", text), (name, long, p.default)
 
 
 def test_device_defaults_to_auto_everywhere():

@@ -52,11 +52,10 @@ def twin64(oracle_and_model):
 
 def assert_within_noise(ours, ref, ours64, what):
     """mean|ours - oracle| <= NOISE_FACTOR x mean|ours - ours in float64| (+ a floor at float32 resolution)."""
-    ours, ref, ours64 = (np.asarray(a, np.float64) for a in (ours, ref, ours64))
-    assert ours.shape == ref.shape, what
-    err, noise = np.abs(ours - ref).mean(), np.abs(ours - ours64).mean()
-    floor = 1e-6 * max(1.0, np.abs(ref).max())
-    assert err <= NOISE_FACTOR * noise + floor, f"{what}: mean|ours - oracle| {err:.3g} vs float noise {noise:.3g}"
+    from conftest import assert_within_float_noise
+
+    scale = max(1.0, float(np.abs(np.asarray(ref, np.float64)).max()))
+    assert_within_float_noise(ours, ours64, ref, factor=NOISE_FACTOR, floor=1e-6 * scale, what=what)
 
 
 def test_network_matches_oracle(oracle_and_model, twin64):

@@ -326,3 +326,59 @@ def test_download_progress_is_the_tools_bar_in_bytes(server, online_home, monkey
     tty.text = ""
     fetch(e, progress=False, force=True)
     assert tty.text == ""
+
+
+def _age(p, seconds=60):
+    t = os.stat(p).st_mtime - seconds
+    os.utime(p, (t, t))
+
+
+def test_litter_of_a_killed_run_is_swept_by_the_next_fetch(server, online_home):
+    """Hidden temporaries of atomic writes, stale download .part files and gdown's temporary files, all older than
+    the lock: the next fetch removes them (gdown's newest becomes the .part it resumes)."""
+    server.routes["/w.bin"] = Route(DATA)
+    e = make_entry(sources=[WeightSource("url", server.url("/w.bin"))], data=DATA)
+    d = online_home / "weights/toy/default"
+    (d / ".convert-x1y2").mkdir(parents=True)
+    (d / ".convert-x1y2" / "toy_weights.bin").write_bytes(b"half")
+    litter = [d / ".toy_weights.bin.mattecli.pt.4242.tmp", d / ".toy_weights.bin.sha256.4242.tmp",
+              d / ".toy_weights.bin.import-4242.part", d / "renamed_in_the_registry.bin.part",
+              d / "renamed_in_the_registry.bin.part.json", d / "toy_weights.bin.partOLDER123.part"]
+    for p in litter:
+        p.write_bytes(b"x" * 10)
+    (d / "toy_weights.bin.partNEWER123.part").write_bytes(DATA[:60_000])  # gdown's, newest: resumed
+    for p in [*litter, d / ".convert-x1y2"]:
+        _age(p, 120)
+    _age(d / "toy_weights.bin.partNEWER123.part", 30)
+    assert fetch(e).read_bytes() == DATA
+    assert server.gets("/w.bin") == [("/w.bin", "bytes=60000-")]
+    assert cache_listing(online_home) == STORED
+    assert sorted(p.name for p in d.iterdir()) == ["toy_weights.bin", "toy_weights.bin.sha256"]
+
+
+def test_tidy_keeps_what_is_newer_than_the_lock_and_the_resumable_part(online_home):
+    import time
+
+    from mattecli.weights.cache_files import tidy
+
+    e = make_entry(data=DATA)
+    d = online_home / "weights/toy/default"
+    d.mkdir(parents=True)
+    old, new = d / ".toy_weights.bin.1.tmp", d / ".toy_weights.bin.2.tmp"
+    part, orphan = d / "toy_weights.bin.part", d / "other.part.json"
+    for p in (old, new, part, orphan):
+        p.write_bytes(b"x")
+    for p in (old, part, orphan):
+        _age(p)
+    since = time.time() - 10
+    assert sorted(tidy(e, e.weights[0], since)) == [".toy_weights.bin.1.tmp", "other.part.json"]
+    assert new.exists() and part.exists()
+
+
+def test_models_verify_still_reports_an_interrupted_download(server, online_home):
+    server.routes["/stall.bin"] = Route(DATA, stall_after=8192)
+    e = make_entry(sources=[WeightSource("url", server.url("/stall.bin"))], data=DATA)
+    with pytest.raises(WeightsUnavailable, match="on a slow connection with --timeout SECONDS"):
+        fetch(e, timeout=0.3)
+    rows = store.verify_set(e, e.weights[0])
+    assert [r.status for r in rows] == ["missing", "partial"]

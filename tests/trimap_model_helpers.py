@@ -37,17 +37,9 @@ def batch_of(pairs):
 
 
 def float64_copy(model):
-    """The same loaded model computing in float64 (encode casts the inputs to ``model.dtype``)."""
-    import copy
+    from conftest import float64_copy as copy64
 
-    import torch
-
-    m = copy.deepcopy(model)
-    m.net.double()
-    if getattr(m, "classifier", None) is not None:
-        m.classifier.double()
-    m.dtype = torch.float64
-    return m
+    return copy64(model)
 
 
 def batch_vs_singles(model, batch) -> float:
@@ -66,18 +58,10 @@ def batch_vs_singles(model, batch) -> float:
 
 
 def assert_within_float_noise(ours32, ours64, ref, factor: float = 1.5, floor: float = 1e-7, what: str = ""):
-    """Our float32 result is as close to the oracle (the authors' float32 run) as float32 rounding allows.
+    """conftest's float-noise yardstick, with the floor relative to max|ref|."""
+    from conftest import assert_within_float_noise as check
 
-    A network that synthetic weights make chaotic amplifies rounding differently on every CPU (vector width,
-    summation order), so a fixed tolerance is CPU-dependent. The noise is measured here instead: the same network in
-    float64 gives how far float32 rounding moves OUR output; the oracle is another float32 rounding of the same
-    maths, so its mean distance to ours should be of that size (about sqrt(2) times for independent roundings)."""
-    ours32, ours64, ref = (np.asarray(a, np.float64) for a in (ours32, ours64, ref))
-    err = float(np.mean(np.abs(ours32 - ref)))
-    noise = float(np.mean(np.abs(ours64 - ours32)))
-    scale = float(np.abs(ref).max()) or 1.0
-    assert err <= factor * noise + floor * scale, f"{what}: mean|ours - oracle| {err:.4g} > {factor} x float32 " \
-                                                 f"noise {noise:.4g} + {floor:g} x {scale:.4g}"
+    check(ours32, ours64, ref, factor=factor, rel_floor=floor, what=what)
 
 
 def memoise_distance_channels(monkeypatch, module) -> None:

@@ -3,6 +3,7 @@ private registry holding test entries (never the internet), and a tiny model fam
 from __future__ import annotations
 
 import hashlib
+import socket
 import threading
 import time
 import zipfile
@@ -103,6 +104,44 @@ class LoopbackServer:
         self.release.set()
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+class StalledServer:
+    """http://127.0.0.1:PORT/ that accepts connections and never answers (a package index that hangs)."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.1)
+        self.conns: list = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self):
+        while not self.stop.is_set():
+            try:
+                self.conns.append(self.sock.accept()[0])
+            except OSError:
+                continue
+
+    def url(self, path: str = "/") -> str:
+        return f"http://127.0.0.1:{self.sock.getsockname()[1]}{path}"
+
+    def close(self):
+        self.stop.set()
+        self.thread.join(5)
+        for c in self.conns:
+            c.close()
+        self.sock.close()
+
+
+@pytest.fixture
+def stalled_server():
+    s = StalledServer()
+    yield s
+    s.close()
 
 
 @pytest.fixture

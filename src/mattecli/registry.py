@@ -60,9 +60,11 @@ class MemoryModel:
         MB = base_mb + (per_pixel * P + per_net_pixel * N ** exponent + per_box_pixel * B) / 2**20   (per item)
 
     P: input pixels. N: the pixels the network (or solver) works on, by the rule ``net`` reading option ``net_option``:
-    ``full`` (N = P), ``tile`` (the tile plus its overlap when the option is set, else P), ``scale`` (the option is a
-    linear scale: N = s^2 P; RVM's automatic ratio when unset), ``long_side`` / ``short_side`` (the image resized so
-    that side is the option's value, never enlarged), ``unknown`` (the trimap's unknown pixels). B: pixels of the
+    ``full`` (N = P), ``tile`` (tiles of the option's side when it is set, else P), ``scale`` (the option is a linear
+    scale: N = s^2 P; RVM's automatic ratio when unset), ``clamp`` (each side at most the option), ``short_side`` (the
+    image resized so that its short side is the option when larger), ``ref_side`` (the same, and also when the long
+    side is smaller: MODNet), ``unknown``
+    (the trimap's unknown pixels); ``net_default`` stands for an unset option. B: pixels of the
     unknown region's bounding box (classical solvers). ``window_option``: an option (a window radius r) whose band of
     (4r+1)^2 neighbours scales the N and B terms relative to its default. ``variants``: ``(option, value, model)``
     triples, the first whose option has that value replaces this model (another solver, another refine mode)."""
@@ -70,8 +72,9 @@ class MemoryModel:
     base_mb: float = 0.0
     per_pixel: float = 0.0
     per_net_pixel: float = 0.0
-    net: str = "full"                  # full | tile | scale | long_side | short_side | unknown
+    net: str = "full"                  # full | tile | scale | clamp | short_side | ref_side | unknown
     net_option: str = ""
+    net_default: float = 0.0           # the option's value when it is unset (0: the rule does not apply)
     exponent: float = 1.0
     per_box_pixel: float = 0.0
     window_option: str = ""

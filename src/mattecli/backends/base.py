@@ -344,9 +344,8 @@ class Backend:
             if args or any(v is not None for v in kwargs.values()):
                 raise UsageError(f"max_side: {self.entry.name}'s extra inputs cannot be downscaled; run without it")
             small = memory.shrink_batch(batch, side)
-            memory.check(self.entry, self.options, *small.size, n=small.n, trimap=small.trimap, device=self.device,
-                         extra_bytes=memory.UPSCALE_BYTES * h * w * batch.n, max_side=side,
-                         at_once=self.items_at_once)
+            memory.check(self.entry, self.options, h, w, n=batch.n, trimap=small.trimap, device=self.device,
+                         max_side=side, at_once=self.items_at_once)
             return memory.grow_prediction(fn(self, small), batch)
         memory.check(self.entry, self.options, h, w, n=batch.n, trimap=batch.trimap, device=self.device,
                      at_once=self.items_at_once)

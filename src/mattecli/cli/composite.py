@@ -49,7 +49,7 @@ def register(app: typer.Typer) -> None:
     def composite(
         inputs: List[str] = flags.inputs("Original images (files, folders, globs), or - (one image on standard "
                                          "input)."),
-        alpha: str = flags.alpha("A file serves every input. Required.", default=...),
+        alpha: str = flags.alpha(default=...),
         output: Optional[str] = flags.output(
             "A folder, a template containing {stem}/{relpath}, one file for one input and one output type, or - "
             "(one PNG on standard output). Default: beside each input (photo.jpg -> photo_composite.png); inputs "

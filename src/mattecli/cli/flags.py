@@ -51,6 +51,8 @@ MEANINGS = {
     "--option": "Model option KEY=VALUE (official option names; see `mattecli models info MODEL`), repeatable.",
     "--offline": "Never use the network (also MATTECLI_OFFLINE=1).",
     "--no-fetch": "Do not download missing weights (say which command would).",
+    "--max-side": "Run the model on inputs downscaled to this long side in pixels (area filter), then scale the "
+                  "alpha and colours back (bilinear; the trimap's known pixels exact): bounds memory on huge images.",
     "--batch-size": "Images or frames per model call (halved automatically when the device runs out of memory).",
     "--output-type": "Outputs to write, comma-separated.",
     "--composite-bg": "What composites are put over: a colour or an image.",
@@ -142,6 +144,10 @@ def no_fetch() -> Any:
 
 def batch_size(default: int = 4) -> Any:
     return typer.Option(default, "-b", "--batch-size", min=1, help=_help("--batch-size"))
+
+
+def max_side() -> Any:
+    return typer.Option(None, "--max-side", min=16, help=_help("--max-side"))
 
 
 def align() -> Any:

@@ -74,8 +74,8 @@ def register(app: typer.Typer) -> None:
         align: bool = flags.align(),
         fps: Optional[float] = typer.Option(None, "--fps", help="Frame rate of image-sequence inputs (default 30)."),
         no_audio: bool = flags.flag(False, "--no-audio", help="Do not copy audio/subtitles."),
-        keep_partial: bool = typer.Option(True, "--keep-partial/--no-partial", help="On Ctrl-C/failure keep "
-                                          "playable *.partial.* outputs."),
+        keep_partial: bool = flags.flag(True, "--keep-partial/--no-partial", help="On Ctrl-C/failure keep "
+                                        "playable *.partial.* outputs."),
         threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for the model (torch)."),
         overwrite: bool = flags.overwrite(),
         offline: bool = flags.offline(),

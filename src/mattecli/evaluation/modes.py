@@ -7,6 +7,9 @@ preparation, the scoring worker (:mod:`.runner`) and what the report says about 
 * composition: ``--model NAME --foreground DIR --alpha DIR --backgrounds DIR [--per-fg N]``  (Composition-1k
   style, on the fly)
 
+The unknown region is the trimap value 128 (the official code), or ``unknown_values`` (:mod:`.unknown`); an image
+whose trimap has no unknown pixel is left out of every mean.
+
 No torch or backend import at module level.
 """
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Callable
 from ..batch import BatchRunner, Item
 from . import runner as R
 from .metrics import METRICS, VIDEO_METRICS
+from .unknown import describe
 
 
 @dataclass
@@ -43,16 +47,31 @@ def run_job(job: Job, jobs: int = 1, quiet: bool = False) -> tuple[list[dict], l
     return rows, errors, code
 
 
-def folder_job(pred, gt, trimap=None, whole_image: bool = False) -> Job:
+def _unknown_values(spec, with_trimaps: bool):
+    """``--unknown-values``, checked: it needs trimaps to apply to (usage error otherwise)."""
+    from ..errors import UsageError
+    from .unknown import parse_unknown_values
+
+    values = parse_unknown_values(spec)
+    if values is not None and not with_trimaps:
+        raise UsageError(f"--unknown-values {','.join(map(str, values))}: applies to the trimaps of --trimap; "
+                         "add --trimap DIR (and drop --whole-image)")
+    return values
+
+
+def folder_job(pred, gt, trimap=None, whole_image: bool = False, unknown_values=None) -> Job:
+    """``unknown_values``: the trimap values scored as unknown (None: 128, as the official code)."""
     from .pairing import pair_folders
 
+    unknown_values = _unknown_values(unknown_values, trimap is not None and not whole_image)
     items = pair_folders(pred, gt, None if whole_image else trimap)
 
     def prepare(it: Item) -> dict:
         tri = it.partners.get("trimap")
-        return {"score": (it.relstem, str(it.partners["pred"]), str(it.partners["gt"]), tri and str(tri))}
+        return {"score": (it.relstem, str(it.partners["pred"]), str(it.partners["gt"]), tri and str(tri),
+                          unknown_values)}
 
-    region = "whole image" if (trimap is None or whole_image) else "trimap == 128"
+    region = "whole image" if (trimap is None or whole_image) else describe(unknown_values)
     return Job("folders", items, prepare, R.score_files, extra={"region": region})
 
 
@@ -71,11 +90,12 @@ def video_job(pred, gt, with_messddt: bool = True) -> Job:
 
 def model_job(model: str, options: dict, *, images=None, gt=None, trimap=None, plates=None, save_pred=None,
               weights=None, device: str = "auto", whole_image: bool = False, trimap_radius: int = 10,
-              composition: tuple | None = None) -> Job:
+              composition: tuple | None = None, unknown_values=None) -> Job:
     """``--model`` modes: items paired first (usage errors before the model loads), then the model, then a
     preparation that reads (or composites) each item, runs the model and saves the 8-bit prediction.
     ``plates``: ``--bg`` (clean plates paired with ``--images``); ``composition``: (foreground folder, alpha folder,
-    backgrounds folder, backgrounds per foreground)."""
+    backgrounds folder, backgrounds per foreground); ``unknown_values``: the values of the given trimaps scored as
+    unknown (None: 128; generated trimaps always use 128)."""
     import mattecli
 
     from .. import batch
@@ -85,6 +105,7 @@ def model_job(model: str, options: dict, *, images=None, gt=None, trimap=None, p
     from .report import check_out_folder
 
     entry = resolve(model)[0]
+    unknown_values = _unknown_values(unknown_values, trimap is not None and not whole_image)
     if save_pred is not None:
         check_out_folder(save_pred, "--save-pred")
     if "background" in entry.requires and plates is None and composition is None:
@@ -108,9 +129,10 @@ def model_job(model: str, options: dict, *, images=None, gt=None, trimap=None, p
             raise UsageError(f"--save-pred {save_pred}: {str(e).split(';')[0]}; choose another folder") from None
     backend = mattecli.load_model(model, weights=None if weights is None else os.fspath(weights), device=device,
                                   **options)
-    prepare = _predictor(backend, planned, composition is not None, whole_image, trimap_radius)
-    extra = {"model": entry.name, "region": "whole image" if whole_image else
-             ("trimap == 128" if trimap is not None else f"trimap == 128 (generated, radius {trimap_radius})")}
+    prepare = _predictor(backend, planned, composition is not None, whole_image, trimap_radius, unknown_values)
+    generated = f"trimap == 128 (generated, radius {trimap_radius})"
+    extra = {"model": entry.name,
+             "region": "whole image" if whole_image else (describe(unknown_values) if trimap is not None else generated)}
     if composition is not None:
         extra["per_fg"] = composition[3]
     sha = getattr(backend, "weights_sha256", None)
@@ -120,11 +142,13 @@ def model_job(model: str, options: dict, *, images=None, gt=None, trimap=None, p
                extra=extra, model=entry.name, weights_sha256=sha)
 
 
-def _predictor(backend, planned: dict, composition: bool, whole_image: bool, trimap_radius: int):
+def _predictor(backend, planned: dict, composition: bool, whole_image: bool, trimap_radius: int,
+               unknown_values=None):
     from ..errors import InputError
     from ..imaging.io import read_rgb, write_image
     from .datasets import composite, fit_background_cover, gt_trimap, read_alpha, read_rgb8
     from .metrics import as_alpha_u8
+    from .unknown import scored_trimap
 
     entry = backend.entry
     takes_trimap = "trimap" in entry.requires or "trimap" in entry.optional
@@ -153,12 +177,16 @@ def _predictor(backend, planned: dict, composition: bool, whole_image: bool, tri
         T = read_alpha(tpath) if tpath else gt_trimap(G, trimap_radius)
         if T.shape != G.shape:
             raise mismatch(tpath, "trimap", T, G, "use the matching trimap")
+        if tpath and not whole_image:
+            scored_trimap(T, unknown_values, str(tpath))     # a trimap whose unknown is not 128: fail before the model
         t0 = time.perf_counter()
         res = backend.predict(image, trimap=T if takes_trimap else None, background=plate)
         seconds = time.perf_counter() - t0
         P = as_alpha_u8(res.alpha, "prediction")
         if id(it) in planned:
             write_image(planned[id(it)], P, what="alpha")
-        return {"score": (it.relstem, P, G, None if whole_image else T, str(it.path)), "predict_seconds": seconds}
+        task = (it.relstem, P, G, None if whole_image else T, str(it.path), unknown_values if tpath else None,
+                str(tpath) if tpath else "")
+        return {"score": task, "predict_seconds": seconds}
 
     return prepare

@@ -8,7 +8,8 @@ JSON layout::
 
 Metric values are in the conventional reporting units (SAD/1000, MSE, Grad/1000, Conn/1000), over the unknown
 pixels with a trimap, over every pixel without one, over whole frames in video mode (``units`` says which).
-NaN (MSE of an image without unknown pixels) is written as null and left out of the mean.
+An image whose trimap has no unknown pixel has nothing to score: its row has null values and ``"left_out"``, it is
+left out of every mean (SAD, MSE, Grad and Conn alike), and ``left_out`` at the top counts such rows.
 """
 from __future__ import annotations
 
@@ -46,7 +47,8 @@ def units_for(keys, region: str | None = None, video: bool = False) -> dict:
     elif region and region.startswith("whole"):
         where, per = "all pixels (whole image)", ""
     else:
-        where, per = "unknown pixels (trimap == 128)", ""
+        region = (region or "trimap == 128").split(" (")[0]
+        where, per = f"unknown pixels ({region})", ""
     out = {}
     for k in keys:
         if k in _IMAGE_UNITS:
@@ -63,6 +65,8 @@ def _clean(v):
 
 
 def mean_of(rows: list[dict], keys) -> dict:
+    """Per metric, the mean over the rows that have a value (rows ``left_out`` never count)."""
+    rows = [r for r in rows if not r.get("left_out")]
     out = {}
     for k in keys:
         vals = [r[k] for r in rows if isinstance(r.get(k), (int, float)) and not math.isnan(r[k])]
@@ -75,6 +79,7 @@ def build(rows: list[dict], errors: list[dict], keys, mode: str, row_key: str = 
     rep[row_key] = [{k: _clean(v) for k, v in r.items()} for r in rows]
     rep["mean"] = mean_of(rows, keys)
     rep["count"] = len(rows)
+    rep["left_out"] = sum(1 for r in rows if r.get("left_out"))
     rep["errors"] = errors
     rep["row_key"] = row_key
     rep["keys"] = list(keys)
@@ -90,7 +95,7 @@ def to_json(rep: dict) -> str:
 def to_csv(rep: dict) -> str:
     keys = rep["keys"]
     rows = rep[rep["row_key"]]
-    extra_cols = [c for c in ("frames",) if any(c in r for r in rows)]
+    extra_cols = [c for c in ("frames", "left_out") if any(c in r for r in rows)]
     cols = ["name", *keys, *extra_cols, "seconds", "error"]
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -122,9 +127,11 @@ def print_table(rep: dict, stream, max_rows: int = 200) -> None:
     body = [[str(r["name"]), *[_num(r.get(k)) for k in keys], _num(r.get("seconds"), 3)] for r in shown]
     if len(shown) < len(rows):
         body.append([f"... {len(rows) - len(shown)} more", *[""] * (len(keys) + 1)])
-    mean = [f"mean ({rep['count']})", *[_num(rep["mean"].get(k)) for k in keys], ""]
+    left = rep.get("left_out") or 0
+    mean = [f"mean ({rep['count'] - left})", *[_num(rep["mean"].get(k)) for k in keys], ""]
+    note = left_out_note(rep)
     if not (hasattr(stream, "isatty") and stream.isatty()):
-        stream.write(plain_table(title, header, body, mean))
+        stream.write(plain_table(title, header, body, mean) + (note + "\n" if note else ""))
         stream.flush()
         return
     from rich.console import Console
@@ -143,6 +150,17 @@ def print_table(rep: dict, stream, max_rows: int = 200) -> None:
     t.add_section()
     t.add_row(*mean)
     console.print(t)
+    if note:
+        console.print(note, markup=False)
+
+
+def left_out_note(rep: dict) -> str | None:
+    """``2 of 7 images left out of every mean: no unknown pixels (trimap == 128)``, or None."""
+    left = rep.get("left_out") or 0
+    if not left:
+        return None
+    region = (rep.get("region") or "trimap == 128").split(" (")[0]
+    return f"{left} of {rep['count']} {rep['row_key']} left out of every mean: no unknown pixels ({region})"
 
 
 def plain_table(title: str, header: list, body: list, footer: list) -> str:

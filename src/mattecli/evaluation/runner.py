@@ -19,7 +19,8 @@ import numpy as np
 
 from ..batch import Item, Outcome, local_executor
 from ..errors import MatteError
-from .metrics import METRICS, compute_all
+from .metrics import METRICS, compute_all, unknown_mask
+from .unknown import LEFT_OUT, scored_trimap
 
 
 def _size(a) -> str:
@@ -27,38 +28,54 @@ def _size(a) -> str:
 
 
 def score_arrays(name: str, pred: np.ndarray, gt: np.ndarray, trimap: np.ndarray | None,
-                 where: str = "", keys=METRICS) -> dict:
-    """One row: the metrics in reporting units + ``seconds`` spent computing them; or ``error``."""
+                 where: str = "", keys=METRICS, unknown_values=None, trimap_where: str = "") -> dict:
+    """One row: the metrics in reporting units + ``seconds`` spent computing them; or ``error``.
+
+    ``unknown_values``: the trimap values scored as unknown (None: the official 128; :mod:`.unknown`). A trimap
+    with no unknown pixel but other greys is an error; one with no unknown pixel at all gives a row with no values
+    and ``left_out`` (left out of every mean)."""
     where = where or name
     if pred.shape != gt.shape:
         return {"name": name, "error": f"{where}: prediction is {_size(pred)} but ground truth is {_size(gt)}; "
                                        f"resize the prediction to the ground truth's size"}
-    if trimap is not None and trimap.shape != gt.shape:
+    if trimap is not None and trimap.shape[:2] != gt.shape[:2]:
         return {"name": name, "error": f"{where}: trimap is {_size(trimap)} but ground truth is {_size(gt)}; "
                                        f"use the trimap that belongs to this image"}
     t0 = time.perf_counter()
+    if trimap is not None:
+        try:
+            trimap = scored_trimap(trimap, unknown_values, trimap_where or where)
+        except MatteError as e:
+            return {"name": name, "error": str(e)}
+        if not unknown_mask(trimap, gt.shape[:2]).any():
+            return {"name": name, **{k: None for k in keys}, "left_out": LEFT_OUT,
+                    "seconds": time.perf_counter() - t0}
     vals = compute_all(pred, gt, trimap, keys)
     return {"name": name, **vals, "seconds": time.perf_counter() - t0}
 
 
 def score_files(task: tuple) -> dict:
-    """Worker for ``--pred/--gt``: task = (name, pred_path, gt_path, trimap_path or None)."""
+    """Worker for ``--pred/--gt``: task = (name, pred_path, gt_path, trimap_path or None[, unknown_values])."""
     from .datasets import read_alpha
 
-    name, pp, gp, tp = task
+    name, pp, gp, tp = task[:4]
     try:
         P = read_alpha(pp)
         G = read_alpha(gp)
-        T = read_alpha(tp) if tp else None   # as stored: unknown is exactly 128
+        T = read_alpha(tp) if tp else None   # as stored: unknown is exactly 128 (or --unknown-values)
     except MatteError as e:
         return {"name": name, "error": str(e)}
-    return score_arrays(name, P, G, T, where=pp)
+    return score_arrays(name, P, G, T, where=pp, unknown_values=task[4] if len(task) > 4 else None,
+                        trimap_where=tp or "")
 
 
 def score_array_task(task: tuple) -> dict:
-    """Worker for ``--model``: task = (name, prediction, ground truth, trimap or None, file named in errors)."""
-    name, P, G, T, where = task
-    return score_arrays(name, P, G, T, where=where)
+    """Worker for ``--model``: task = (name, prediction, ground truth, trimap or None, file named in errors
+    [, unknown_values, trimap file named in its errors])."""
+    name, P, G, T, where = task[:5]
+    unknown = task[5] if len(task) > 5 else None
+    return score_arrays(name, P, G, T, where=where, unknown_values=unknown,
+                        trimap_where=task[6] if len(task) > 6 and task[6] else "")
 
 
 def score_sequence(task: tuple) -> dict:

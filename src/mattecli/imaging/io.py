@@ -213,13 +213,47 @@ def _decode_pil(img, path) -> np.ndarray:
     return np.array(img)
 
 
+#: Pillow's decompression-bomb limit, set deliberately (Pillow's default, 89 M pixels with a warning and an error at
+#: twice that, would reject legitimate 12000x12000 scans): 2**30 pixels (32768 x 32768), refused above with one line.
+#: Below it, whether an image is decoded is the memory guard's decision (:func:`mattecli.memory.check_decode`): the
+#: header's size against the memory available, before anything is decoded.
+MAX_PIXELS = 1 << 30
+
+
+def _pil():
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+    return Image
+
+
+def _check_decode(img, data: bytes, p) -> None:
+    """From the header only: refuse an image over MAX_PIXELS, or whose decode would not fit in memory."""
+    w, h = img.size
+    if w * h > MAX_PIXELS:
+        raise InputError(f"{p}: {w}x{h} is more than {MAX_PIXELS} pixels, the most mattecli decodes; downscale the "
+                         "file first", path=p)
+    mode = img.mode
+    samples = 4 if mode in ("P", "PA", "LA", "RGBa") else max(1, len(img.getbands()))
+    wide = mode.startswith("I;16") or (_png_bit_depth(data) or 8) == 16 or _needs_cv2(img, data)
+    sample_bytes = 4 if mode in ("I", "F") else (2 if wide else 1)
+    from ..memory import check_decode
+
+    check_decode(p, w, h, samples, sample_bytes)
+
+
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Decode an image file, EXIF orientation applied.
 
     Returns HxW (grey), HxWx3 (RGB) or HxWx4 (RGBA) uint8/uint16. Palette images come back as RGB (RGBA if the
     palette has transparency); grey+alpha as RGBA. Raises InputError for missing, empty, truncated or non-image files.
+    The header's size is checked first (MAX_PIXELS, the memory guard): nothing is decoded for a refused image.
     """
-    from PIL import Image, UnidentifiedImageError
+    import warnings
+
+    from PIL import UnidentifiedImageError
+
+    Image = _pil()
 
     p = Path(path)
     try:
@@ -233,7 +267,10 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     if not data:
         raise InputError(f"{p}: empty file (0 bytes); write it again (an interrupted export?)", path=p)
     try:
-        img = Image.open(io.BytesIO(data))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+        _check_decode(img, data, p)
         img.load()
     except UnidentifiedImageError:
         raise InputError(f"{p}: not an image or an unsupported format (readable: PNG, JPEG, TIFF, WebP, BMP)",
@@ -242,8 +279,8 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise InputError(f"{p}: cannot decode the image, the file is probably truncated or corrupt ({msg})",
                          path=p) from None
-    except Image.DecompressionBombError as e:
-        raise InputError(f"{p}: image too large to decode safely ({e})", path=p) from None
+    except Image.DecompressionBombError as e:   # over 2 * MAX_PIXELS: Pillow refuses at the header
+        raise InputError(f"{p}: image too large to decode ({e}); downscale the file first", path=p) from None
     orient = _orientation(img)
     if _needs_cv2(img, data):
         a = _decode_cv2(data, p)
@@ -275,12 +312,18 @@ def read_grey(path: str | os.PathLike) -> np.ndarray:
 
 def image_size(path: str | os.PathLike) -> tuple[int, int] | None:
     """(width, height) after EXIF orientation, from the header only; None if unreadable."""
-    from PIL import Image
+    import warnings
 
+    Image = _pil()
     try:
-        with Image.open(path) as img:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path)
+        with img:
             w, h = img.size
-            if _orientation(img) in (5, 6, 7, 8):
+            # a PNG whose EXIF is not in the header would be decoded whole by getexif(): no orientation then
+            header_only = img.format == "PNG" and "exif" not in img.info
+            if not header_only and _orientation(img) in (5, 6, 7, 8):
                 w, h = h, w
             return w, h
     except Exception:

@@ -21,7 +21,8 @@ Generation (:func:`trimap_from_mask`, :func:`trimap_from_alpha`): foreground = p
 background = pixels at or below ``lo`` (a mask is binarised at 0.5 instead), then both are eroded by a structuring
 element of radius ``band`` pixels (shape ellipse, rect or cross), so the unknown band is about ``2 * band`` wide
 around a mask edge. :func:`band_pixels` turns ``"12"`` (pixels), ``"2%"`` or ``"0.02"`` (a fraction of the image
-diagonal) into a radius.
+diagonal) into a radius. A band wider than the image's long side is refused before anything is allocated, and the
+generation's memory does not depend on the band (see ``_erode``).
 """
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ FG_MIN = 230     # 8-bit grey level at or above which a trimap pixel is foregrou
 ALPHA_LO = 0.06  # --from-alpha: alpha <= lo is background
 ALPHA_HI = 0.96  # --from-alpha: alpha >= hi is foreground
 KERNELS = ("ellipse", "rect", "cross")
+SMALL_RADIUS = 16  # erosions up to this radius use OpenCV's structuring element (see _erode)
 
 
 def quantise_trimap(a: np.ndarray, path: str | os.PathLike = "trimap") -> np.ndarray:
@@ -160,19 +162,62 @@ def _kernel(radius: int, shape: str):
     return cv2.getStructuringElement(kind, (2 * radius + 1, 2 * radius + 1))
 
 
+def _erode_line(m: np.ndarray, radius: int, axis: int) -> np.ndarray:
+    """Binary erosion by a line of 2r+1 pixels along ``axis``, from a running count of unset pixels: O(pixels)
+    whatever the radius, the border never erodes."""
+    holes = np.cumsum(~m, axis=axis, dtype=np.int32)
+    n = m.shape[axis]
+    idx = np.arange(n)
+    hi = np.take(holes, np.minimum(idx + radius, n - 1), axis=axis)
+    lo_idx = idx - radius - 1
+    lo = np.take(holes, np.maximum(lo_idx, 0), axis=axis)
+    shape = [1, 1]
+    shape[axis] = n
+    lo = np.where((lo_idx >= 0).reshape(shape), lo, 0)
+    return hi == lo
+
+
 def _erode(m: np.ndarray, radius: int, shape: str) -> np.ndarray:
-    """Binary erosion; pixels outside the image count as set (the border never erodes)."""
+    """Binary erosion; pixels outside the image count as set (the border never erodes). Memory stays a few bytes per
+    pixel at any radius: radii up to SMALL_RADIUS use OpenCV's structuring element; beyond, rect is a chessboard
+    distance transform and cross two running counts (both exact), the ellipse a Euclidean distance transform (a disk
+    of radius ``band``: on its rim at most a pixel from OpenCV's digital ellipse, about 0.1 % of the pixels)."""
     import cv2
 
     if radius <= 0:
         return m
-    k = _kernel(radius, shape)
-    return cv2.erode(m.astype(np.uint8), k, borderType=cv2.BORDER_CONSTANT, borderValue=1).astype(bool)
+    if radius <= SMALL_RADIUS:
+        k = _kernel(radius, shape)
+        return cv2.erode(m.astype(np.uint8), k, borderType=cv2.BORDER_CONSTANT, borderValue=1).astype(bool)
+    m = np.asarray(m, bool)
+    if shape == "cross":
+        return _erode_line(m, radius, 1) & _erode_line(m, radius, 0)
+    if shape == "rect":     # chessboard distance: exact for a square
+        return cv2.distanceTransform(m.astype(np.uint8), cv2.DIST_C, 3) > radius
+    return cv2.distanceTransform(m.astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE) > radius
+
+
+#: bytes per pixel of generating a trimap (masks, running counts or distances, the result)
+TRIMAP_BYTES = 24
+
+
+def check_band(band: int, shape: tuple) -> None:
+    """A band (px) wider than the image's long side erodes everything: refused before any allocation."""
+    long = max(int(shape[0]), int(shape[1]))
+    if band > long:
+        raise UsageError(f"--band {band} px is wider than the image ({shape[1]}x{shape[0]}); use at most {long} px "
+                         "(or a percentage of the diagonal, e.g. 2%)")
 
 
 def make_trimap(fg: np.ndarray, bg: np.ndarray, band: int, kernel: str = "ellipse") -> np.ndarray:
-    """fg/bg boolean masks (disjoint) -> uint8 trimap, each region shrunk by ``band`` px, the rest unknown."""
-    _kernel(max(band, 0), kernel)  # validates the shape name
+    """fg/bg boolean masks (disjoint) -> uint8 trimap, each region shrunk by ``band`` px, the rest unknown. A band
+    wider than the image is refused first (no allocation), then the generation's memory is checked."""
+    if kernel not in KERNELS:
+        raise UsageError(f"--kernel {kernel!r}: use one of {', '.join(KERNELS)}")
+    check_band(band, fg.shape)
+    from ..memory import check_bytes
+
+    check_bytes(TRIMAP_BYTES * fg.size, "to make the trimap")
     fg_e = _erode(fg, band, kernel)
     bg_e = _erode(bg, band, kernel)
     out = np.full(fg.shape, 128, np.uint8)

@@ -85,8 +85,9 @@ def tidy(entry, wset, since: float) -> list[str]:
     for p in d.iterdir():
         name = p.name
         hidden = name.startswith(".") and (name.endswith((".tmp", ".part")) or name.startswith(".convert-"))
-        stale_part = p != part and name.endswith(".part") and not hidden
-        orphan_json = name.endswith(".part.json") and not p.with_name(name[:-5]).exists()
+        own = p == part or p.name == part.name + ".json"
+        stale_part = not own and not hidden and name.endswith((".part", ".part.json"))
+        orphan_json = p.name == part.name + ".json" and not part.exists()
         if not (hidden or stale_part or orphan_json) or not _older(p, since):
             continue
         if p.is_dir() and not p.is_symlink():

@@ -4,11 +4,13 @@
 :mod:`.paths`          cache layout and names (``home``, ``cache_dir``, ``display_name`` ...)
 :mod:`.lookup`         ``cached_path`` / ``require`` and the "not cached" message
 :mod:`.integrity`      ``file_sha256`` and the recorded ``<file>.sha256`` checked before every load
-:mod:`.fetching`       ``fetch`` from the registry's sources (:mod:`.sources`, :mod:`.download`, :mod:`.wheel`)
+:mod:`.fetching`       ``fetch`` from the registry's sources (:mod:`.sources`: :mod:`.download`, :mod:`.wheel`,
+                       :mod:`.gdrive`)
 :mod:`.importing`      ``import_file`` of a file downloaded by hand
 :mod:`.verifying`      ``verify`` / ``verify_set`` (``mattecli models verify``)
 :mod:`.licences`       licence notices and flags
 :mod:`.conversion`     running the caller's converter; :mod:`.converted` our ``.mattecli.pt`` format
+:mod:`.cache_files`    writing into the cache; ``tidy`` sweeps what killed runs left
 =====================  ==================================================================
 
 Conversion: ``fetch`` and ``import_file`` take ``convert(path) -> (our state dict, meta)`` from the caller (the family's

@@ -1,6 +1,6 @@
 """Background Matting v1 (registry data only; no torch import here)."""
 from ...options import Option
-from ...registry import ModelEntry, Weights, WeightSource
+from ...registry import MemoryModel, ModelEntry, Weights, WeightSource
 
 _ORIGIN = "github.com/senguptaumd/Background-Matting @ 90765850422621f38ec9f912059cfcad1a8a592b"
 _GDRIVE = "https://drive.google.com/drive/folders/1WLDBC_Q-cA72QC8bB-Rdj53UB2vSPnXv (README 'Pre-trained model')"
@@ -11,7 +11,9 @@ def _w(tag: str, filename: str, trained_on: str, note: str) -> Weights:
     return Weights(
         tag=tag,
         filename=filename,
-        sources=(WeightSource("manual", _GDRIVE, note=f"file Models/{tag}/{note}"),),
+        sources=(WeightSource("gdrive", "1WLDBC_Q-cA72QC8bB-Rdj53UB2vSPnXv", member=f"{tag}/{note.split()[0]}",
+                              note="Google Drive folder of the README, Models/"),
+                 WeightSource("manual", _GDRIVE, note=f"file Models/{tag}/{note}")),
         format="torch",
         license=_LICENSE,
         trained_on=trained_on,
@@ -51,5 +53,6 @@ ENTRIES = [
                                 help="registry segmenter (or trimap-free matting model) for the person mask"),
         },
         quality=60,
+        memory=MemoryModel(),
     ),
 ]

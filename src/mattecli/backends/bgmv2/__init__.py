@@ -1,6 +1,6 @@
 """Background Matting V2 (registry data only; no torch import here)."""
 from ...options import Option
-from ...registry import ModelEntry, Weights, WeightSource
+from ...registry import MemoryModel, ModelEntry, Weights, WeightSource
 
 _ORIGIN = "github.com/PeterL1n/BackgroundMattingV2 @ a8e82df9f594578edf287dbb2b289ebcc50fbf00"
 _RELEASE = "https://github.com/PeterL1n/BackgroundMattingV2/releases/tag/v1.0.0"
@@ -16,6 +16,8 @@ def _w(tag: str) -> Weights:
         tag=tag,
         filename=fname,
         sources=(
+            WeightSource("gdrive", "1cbetlrKREitIgjnIikG1HdM4x72FtgBh", member=f"PyTorch/{fname}",
+                         note="Google Drive folder from the README"),
             WeightSource("manual", _RELEASE, note=f"GitHub release v1.0.0 asset {fname} (README 'Download')"),
             WeightSource("manual", _GDRIVE, note=f"Google Drive folder from the README, file PyTorch/{fname}"),
         ),
@@ -52,5 +54,6 @@ ENTRIES = [
             "align": Option(False, "bool", help="align the plate to a hand-held shot (features + homography)"),
         },
         quality=80,
+        memory=MemoryModel(net="scale", net_option="backbone_scale"),
     ),
 ]

@@ -1,6 +1,6 @@
 """BiSeNetV2 semantic segmenters (registry data only). Used by `mattecli trimap --segmenter`."""
 from ...options import Option
-from ...registry import ModelEntry, Weights, WeightSource
+from ...registry import MemoryModel, ModelEntry, Weights, WeightSource
 from .classes import CITYSCAPES, COCOSTUFF
 
 _ORIGIN = "github.com/CoinCheung/BiSeNet @ 6b4b67a8e3eb"
@@ -37,6 +37,7 @@ ENTRIES = [
         options=_OPTIONS,
         classes=COCOSTUFF,
         quality=20,
+        memory=MemoryModel(),
     ),
     ModelEntry(
         name="bisenetv2.cityscapes",
@@ -61,5 +62,6 @@ ENTRIES = [
         options=_OPTIONS,
         classes=CITYSCAPES,
         quality=10,
+        memory=MemoryModel(),
     ),
 ]

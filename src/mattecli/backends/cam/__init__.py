@@ -1,6 +1,6 @@
 """Context-Aware Matting (Hou & Liu, ICCV 2019), TensorFlow 1 checkpoints read without TensorFlow. Data only."""
 from ...options import Option
-from ...registry import ModelEntry, Weights, WeightSource
+from ...registry import MemoryModel, ModelEntry, Weights, WeightSource
 
 _PAPER = ("Hou, Liu: Context-Aware Image Matting for Simultaneous Foreground and Alpha Estimation, ICCV 2019 "
           "(arXiv:1909.09725)")
@@ -50,6 +50,7 @@ def _entry(name, sub, what, color=False, aliases=(), quality=70):
         aliases=aliases,
         options=dict(_OPTIONS),
         quality=quality,
+        memory=MemoryModel(net="tile", net_option="tile", tiles=True),   # the three variants: the largest
     )
 
 

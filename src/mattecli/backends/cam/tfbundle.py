@@ -22,6 +22,7 @@ from typing import Callable, Mapping
 import numpy as np
 
 from ...errors import ConverterError
+from .. import protowire
 
 TABLE_MAGIC = 0xDB4775248B80FB57
 FOOTER_LEN = 48
@@ -111,58 +112,29 @@ def mask_crc(crc: int) -> int:
 
 # -- varints / protobuf ------------------------------------------------------------------------------------------
 def _varint(buf, pos: int):
-    result = shift = 0
-    while True:
-        if pos >= len(buf):
-            raise ConverterError("truncated varint in TensorFlow checkpoint index")
-        b = buf[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return result, pos
-        shift += 7
-        if shift > 63:
-            raise ConverterError("bad varint in TensorFlow checkpoint index")
+    return protowire.varint(buf, pos, _IndexError)
 
 
-def _put_varint(n: int) -> bytes:
-    out = bytearray()
-    n &= (1 << 64) - 1
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
+_put_varint = protowire.put_varint
+
+
+def _IndexError(msg: str) -> ConverterError:
+    return ConverterError(f"{msg} in TensorFlow checkpoint index")
 
 
 def parse_proto(buf: bytes) -> dict:
-    """Generic protobuf wire decoding: {field number: [values]} (varints as int, len-delimited as bytes)."""
-    fields: dict = {}
-    pos = 0
-    while pos < len(buf):
-        tag, pos = _varint(buf, pos)
-        num, wt = tag >> 3, tag & 7
-        if wt == 0:
-            val, pos = _varint(buf, pos)
-        elif wt == 1:
-            val = struct.unpack_from("<Q", buf, pos)[0]
-            pos += 8
-        elif wt == 2:
-            n, pos = _varint(buf, pos)
-            val = bytes(buf[pos:pos + n])
-            pos += n
-        elif wt == 5:
-            val = struct.unpack_from("<I", buf, pos)[0]
-            pos += 4
-        else:
-            raise ConverterError(f"unsupported protobuf wire type {wt} in TensorFlow checkpoint index")
-        fields.setdefault(num, []).append(val)
-    if pos != len(buf):
-        raise ConverterError("truncated protobuf in TensorFlow checkpoint index")
-    return fields
+    """Generic protobuf wire decoding: {field number: [values]} (varints and fixed-size values as int,
+    length-delimited as bytes)."""
+    out: dict = {}
+    for num, wt, v in protowire.fields(buf, _IndexError):
+        if wt == protowire.LEN:
+            v = bytes(v)
+        elif wt == protowire.I64:
+            v = struct.unpack("<Q", v)[0]
+        elif wt == protowire.I32:
+            v = struct.unpack("<I", v)[0]
+        out.setdefault(num, []).append(v)
+    return out
 
 
 def _field(num: int, wt: int, payload) -> bytes:

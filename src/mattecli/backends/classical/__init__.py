@@ -10,7 +10,7 @@ once, cached). ``--option`` names are the keyword arguments of pymatting's Lapla
 from __future__ import annotations
 
 from ...options import Option
-from ...registry import ModelEntry
+from ...registry import MemoryModel, ModelEntry
 
 _ADAPTER = "mattecli.backends.classical.adapter:ClassicalBackend"
 _ORIGIN = "pymatting/pymatting (pymatting>=1.1.10), MIT"
@@ -23,7 +23,7 @@ def _radius(default):
     return Option(default, "int", min=1, max=64, help="window radius of the matting Laplacian")
 
 
-def _entry(name, summary, paper, options, quality, aliases=()):
+def _entry(name, summary, paper, options, quality, aliases=(), memory=None):
     return ModelEntry(
         name=name,
         family="classical",
@@ -37,6 +37,7 @@ def _entry(name, summary, paper, options, quality, aliases=()):
         aliases=tuple(aliases),
         options=options,
         quality=quality,
+        memory=memory,
     )
 
 
@@ -47,17 +48,22 @@ ENTRIES = [
             "solver": Option("direct", "choice", choices=("direct", "pymatting"),
                              help="direct: exact sparse LDLT solve, no JIT compilation (default); pymatting: "
                                   "pymatting's ichol-preconditioned CG, bit-identical to it (compiled on first use)"),
-            **_CG}, quality=5, aliases=("cf",)),
+            **_CG}, quality=5, aliases=("cf",),
+           memory=MemoryModel(net="unknown", window_option="radius",
+                              variants=(("solver", "pymatting", MemoryModel()),))),
     _entry("knn", "KNN matting (nonlocal neighbours in colour+position space)",
            "Chen, Li, Tang: KNN Matting, CVPR 2012 / TPAMI 2013",
-           {"kernel": Option("binary", "choice", choices=("binary", "soft"), help="KNN affinity kernel"), **_CG}, quality=3),
+           {"kernel": Option("binary", "choice", choices=("binary", "soft"), help="KNN affinity kernel"), **_CG}, quality=3,
+           memory=MemoryModel()),
     _entry("lkm", "Large-kernel matting Laplacian (fast, box-filter based)",
            "He, Sun, Tang: Fast Matting Using Large Kernel Matting Laplacian Matrices, CVPR 2010",
-           {"epsilon": _EPS, "radius": _radius(10), **_CG}, quality=2),
+           {"epsilon": _EPS, "radius": _radius(10), **_CG}, quality=2,
+           memory=MemoryModel()),
     _entry("rw", "Random-walk matting",
            "Grady, Schiwietz, Aharon, Westermann: Random Walks for Interactive Alpha-Matting, VIIP 2005",
            {"sigma": Option(0.033, "float", min=0, min_open=True, help="colour similarity scale"),
-            "radius": _radius(1), "regularization": Option(1e-8, "float", min=0, help="diagonal regularisation"), **_CG}, quality=1),
+            "radius": _radius(1), "regularization": Option(1e-8, "float", min=0, help="diagonal regularisation"), **_CG}, quality=1,
+           memory=MemoryModel()),
     _entry("sm", "Shared matting (sampling based, no linear solve)",
            "Gastal, Oliveira: Shared Sampling for Real-Time Alpha Matting, Eurographics 2010",
            {"trimap_expansion_radius": Option(10, "int", min=0), "trimap_expansion_threshold": Option(0.02, "float", min=0),
@@ -68,8 +74,10 @@ ENTRIES = [
                                                 none_means="pymatting's default"),
             "local_smoothing_sigma_sq2": Option(0.1, "float", min=0, min_open=True),
             "local_smoothing_sigma_sq3": Option(None, "float", min=0, min_open=True, nullable=True,
-                                                none_means="pymatting's default")}, quality=1),
+                                                none_means="pymatting's default")}, quality=1,
+           memory=MemoryModel()),
     _entry("lbdm", "Learning-based digital matting (local learned Laplacian)",
            "Zheng, Kambhamettu: Learning Based Digital Matting, ICCV 2009",
-           {"epsilon": _EPS, "radius": _radius(1), **_CG}, quality=4),
+           {"epsilon": _EPS, "radius": _radius(1), **_CG}, quality=4,
+           memory=MemoryModel()),
 ]

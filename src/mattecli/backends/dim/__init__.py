@@ -1,6 +1,6 @@
 """Deep Image Matting (Xu et al., CVPR 2017) through two community ports (no official code exists). Data only."""
 from ...options import Option
-from ...registry import ModelEntry, Weights, WeightSource
+from ...registry import MemoryModel, ModelEntry, Weights, WeightSource
 
 _PAPER = "Xu, Price, Cohen, Huang: Deep Image Matting, CVPR 2017 (arXiv:1703.03872)"
 _ADOBE_NC = ("non-commercial (research only): trained on the Adobe Image Matting dataset; the authors state the "
@@ -43,6 +43,7 @@ ENTRIES = [
             "size_w": Option(320, "int", min=32, help="resize/crop mode: network input width (multiple of 32)"),
         },
         quality=60,
+        memory=MemoryModel(net="clamp", net_option="max_size"),
     ),
     ModelEntry(
         name="dim.foamliu",
@@ -75,5 +76,6 @@ ENTRIES = [
         origin="https://github.com/foamliu/Deep-Image-Matting-PyTorch @ db6a96de7dd28e0a6746ec4d9a1c2efdf200c701",
         options={},
         quality=50,
+        memory=MemoryModel(),
     ),
 ]

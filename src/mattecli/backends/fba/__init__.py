@@ -1,6 +1,6 @@
 """FBA Matting registry data (no torch import here)."""
 from ...options import Option
-from ...registry import ModelEntry, Weights, WeightSource
+from ...registry import MemoryModel, ModelEntry, Weights, WeightSource
 
 ENTRIES = [
     ModelEntry(
@@ -44,5 +44,6 @@ ENTRIES = [
             "tile_overlap": Option(128, "int", min=0, help="overlap of tiles in pixels (linear blending)"),
         },
         quality=90,
+        memory=MemoryModel(net="tile", net_option="tile", tiles=True),
     ),
 ]

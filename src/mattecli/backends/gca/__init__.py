@@ -1,6 +1,6 @@
 """GCA Matting registry data (no torch import here)."""
 from ...options import Option
-from ...registry import ModelEntry, Weights, WeightSource
+from ...registry import MemoryModel, ModelEntry, Weights, WeightSource
 
 _LICENSE = ("non-commercial: covered by the Adobe Deep Image Matting Dataset License Agreement, noncommercial use "
             "and distribution only (authors' README)")
@@ -57,5 +57,6 @@ ENTRIES = [
             "tile_overlap": Option(128, "int", min=0, help="overlap of tiles in pixels (linear blending)"),
         },
         quality=80,
+        memory=MemoryModel(net="tile", net_option="tile", tiles=True),
     ),
 ]

@@ -1,6 +1,6 @@
 """GFM, Glance and Focus Matting (registry data only): one entry, seven released weight sets (backbone-RoSTa tags)."""
 from ...options import Option
-from ...registry import ModelEntry, Weights, WeightSource
+from ...registry import MemoryModel, ModelEntry, Weights, WeightSource
 
 _ORIGIN = "github.com/JizhiziLi/GFM @ 4b15ee01a02e"
 _GD = "https://drive.google.com/uc?export=download&id="
@@ -70,5 +70,6 @@ ENTRIES = [
             "max_size": Option(1600, "int", min=32, help="MAX_SIZE_H/W: cap of the network input per side"),
         },
         quality=55,
+        memory=MemoryModel(net="short_side", net_option="shorter_path_limitation"),
     ),
 ]

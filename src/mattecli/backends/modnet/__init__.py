@@ -1,6 +1,6 @@
 """MODNet trimap-free portrait matting (registry data only; no torch import here)."""
 from ...options import Option
-from ...registry import ModelEntry, Weights, WeightSource
+from ...registry import MemoryModel, ModelEntry, Weights, WeightSource
 
 _ORIGIN = "github.com/ZHKKKe/MODNet @ 28165a451e4610c9d77cfdf925a94610bb2810fb"
 _FOLDER = "1umYmlCulvIFNaqPjwod1SayFmSRHziyR"
@@ -22,8 +22,11 @@ ENTRIES = [
             Weights(
                 tag="photographic",
                 filename="modnet_photographic_portrait_matting.ckpt",
-                sources=(WeightSource("gdrive", _FOLDER, member="modnet_photographic_portrait_matting.ckpt", note="the pretrained/ Drive folder"),
-                         WeightSource("manual", _GDRIVE, note="file modnet_photographic_portrait_matting.ckpt")),
+                sources=(
+                    WeightSource("gdrive", _FOLDER, member="modnet_photographic_portrait_matting.ckpt",
+                                 note="Google Drive folder of pretrained/README.md"),
+                    WeightSource("manual", _GDRIVE, note="file modnet_photographic_portrait_matting.ckpt"),
+                ),
                 license=_LICENSE,
                 trained_on="the labelled portrait matting data of the paper (author, issue #125)",
                 notes="state dict of nn.DataParallel(MODNet) ('module.' prefix; backbone listed twice)",
@@ -31,8 +34,11 @@ ENTRIES = [
             Weights(
                 tag="webcam",
                 filename="modnet_webcam_portrait_matting.ckpt",
-                sources=(WeightSource("gdrive", _FOLDER, member="modnet_webcam_portrait_matting.ckpt", note="the pretrained/ Drive folder"),
-                         WeightSource("manual", _GDRIVE, note="file modnet_webcam_portrait_matting.ckpt")),
+                sources=(
+                    WeightSource("gdrive", _FOLDER, member="modnet_webcam_portrait_matting.ckpt",
+                                 note="Google Drive folder of pretrained/README.md"),
+                    WeightSource("manual", _GDRIVE, note="file modnet_webcam_portrait_matting.ckpt"),
+                ),
                 license=_LICENSE,
                 trained_on="the photographic model adapted with SOC (self-supervised) on webcam video "
                            "(author, issue #125); meant for the video/webcam demos",
@@ -44,5 +50,6 @@ ENTRIES = [
         origin=_ORIGIN,
         options={"ref_size": Option(512, "int", min=32, help="the official resize target of the short side")},
         quality=50,
+        memory=MemoryModel(net="ref_side", net_option="ref_size"),
     ),
 ]

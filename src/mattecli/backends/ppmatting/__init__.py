@@ -1,6 +1,6 @@
 """PP-Matting (PaddleSeg Matting), HRNet-W18 human models (registry data only)."""
 from ...options import Option
-from ...registry import ModelEntry, Weights, WeightSource
+from ...registry import MemoryModel, ModelEntry, Weights, WeightSource
 
 _ZOO = "https://paddleseg.bj.bcebos.com/matting/models/"
 _NOTE = "PaddleSeg Matting/README.md model zoo table"
@@ -39,5 +39,6 @@ ENTRIES = [
         options={"max_short": Option(None, "int", min=32, nullable=True, none_means="the config's own limit",
                                       help="limit of the short side before inference")},
         quality=60,
+        memory=MemoryModel(net="short_side", net_option="max_short", net_default=1024),
     ),
 ]

@@ -19,7 +19,7 @@ official PyTorch model skips the guided-filter refiner.
 from __future__ import annotations
 
 from ...options import Option
-from ...registry import ModelEntry, Weights, WeightSource
+from ...registry import MemoryModel, ModelEntry, Weights, WeightSource
 from .ratio import auto_downsample_ratio, official_default_ratio  # the one ratio rule (no torch)
 
 __all__ = ["ENTRIES", "auto_downsample_ratio", "official_default_ratio"]
@@ -94,5 +94,6 @@ ENTRIES = [
                               help="refiner used when downsample_ratio < 1 (fast: parameter-free guided filter)"),
         },
         quality=65,
+        memory=MemoryModel(net="scale", net_option="downsample_ratio"),
     ),
 ]

@@ -27,7 +27,8 @@ import numpy as np
 
 from ...errors import ConverterError
 
-VARINT, I64, LEN, I32 = 0, 1, 2, 5
+from .. import protowire
+from ..protowire import I32, I64, LEN, VARINT
 
 # TensorProto.DataType -> numpy dtype (little-endian); STRING (8), BFLOAT16 (16) and newer types are not read
 DTYPES = {1: "<f4", 2: "u1", 3: "i1", 4: "<u2", 5: "<i2", 6: "<i4", 7: "<i8", 9: "?", 10: "<f2", 11: "<f8",
@@ -59,52 +60,17 @@ class Graph:
 
 
 # -- wire format ------------------------------------------------------------------------------------------------------
-def _varint(buf: memoryview, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    n = len(buf)
-    while True:
-        if pos >= n:
-            raise OnnxFormatError("truncated varint")
-        b = buf[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return result, pos
-        shift += 7
-        if shift > 63:
-            raise OnnxFormatError("varint longer than 10 bytes")
-
-
 def _signed64(v: int) -> int:
     return v - (1 << 64) if v >= 1 << 63 else v
 
 
 def fields(buf: memoryview) -> Iterator[tuple[int, int, Any]]:
-    """(field number, wire type, value) of each field of one message: an int (varint), a memoryview (length
-    delimited) or the raw bytes of a fixed-size value."""
-    pos, end = 0, len(buf)
-    while pos < end:
-        key, pos = _varint(buf, pos)
-        num, wt = key >> 3, key & 7
-        if num == 0:
-            raise OnnxFormatError("field number 0")
-        if wt == VARINT:
-            v, pos = _varint(buf, pos)
-        elif wt == LEN:
-            n, pos = _varint(buf, pos)
-            if pos + n > end:
-                raise OnnxFormatError("length-delimited field runs past the end of its message")
-            v = buf[pos:pos + n]
-            pos += n
-        elif wt in (I64, I32):
-            size = 8 if wt == I64 else 4
-            if pos + size > end:
-                raise OnnxFormatError("fixed-size field runs past the end of its message")
-            v = buf[pos:pos + size]
-            pos += size
-        else:
-            raise OnnxFormatError(f"unsupported wire type {wt} (groups are not used by ONNX)")
-        yield num, wt, v
+    """(field number, wire type, value) of each field of one message (see :mod:`..protowire`)."""
+    return protowire.fields(buf, OnnxFormatError)
+
+
+def _varint(buf, pos: int) -> tuple[int, int]:
+    return protowire.varint(buf, pos, OnnxFormatError)
 
 
 def _text(v, wt: int) -> str:

@@ -5,7 +5,7 @@ as the weight set ``sim.classifier`` so that ``mattecli models import sim.classi
 takes it as ``classifier_weights=`` (the official config key is ``[classifier] resume_checkpoint``).
 """
 from ...options import Option
-from ...registry import ModelEntry, Weights, WeightSource
+from ...registry import MemoryModel, ModelEntry, Weights, WeightSource
 
 _LICENSE = ("not stated by the authors (no licence file in nowsyn/SIM); trained on data that includes the Adobe Deep "
             "Image Matting dataset, whose licence allows noncommercial use only")
@@ -29,8 +29,10 @@ ENTRIES = [
                     WeightSource("gdrive", "1kmhQtO-6wXTxgHtQCLRj3xPOEtXyzTXC", note="Google Drive, " + _REPO),
                     WeightSource(
                         kind="manual",
-                        location="https://drive.google.com/file/d/1kmhQtO-6wXTxgHtQCLRj3xPOEtXyzTXC/view (Google Drive, "
-                                 f"'Performance' table of {_REPO}, row SIMD; official path checkpoints/SIM/ckpt_best.pth)"),
+                        location="https://drive.google.com/file/d/1kmhQtO-6wXTxgHtQCLRj3xPOEtXyzTXC/view "
+                                 "(Google Drive, "
+                                 f"'Performance' table of {_REPO}, row SIMD; official path "
+                                 "checkpoints/SIM/ckpt_best.pth)"),
                 ),
                 license=_LICENSE,
                 trained_on="SIMD (Semantic Image Matting Dataset: own images + Adobe Deep Image Matting subset)",
@@ -45,7 +47,8 @@ ENTRIES = [
                     WeightSource("gdrive", "1uUIhzBKyTRfu0Ylhm0O9pyV9TayPaODt", note="Google Drive, " + _REPO),
                     WeightSource(
                         kind="manual",
-                        location="https://drive.google.com/file/d/1uUIhzBKyTRfu0Ylhm0O9pyV9TayPaODt/view (Google Drive, "
+                        location="https://drive.google.com/file/d/1uUIhzBKyTRfu0Ylhm0O9pyV9TayPaODt/view "
+                                 "(Google Drive, "
                                  f"'Performance' table of {_REPO}, row Composition-1K; official path "
                                  "checkpoints/Adobe/ckpt_best.pth)"),
                 ),
@@ -62,8 +65,10 @@ ENTRIES = [
                     WeightSource("gdrive", "12JCGqDylBXJpgDhj4hg_JZYdbHlX8TKe", note="Google Drive, " + _REPO),
                     WeightSource(
                         kind="manual",
-                        location="https://drive.google.com/file/d/12JCGqDylBXJpgDhj4hg_JZYdbHlX8TKe/view (Google Drive, "
-                                 f"'Run' section of {_REPO}; official path checkpoints/classifier_resnet50_best.pth.tar)"),
+                        location="https://drive.google.com/file/d/12JCGqDylBXJpgDhj4hg_JZYdbHlX8TKe/view "
+                                 "(Google Drive, "
+                                 f"'Run' section of {_REPO}; official path "
+                                 "checkpoints/classifier_resnet50_best.pth.tar)"),
                 ),
                 license=_LICENSE,
                 trained_on="SIMD patches, 20 matting-pattern classes",
@@ -77,5 +82,6 @@ ENTRIES = [
         options={"classifier_weights": Option(None, "str", nullable=True, none_means="the cached sim.classifier",
                                                help="file of the semantic-trimap classifier")},
         quality=85,
+        memory=MemoryModel(),
     ),
 ]
