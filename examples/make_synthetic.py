@@ -13,7 +13,7 @@ Files written (PNG, 8-bit) to the output folder (default: examples/data next to 
     hair_alpha.png    ground-truth alpha
     hair_fg.png       ground-truth foreground colours F (valid everywhere, also where alpha is 0)
     hair_bg.png       the background B (also usable as a clean plate: hair.png <-> hair_bg.png pair by stem)
-    backdrop.png      another background, for `mattecli composite --bg-image`
+    backdrop.png      another background, for `mattecli composite --composite-bg backdrop.png`
 
 Usage:  python examples/make_synthetic.py [--out DIR] [--size 320] [--seed 7] [--band 4]
 """

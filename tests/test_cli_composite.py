@@ -203,3 +203,19 @@ def test_stdin_to_stdout(tmp_path, ex):
     assert r.exit_code == 0, r.stderr
     assert r.stdout_bytes[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(tmp_path.glob("*composite*"))
+
+
+def test_task_pickles_without_its_cache(tmp_path, ex):
+    import pickle
+
+    from mattecli.batch import Item
+    from mattecli.tasks.composite import CompositeTask
+
+    task = CompositeTask(types=["composite"], colour=np.zeros(3, np.float32))
+    task._cache["x"] = np.zeros((2, 2, 3))
+    back = pickle.loads(pickle.dumps(task))
+    assert back._cache == {} and back.types == ["composite"]
+    it = Item(path=ex["image"], rel=ex["image"].relative_to(tmp_path / "d"), partners={"alpha": ex["alpha"]})
+    it.info["outputs"] = [tmp_path / "c.png"]
+    assert back(it)["outputs"] == [tmp_path / "c.png"]
+    assert (read_image(tmp_path / "c.png")[small_example()["hair_alpha"] == 0] == 0).all()

@@ -210,3 +210,21 @@ def test_stdin_and_stdout(tmp_path):
     assert r.stdout_bytes[:8] == b"\x89PNG\r\n\x1a\n"
     r = runner().invoke(app(), ["trimap", "-", "--from-alpha", str(ex["alpha"]), "-o", "-", "--json"], input=data)
     assert r.exit_code == 2 and "--json" in one_line_error(r)
+
+
+def test_task_pickles_without_its_model(tmp_path):
+    import pickle
+
+    from mattecli.batch import Item
+    from mattecli.tasks import planned_outputs
+    from mattecli.tasks.trimap import TrimapTask
+
+    ex = write_example(tmp_path / "d", parts=("image", "alpha"))
+    task = TrimapTask(kind="alpha", band="2")
+    task._backend = object()                      # a loaded model never travels
+    back = pickle.loads(pickle.dumps(task))
+    assert back._backend is None and back.band == "2"
+    it = Item(path=ex["image"], rel=ex["image"].relative_to(tmp_path / "d"), partners={"alpha": ex["alpha"]})
+    it.info["outputs"] = [tmp_path / "t.png"]
+    assert pickle.loads(pickle.dumps(planned_outputs))(it) == [tmp_path / "t.png"]
+    assert back(it)["outputs"] == [tmp_path / "t.png"] and read_image(tmp_path / "t.png").shape == (48, 48)

@@ -576,3 +576,78 @@ def test_modes_run_through_the_batch_runner_and_stop_on_ctrl_c(tmp_path, capsys)
     assert errors == [{"name": "b", "error": "in/b.png: no partner"}]
     err = capsys.readouterr().err
     assert "mattecli: error: in/b.png: no partner" in err and "interrupted" in err
+
+
+# -- the unknown region: another grey is an error, --unknown-values, images with nothing to score ----------------
+
+def _grey_unknown_set(tmp_path, unknown=102):
+    """Trimaps marking unknown as ``unknown`` and an all-zero prediction (scored as stored: SAD 0)."""
+    for i in range(3):
+        G = _alpha(seed=i)
+        T = np.zeros_like(G)
+        T[2:14, 3:17] = unknown
+        T[5:11, 7:13] = 255
+        _png(tmp_path / "gt" / f"im{i}.png", G)
+        _png(tmp_path / "tri" / f"im{i}.png", T)
+        _png(tmp_path / "pred" / f"im{i}.png", np.zeros_like(G))
+    return tmp_path
+
+
+def test_trimap_unknown_102_is_a_per_item_error_not_a_perfect_score(tmp_path):
+    root = _grey_unknown_set(tmp_path)
+    res = _run("--pred", root / "pred", "--gt", root / "gt", "--trimap", root / "tri", "--json", "-q")
+    assert res.exit_code == 1, res.stderr
+    rep = json.loads(res.stdout)
+    assert rep["count"] == 0 and len(rep["errors"]) == 3 and rep["mean"]["sad"] is None
+    lines = [ln for ln in res.stderr.splitlines() if ln.startswith("mattecli: error:")]
+    first = lines[0]
+    assert str(root / "tri" / "im0.png") in first and "unknown is 102 here" in first
+    assert "the official metrics count only 128" in first and "--unknown-values 102" in first
+    assert "mattecli trimap --from-alpha" in first
+
+
+def test_unknown_values_setting_scores_the_grey_region(tmp_path):
+    from mattecli.evaluation import modes
+
+    root = _grey_unknown_set(tmp_path)
+    job = modes.folder_job(root / "pred", root / "gt", root / "tri", unknown_values="102")
+    assert job.extra["region"] == "trimap == 102"
+    rows, errors, code = modes.run_job(job, quiet=True)
+    assert code == 0 and errors == [] and len(rows) == 3
+    for i, r in enumerate(rows):
+        G = _alpha(seed=i)
+        T = np.where(cv2.imread(str(root / "tri" / f"im{i}.png"), 0) == 102, 128, 0).astype(np.uint8)
+        assert r["sad"] == compute_all(np.zeros_like(G), G, T)["sad"] > 0
+    from mattecli.errors import UsageError
+
+    with pytest.raises(UsageError, match="--unknown-values 102: applies to the trimaps of --trimap"):
+        modes.folder_job(root / "pred", root / "gt", None, unknown_values="102")
+    with pytest.raises(UsageError, match="not an 8-bit value"):
+        modes.folder_job(root / "pred", root / "gt", root / "tri", unknown_values="256")
+
+
+def test_images_with_no_unknown_pixels_are_left_out_of_every_mean_and_counted(tmp_path):
+    root = _grey_unknown_set(tmp_path, unknown=128)
+    _png(root / "tri" / "im1.png", np.where(_alpha(seed=1) > 0, 255, 0).astype(np.uint8))   # only 0 and 255
+    res = _run("--pred", root / "pred", "--gt", root / "gt", "--trimap", root / "tri", "--json")
+    assert res.exit_code == 0, res.stderr
+    rep = json.loads(res.stdout)
+    assert rep["count"] == 3 and rep["left_out"] == 1 and rep["errors"] == []
+    left = [r for r in rep["images"] if r.get("left_out")]
+    assert [r["name"] for r in left] == ["im1"] and left[0]["sad"] is None
+    kept = [r for r in rep["images"] if not r.get("left_out")]
+    for k in ("sad", "mse", "grad", "conn"):
+        assert rep["mean"][k] == pytest.approx(np.mean([r[k] for r in kept]), rel=1e-12)
+    assert "1 of 3 images left out of every mean: no unknown pixels (trimap == 128)" in res.stderr
+    assert "mean (2)" in res.stderr
+
+
+def test_model_mode_refuses_a_grey_unknown_trimap_before_running_the_model(tmp_path, fake_model):
+    a = _alpha()
+    _png(tmp_path / "img" / "im0.png", np.dstack([a, a, a]))
+    _png(tmp_path / "gt" / "im0.png", a)
+    _png(tmp_path / "tri" / "im0.png", np.where(a > 0, 102, 0).astype(np.uint8))
+    res = _run("--model", "fake-eval", "--images", tmp_path / "img", "--gt", tmp_path / "gt",
+               "--trimap", tmp_path / "tri", "--json", "-q")
+    assert res.exit_code == 1 and "unknown is 102 here" in res.stderr
+    assert fake_model.SEEN == []                                     # the model never ran

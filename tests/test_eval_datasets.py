@@ -262,3 +262,32 @@ def test_read_alpha_applies_exif_orientation(tmp_path):
     exif[0x0112] = 6  # rotate 90 degrees clockwise for display
     Image.fromarray(a).save(tmp_path / "o.png", exif=exif)
     np.testing.assert_array_equal(D.read_alpha(tmp_path / "o.png"), np.rot90(a, -1))
+
+
+def test_truncated_video_sequence_is_an_error(tmp_path):
+    """A ground-truth or predicted video cut short (Matroska: FFmpeg reads it quietly to the cut) is refused."""
+    import av
+
+    from mattecli.errors import InputError
+    from mattecli.evaluation.sequences import read_video_alpha
+
+    full = tmp_path / "full.mkv"
+    out = av.open(str(full), "w")
+    vs = out.add_stream("libx264", rate=25)
+    vs.width, vs.height, vs.pix_fmt = 32, 24, "yuv420p"
+    vs.options = {"preset": "ultrafast", "g": "10", "x264-params": "log-level=error"}
+    rng = np.random.default_rng(0)
+    for i in range(60):
+        f = av.VideoFrame.from_ndarray(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8), format="rgb24")
+        f.pts = i
+        for p in vs.encode(f):
+            out.mux(p)
+    for p in vs.encode(None):
+        out.mux(p)
+    out.close()
+    assert len(read_video_alpha(str(full))) == 60
+    cut = tmp_path / "cut.mkv"
+    data = full.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError, match=r"cut\.mkv: only \d+ of the container's 60 frames decode; a truncated"):
+        read_video_alpha(str(cut))

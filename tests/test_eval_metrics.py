@@ -3,6 +3,7 @@ independent straightforward reimplementation (full 9x9 kernel, scipy labelling o
 from __future__ import annotations
 
 import csv
+import json
 import math
 import time
 
@@ -293,3 +294,69 @@ def _timed(P, G, T):
     t = time.perf_counter()
     M.compute_all(P, G, T)
     return time.perf_counter() - t
+
+
+# -- the unknown region: 128 as stored, other greys refused, --unknown-values, rows left out ----------------------
+
+def test_trimap_with_another_unknown_grey_is_refused_naming_the_value_and_the_fix():
+    from mattecli.errors import InputError
+    from mattecli.evaluation.unknown import scored_trimap
+
+    T = np.zeros((8, 8), np.uint8)
+    T[2:6, 2:6] = 102
+    T[3:5, 3:5] = 255
+    with pytest.raises(InputError) as ei:
+        scored_trimap(T, None, "tri/a.png")
+    msg = str(ei.value)
+    assert msg.startswith("tri/a.png: unknown is 102 here: the official metrics count only 128 as unknown")
+    assert "mattecli trimap --from-alpha" in msg and msg.endswith("or pass --unknown-values 102")
+    T[0, 0] = 64
+    assert "unknown is one of 64, 102 here" in str(pytest.raises(InputError, scored_trimap, T, None, "t").value)
+    soft = np.arange(64, dtype=np.uint8).reshape(8, 8) * 3 + 1              # a soft matte given as a trimap
+    assert "is this a trimap?" in str(pytest.raises(InputError, scored_trimap, soft, None, "t").value)
+    # stored with 128: as is (127/129 stay known); only 0 and 255: no error (nothing to score)
+    T2 = np.array([[0, 127, 128, 129, 255]], np.uint8)
+    assert scored_trimap(T2, None, "t") is not None and (scored_trimap(T2, None, "t") == T2).all()
+    assert (scored_trimap(np.array([[0, 255]], np.uint8), None, "t") == [[0, 255]]).all()
+
+
+def test_unknown_values_select_the_region():
+    from mattecli.errors import InputError, UsageError
+    from mattecli.evaluation.unknown import describe, parse_unknown_values, scored_trimap
+
+    assert parse_unknown_values(None) is None and parse_unknown_values(" ") is None
+    assert parse_unknown_values("102, 128,102") == (102, 128) and parse_unknown_values([64]) == (64,)
+    for bad in ("x", "300", "-1", "1.5"):
+        with pytest.raises(UsageError, match="--unknown-values"):
+            parse_unknown_values(bad)
+    assert describe(None) == "trimap == 128" and describe((102, 128)) == "trimap in {102, 128}"
+    T = np.array([[0, 102, 128, 255]], np.uint8)
+    assert scored_trimap(T, (102,), "t").tolist() == [[0, 128, 0, 0]]          # 128 is known now
+    assert scored_trimap(T, (102, 128), "t").tolist() == [[0, 128, 128, 0]]
+    with pytest.raises(InputError, match="unknown is 128 here: --unknown-values counts only 64 as unknown"):
+        scored_trimap(T[:, 2:], (64,), "t")
+    G = np.zeros((1, 4), np.uint8)
+    P = np.full((1, 4), 255, np.uint8)
+    assert M.compute_all(P, G, scored_trimap(T, (102,), "t"))["sad"] == pytest.approx(1 / 1000, rel=1e-6)
+
+
+def test_images_without_unknown_pixels_are_left_out_of_every_mean():
+    from mattecli.evaluation import report as rp
+    from mattecli.evaluation.runner import score_arrays
+
+    G = np.zeros((8, 8), np.uint8)
+    G[2:6, 2:6] = 255
+    T = np.full((8, 8), 128, np.uint8)
+    scored = score_arrays("a", G // 2, G, T)
+    empty = score_arrays("b", G // 3, G, np.where(G > 0, 255, 0).astype(np.uint8))
+    assert empty["left_out"] == "no unknown pixels" and all(empty[k] is None for k in M.METRICS)
+    assert "left_out" not in scored and scored["sad"] > 0
+    assert "error" in score_arrays("c", G, G, np.where(G > 0, 255, 102).astype(np.uint8))
+    rep = rp.build([scored, empty], [], M.METRICS, "folders", region="trimap == 128")
+    assert rep["left_out"] == 1 and rep["count"] == 2
+    for k in M.METRICS:                                                      # SAD, Grad, Conn alike, not only MSE
+        assert rep["mean"][k] == scored[k]
+    assert rp.left_out_note(rep) == "1 of 2 images left out of every mean: no unknown pixels (trimap == 128)"
+    assert rp.build([scored], [], M.METRICS, "folders")["left_out"] == 0
+    assert "left_out" in rp.to_csv(rep).splitlines()[0]
+    assert json.loads(rp.to_json(rep))["images"][1]["sad"] is None

@@ -456,7 +456,7 @@ def test_disk_full_cli_one_line(clip, tmp_path, monkeypatch):
     p, _ = clip
     out = tmp_path / "tiny" / "x.mov"
     for flag in ("--keep-partial", "--no-partial"):
-        r = CliRunner().invoke(app, ["video", str(p), "-m", "fake-temporal", "-t", "alpha", "-o", str(out), "-q",
+        r = CliRunner().invoke(app, ["video", str(p), "-m", "fake-temporal", "-T", "alpha", "-o", str(out), "-q",
                                      flag])
         assert r.exit_code == 1, r.stderr
         errors = [line for line in r.stderr.splitlines() if line.startswith("mattecli: error:")]
@@ -484,3 +484,139 @@ def test_real_write_error_in_a_process(clip, tmp_path, name, otype, limit):
                      "elsewhere, or to a PNG folder)"], r.stderr
     assert "Traceback" not in r.stderr
     assert not out.exists() and not (tmp_path / "o" / "x.partial.mov").exists()
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# inputs that end early: truncated files are an error (or, with allow_truncated, a warning), never a quiet success
+# ------------------------------------------------------------------------------------------------------------------
+def _encode(path, n=100, fmt=None, options=None, audio_seconds=None):
+    """A 25 fps H.264 clip of ``n`` frames (GOP 10), with an AAC track of ``audio_seconds`` (None: none)."""
+    import av
+
+    out = av.open(str(path), "w", format=fmt, options=options or {})
+    vs = out.add_stream("libx264", rate=25)
+    vs.width, vs.height, vs.pix_fmt = 64, 48, "yuv420p"
+    vs.options = {"crf": "10", "preset": "ultrafast", "g": "10", "x264-params": "log-level=error"}
+    aus = None
+    if audio_seconds:
+        aus = out.add_stream("aac", rate=48000)
+        aus.layout = "mono"
+    for i in range(n):
+        f = av.VideoFrame.from_ndarray(synth_frame(i), format="rgb24")
+        f.pts = i
+        for p in vs.encode(f):
+            out.mux(p)
+    for p in vs.encode(None):
+        out.mux(p)
+    if aus is not None:
+        snd = np.zeros((1, int(audio_seconds * 48000)), np.float32)
+        af = av.AudioFrame.from_ndarray(snd, format="flt", layout="mono")
+        af.sample_rate, af.pts = 48000, 0
+        for p in [*aus.encode(af), *aus.encode(None)]:
+            out.mux(p)
+    out.close()
+    return path
+
+
+def _cut(path, dest):
+    data = path.read_bytes()
+    dest.write_bytes(data[: len(data) // 2])
+    return dest
+
+
+@pytest.fixture(scope="module")
+def truncated(tmp_path_factory):
+    d = tmp_path_factory.mktemp("trunc")
+    mp4 = _cut(_encode(d / "fs.mp4", options={"movflags": "faststart"}), d / "cut.mp4")   # index at the front
+    mkv = _cut(_encode(d / "full.mkv", audio_seconds=4.0), d / "cut.mkv")
+    return {"mp4": mp4, "mkv": mkv, "full_mp4": d / "fs.mp4", "full_mkv": d / "full.mkv"}
+
+
+@pytest.mark.parametrize("kind", ["mp4", "mkv"])
+def test_truncated_input_is_an_error_naming_the_frame_and_frames_written(truncated, tmp_path, kind):
+    src = truncated[kind]
+    out = tmp_path / "a.mp4"
+    with pytest.raises(InputError) as ei:
+        run_video(VideoSource(str(src)), FakeTemporal(),
+                  VideoJob([plan_output("alpha", str(out))], batch_size=4, progress=False, keep_partial=False))
+    msg = str(ei.value)
+    import re
+
+    m = re.match(rf"{re.escape(str(src))}: the input ends early at frame (\d+) of 100 \(truncated or damaged file: "
+                 r"the video stops at [\d.]+ s of 4\.00 s\); (\d+) of 100 frames written, the output was not finished; "
+                 r"pass --allow-truncated to keep the frames that decode$", msg)
+    assert m, msg
+    assert 10 < int(m.group(1)) < 90 and m.group(2) == m.group(1)
+    assert not out.exists() and os.listdir(tmp_path) == []        # no output, no lock file, no partial
+    # allow_truncated: the frames that decode, a warning, and the summary says what the container announced
+    res = run_video(VideoSource(str(src)), FakeTemporal(),
+                    VideoJob([plan_output("alpha", str(out))], batch_size=4, progress=False, allow_truncated=True))
+    assert res.frames == int(m.group(1)) and len(read_video(out)[1]) == res.frames
+    assert res.frames_expected == 100 and res.frames_text() == f"{res.frames} frames (the container says 100)"
+    assert any("ends early at frame" in n and "--allow-truncated" in n for n in res.notes), res.notes
+
+
+def test_truncated_input_keeps_a_partial_output_by_default(truncated, tmp_path):
+    out = tmp_path / "a.mov"
+    with pytest.raises(InputError, match="ends early"):
+        run_video(VideoSource(str(truncated["mp4"])), FakeTemporal(),
+                  VideoJob([plan_output("alpha", str(out))], batch_size=4, progress=False))
+    assert not out.exists() and os.listdir(tmp_path) == ["a.partial.mov"]
+    assert 10 < len(read_video(tmp_path / "a.partial.mov")[1]) < 90
+
+
+def test_complete_inputs_are_not_truncated(truncated, tmp_path):
+    """Audio longer than the video (a Matroska file's duration is the longest stream's) is no truncation."""
+    longer = _encode(tmp_path / "long_audio.mkv", n=50, audio_seconds=3.0)
+    for src, n in ((truncated["full_mp4"], 100), (truncated["full_mkv"], 100), (longer, 50)):
+        res = run_video(VideoSource(str(src)), FakeTemporal(),
+                        VideoJob([plan_output("alpha", str(tmp_path / f"o_{src.stem}.mp4"))], progress=False))
+        assert res.frames == n and res.frames_expected is None and res.frames_text() == f"{n} frames", src
+        assert not res.notes
+
+
+def test_decoding_error_mid_clip_stops_there(clip, tmp_path, monkeypatch):
+    import av
+
+    p, _ = clip
+    real_open = av.open
+
+    class Broken:
+        def __init__(self, c):
+            self._c = c
+
+        def __getattr__(self, name):
+            return getattr(self._c, name)
+
+        def decode(self, *a, **k):
+            for i, f in enumerate(self._c.decode(*a, **k)):
+                if i == 5:
+                    raise av.error.InvalidDataError(1094995529, "Invalid data found when processing input")
+                yield f
+
+    monkeypatch.setattr(av, "open", lambda path, mode="r", **kw: Broken(real_open(path, mode, **kw))
+                        if mode == "r" and str(path) == str(p) else real_open(path, mode, **kw))
+    job = VideoJob([plan_output("alpha", str(tmp_path / "a.mp4"))], batch_size=2, progress=False, keep_partial=False)
+    with pytest.raises(InputError, match=r"ends early at frame 5 of 16 \(decoding failed: .*Invalid data.*\); "
+                                         r"5 of 16 frames written"):
+        run_video(VideoSource(str(p)), FakeTemporal(), job)
+    job.allow_truncated = True
+    res = run_video(VideoSource(str(p)), FakeTemporal(), job)
+    assert res.frames == 5 and res.frames_text() == "5 frames (the container says 16)"
+
+
+def test_cli_truncated_input_exits_1_with_one_line(truncated, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from video_helpers import register_fakes
+
+    from mattecli.cli.app import app
+
+    register_fakes(monkeypatch)
+    out = tmp_path / "o" / "x.mp4"
+    r = CliRunner().invoke(app, ["video", str(truncated["mp4"]), "-m", "fake-temporal", "-T", "alpha", "-o", str(out),
+                                 "-q", "--no-partial"])
+    assert r.exit_code == 1, r.stderr
+    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("mattecli: error:")]
+    assert len(errors) == 1 and "the input ends early at frame" in errors[0] and "of 100 frames written" in errors[0]
+    assert "Traceback" not in r.stderr and not out.exists()

@@ -228,10 +228,12 @@ def test_no_progress_bar_when_stderr_is_a_file(clip, tmp_path):
 
 
 def test_progress_on_a_tty_and_no_escapes_under_no_color(clip, tmp_path):
-    plain = vh.run_on_pty(clip, tmp_path, {"NO_COLOR": "1", "TERM": "xterm-256color"})
+    for sub in ("plain", "rich"):                                   # two runs: each writes its own output
+        (tmp_path / sub).mkdir()
+    plain = vh.run_on_pty(clip, tmp_path / "plain", {"NO_COLOR": "1", "TERM": "xterm-256color"})
     assert "14/14" in plain and "fps" in plain                      # a progress line is shown on the terminal
     assert "\x1b" not in plain                                      # ... without any ANSI code (bold included)
-    rich = vh.run_on_pty(clip, tmp_path, {"TERM": "xterm-256color"})
+    rich = vh.run_on_pty(clip, tmp_path / "rich", {"TERM": "xterm-256color"})
     assert "━" in rich and "14/14" in rich                          # the normal bar on a colour terminal
 
 

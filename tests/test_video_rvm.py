@@ -65,7 +65,7 @@ def test_cli_rvm_checkpoint_file(clip, rvm_official, tmp_path):
     ckpt = tmp_path / "rvm_mobilenetv3.pth"
     torch.save(rvm_official, ckpt)
     out = tmp_path / "o.mov"
-    r = CliRunner().invoke(app, ["video", str(clip), "-m", "rvm.mobilenetv3-pth", "--weights", str(ckpt), "-t", "rgba",
+    r = CliRunner().invoke(app, ["video", str(clip), "-m", "rvm.mobilenetv3-pth", "--weights", str(ckpt), "-T", "rgba",
                                  "-o", str(out), "-b", "3"])
     assert r.exit_code == 0, r.stderr
     assert "downsample_ratio 1" in r.stderr

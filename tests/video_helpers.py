@@ -325,7 +325,7 @@ registry.register(vh.ENTRY_TEMPORAL)
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)          # writes past the limit fail with EFBIG instead
 resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))
 from mattecli.cli.app import main
-main(["video", {src!r}, "-m", "fake-temporal", "-t", {otype!r}, "-o", {out!r}, "-q"])
+main(["video", {src!r}, "-m", "fake-temporal", "-T", {otype!r}, "-o", {out!r}, "-q"])
 """
 
 
@@ -337,7 +337,7 @@ from mattecli import registry
 registry.list_models()
 registry.register(vh.ENTRY_TEMPORAL)
 from mattecli.cli.app import main
-main(["video", {src!r}, "-m", "fake-temporal", "-t", "alpha", "-o", {out!r}, "-b", "2"])
+main(["video", {src!r}, "-m", "fake-temporal", "-T", "alpha", "-o", {out!r}, "-b", "2"])
 """
 
 
@@ -394,7 +394,7 @@ e = vh.ModelEntry(name="fake-slow", family="fake", summary="slow", adapter="vide
                   options={{"gain": vh.Option(4.0, "float")}})
 registry.register(e)
 from mattecli.cli.app import main
-main(["video", {src!r}, "-m", "fake-slow", "-t", "rgba", "-o", {out!r}, "-b", "2", "-q"])
+main(["video", {src!r}, "-m", "fake-slow", "-T", "rgba", "-o", {out!r}, "-b", "2", "-q"])
 """
 
 

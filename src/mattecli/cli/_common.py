@@ -14,9 +14,15 @@ from ..console import error_line, make_console, stderr_console, warn_line  # noq
 from ..errors import MatteError
 
 
+_POLICY_VARS = ("MATTECLI_OFFLINE", "MATTECLI_NO_FETCH")
+
+
 def handle_errors(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        import os
+
+        saved = {k: os.environ.get(k) for k in _POLICY_VARS}   # fetch_policy() lasts for this command only
         try:
             return fn(*args, **kwargs)
         except MatteError as e:
@@ -27,6 +33,12 @@ def handle_errors(fn):
 
             error_line("interrupted")
             raise typer.Exit(exit_code(e))
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
 
     return wrapper
 

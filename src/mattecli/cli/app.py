@@ -38,6 +38,28 @@ app = typer.Typer(
 )
 
 
+def _flag_help_option() -> None:
+    """-h/--help is a flag like the others: no value type in the rich help (typer shows `<bool>` for a flag
+    without a metavar)."""
+    from typer._click import core as _core
+
+    orig = _core.Command.get_help_option
+    if getattr(orig, "_mattecli", False):
+        return
+
+    def get_help_option(self, ctx):
+        opt = orig(self, ctx)
+        if opt is not None and opt.metavar is None:
+            opt.metavar = ""
+        return opt
+
+    get_help_option._mattecli = True
+    _core.Command.get_help_option = get_help_option
+
+
+_flag_help_option()
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"mattecli {__version__}")

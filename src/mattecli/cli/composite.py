@@ -95,6 +95,7 @@ def register(app: typer.Typer) -> None:
         from ..imaging.colour import parse_colour
         from ..imaging.composite import FITS
         from ..imaging.foreground import METHODS
+        from ..tasks import planned_outputs
         from ..tasks.composite import CompositeTask, parse_types
 
         types = parse_types(output_type)
@@ -149,4 +150,4 @@ def register(app: typer.Typer) -> None:
         task.meta = {"Software": f"mattecli {mattecli.__version__}"}
         runner = batch.BatchRunner(verb="composite", fail_fast=fail_fast, overwrite=overwrite, report=report,
                                    json_out=json_out, quiet=quiet, verbose=verbose)
-        raise typer.Exit(runner.run(items, task, planned=lambda it: it.info["outputs"]))
+        raise typer.Exit(runner.run(items, task, planned=planned_outputs))

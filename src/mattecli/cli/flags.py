@@ -15,6 +15,7 @@ One meaning per short flag and one long name per concept, in every verb:
 ``--device``            auto (default everywhere), cpu, cuda[:N], mps
 ``-b, --batch-size``    images / frames per model call
 ``--overwrite``         replace existing outputs (default: complete ones are skipped, partial ones are an error)
+``--executor``          local (default) or ray: the same batch on Ray actors (``--ray-address`` picks the cluster)
 ``-q``, ``-v``          quiet / verbose; ``--json`` the report on stdout; ``--report FILE`` the report to a file
 ======================  ==============================================================================
 
@@ -67,6 +68,12 @@ MEANINGS = {
                    "outputs partly exist is an error).",
     "--align": "Background models: align the plate to a hand-held shot (feature matching + homography); a failed "
                "match warns and uses the plate as is.",
+    "--executor": "Where the inputs are processed: local (this process, one after another) or ray (Ray actors "
+                  "that load the model once each, on this machine or a cluster); default: $MATTECLI_EXECUTOR, else "
+                  "local.",
+    "--ray-address": "The Ray cluster for --executor ray: auto (the cluster this machine belongs to) or "
+                     "ray://HOST:10001 (Ray Client); default: a local Ray with this machine's CPUs and GPUs (or "
+                     "$RAY_ADDRESS).",
     "--fail-fast": "Stop at the first failing input (default: keep going, exit 1 at the end).",
     "--report": "Write the run report to a file: run.json or run.csv.",
     "--json": "Machine-readable output: JSON on stdout.",
@@ -198,6 +205,14 @@ def overwrite() -> Any:
 
 
 # -- running -------------------------------------------------------------------------------------------------------
+def executor(more: str = "Same outputs, report and exit code either way.") -> Any:
+    return typer.Option(None, "--executor", help=_help("--executor", more), show_default=False)
+
+
+def ray_address() -> Any:
+    return typer.Option(None, "--ray-address", help=_help("--ray-address"), show_default=False)
+
+
 def fail_fast() -> Any:
     return flag(False, "--fail-fast", help=_help("--fail-fast"))
 

@@ -45,6 +45,8 @@ def register(app: typer.Typer) -> None:
                                                         "(feature matching + homography); a failed match warns and "
                                                         "uses the plate as is."),
         overwrite: bool = flags.overwrite(),
+        executor: Optional[str] = flags.executor(),
+        ray_address: Optional[str] = flags.ray_address(),
         offline: bool = flags.offline(),
         no_fetch: bool = flags.no_fetch(),
         fail_fast: bool = flags.fail_fast(),
@@ -62,6 +64,7 @@ def register(app: typer.Typer) -> None:
           mattecli matte examples/data/hair.png --trimap examples/data/hair_trimap.png -T alpha,rgba -o out/
           mattecli matte photos/ --trimap trimaps/ -o out/ --model closed-form --report run.csv
           cat img.png | mattecli matte - --model rvm -o - > alpha.png
+          mattecli matte photos/ -o out/ --model rvm --executor ray --ray-address auto --device cuda
 
         RGBA outputs are straight (unassociated) alpha unless --premultiplied; the PNG records which in its 'alpha-mode' text chunk. An input whose outputs already exist is skipped (a run can be repeated or resumed); --overwrite replaces them. Exit status: 0 all done, 1 some inputs failed (or the --report could not be written), 2 usage error, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM); both still write the report.
         """
@@ -82,6 +85,9 @@ def register(app: typer.Typer) -> None:
             raise UsageError("--bits must be 8 or 16")
         batch.check_device_precision(device, precision)
         batch.check_report(report)
+        from ..batch import executors
+
+        ex = executors.make(executor, ray_address, device=device, quiet=quiet)
         fetch_policy(offline, no_fetch)
         excl = batch.output_excludes(output)
         items = batch.expand_inputs(inputs, exclude=excl)
@@ -149,9 +155,14 @@ def register(app: typer.Typer) -> None:
                          meta={"Software": f"mattecli {mattecli.__version__}", "mattecli-model": model_label})
         if "composite" in types:
             task.composite_background()          # a bad --composite-bg is a usage error before any work
-        say(quiet, f"matte: {len(items)} input(s) with {model_label}")
-        backend = task.load()
-        runner = batch.BatchRunner(verb="matte", model=model_label, weights_sha256=backend.weights_sha256,
+        if plan.is_stdout or any(it.is_stdin for it in items):
+            ex = None                            # standard input / output are this process's: run it here
+        say(quiet, f"matte: {len(items)} input(s) with {model_label}"
+                   + (f" on Ray ({ray_address or 'local'})" if ex is not None else ""))
+        loaded = executors.prepare(ex, task, count=len(items))
+        runner = batch.BatchRunner(verb="matte", model=model_label, weights_sha256=loaded["weights_sha256"],
                                    fail_fast=fail_fast, overwrite=overwrite, report=report, json_out=json_out,
                                    quiet=quiet, verbose=verbose)
-        raise typer.Exit(runner.run(items, task, planned=lambda it: it.info["outputs"]))
+        from ..batch.runner import planned_outputs
+
+        raise typer.Exit(runner.run(items, task, planned=planned_outputs, executor=ex))

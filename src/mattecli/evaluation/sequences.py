@@ -87,10 +87,12 @@ def read_video_alpha(path: str) -> list[np.ndarray]:
     import av
 
     frames = []
+    last_t = None
     try:
         with av.open(path) as c:
             stream = c.streams.video[0]
             for fr in c.decode(stream):
+                last_t = fr.time
                 fmt = fr.format.name
                 has_alpha = any(getattr(ch, "is_alpha", False) for ch in fr.format.components)
                 if has_alpha:
@@ -99,9 +101,32 @@ def read_video_alpha(path: str) -> list[np.ndarray]:
                     frames.append(np.ascontiguousarray(fr.to_ndarray(format="gray")))
                 else:
                     frames.append(np.ascontiguousarray(fr.to_ndarray(format="rgb24")[..., 0]))
+            short = _ended_early(stream, len(frames), last_t) if frames else None   # (the stream dies with c)
     except (av.error.FFmpegError, IndexError) as e:
         raise InputError(f"{path}: cannot decode video ({e}); re-encode it or pass a folder of PNG frames",
                          path=path) from None
     if not frames:
         raise InputError(f"{path}: no video frames decoded", path=path)
+    if short:
+        raise InputError(f"{path}: {short}; a truncated or damaged file: export it again", path=path)
     return frames
+
+
+def _ended_early(stream, n: int, last_t: float | None) -> str | None:
+    """The reader's rule (:mod:`mattecli.video.reader`): fewer frames than the container's own count, the last one
+    more than 1.5 frame intervals before the end of the video stream."""
+    from ..video.reader import _tag_seconds
+
+    rate = float(stream.average_rate or stream.guessed_rate or 25)
+    tb = stream.time_base
+    dur = float(stream.duration * tb) if stream.duration and tb else _tag_seconds((stream.metadata or {}).get("DURATION"))
+    expected = stream.frames or (int(round(dur * rate)) if dur else 0)
+    if not expected or n >= expected:
+        return None
+    if dur and last_t is not None:
+        end = float((stream.start_time or 0) * tb) + dur if tb else dur
+        if end - (last_t + 1 / rate) <= 1.5 / rate:
+            return None
+    elif not stream.frames:
+        return None
+    return f"only {n} of the container's {expected} frames decode"

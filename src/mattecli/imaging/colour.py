@@ -1,4 +1,4 @@
-"""Colours given on the command line, one meaning for every verb (``--composite-bg``, ``--bg-color``).
+"""Colours given on the command line, one meaning for every verb (``--composite-bg``, ``--pad``).
 
 ``#RRGGBB``, ``#RGB``, ``R,G,B`` (0-255), ``r,g,b`` (0.0-1.0, with a decimal point) or a name. Names follow the
 common RGB meaning (``green`` is pure green, 0,255,0); keying colours have their own names: ``greenscreen``

@@ -77,6 +77,6 @@ def blurred(image: np.ndarray, sigma: float) -> np.ndarray:
     import cv2
 
     if sigma <= 0:
-        raise UsageError(f"--bg-blur {sigma}: the blur sigma must be > 0 pixels")
+        raise UsageError(f"--blur {sigma}: the blur sigma must be > 0 pixels")
     return cv2.GaussianBlur(np.asarray(image, np.float32), (0, 0), sigmaX=float(sigma), sigmaY=float(sigma),
                             borderType=cv2.BORDER_REFLECT)

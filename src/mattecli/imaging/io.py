@@ -331,7 +331,7 @@ def image_size(path: str | os.PathLike) -> tuple[int, int] | None:
 
 
 def verify_decodes(path: str | os.PathLike) -> bool:
-    """True if ``path`` exists, is non-empty and decodes completely (used by ``--skip-existing``)."""
+    """True if ``path`` exists, is non-empty and decodes completely (how a run decides that an output is complete)."""
     try:
         p = Path(path)
         if not p.is_file() or p.stat().st_size == 0:

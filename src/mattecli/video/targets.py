@@ -45,6 +45,8 @@ class OutputTargets:
     def __post_init__(self):
         out, n_types = self.output, len(self.types)
         self.direct = False
+        if out == "-":
+            raise UsageError("-o -: video outputs cannot go to standard output; give a file, a folder or a template")
         if out is not None and "{" in out:
             if self.template:
                 raise UsageError("-o is already a template; drop --template (or give -o a folder)")

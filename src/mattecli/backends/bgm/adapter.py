@@ -29,6 +29,7 @@ import numpy as np
 
 from ...errors import InputError, MatteError, MissingInput, UsageError, WeightsUnavailable
 from ..base import Prediction, TorchBackend
+from ..runtimes.parts import Part
 from . import preprocess as P
 from .convert import BGMConverter
 
@@ -70,11 +71,12 @@ def _as_list(x, n: int, shape, what: str) -> list:
 
 class BGMAdapter(TorchBackend):
     converter = BGMConverter()
+    runtime_parts = (Part("net"),)
     reso = P.RESO   # the network's input size (the official 512)
 
     def __init__(self, entry, weights_set=None, **kwargs):
         self._segmenter = None
-        options = {k: v for k, v in kwargs.items() if k not in ("weights", "device", "precision")}
+        options = {k: v for k, v in kwargs.items() if k not in ("weights", "device", "precision", "runtime")}
         check_segmenter(entry.validate_options(options)["segmenter"])
         super().__init__(entry, weights_set, **kwargs)
 

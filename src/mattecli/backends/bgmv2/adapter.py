@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from ...errors import InputError
 from ..base import Prediction, TorchBackend
+from ..runtimes.parts import Part
 from .convert import BGMv2Converter, backbone_of
 
 ASPECT_TOLERANCE = 0.02
@@ -45,6 +46,9 @@ def plate_like(bgr, n: int, h: int, w: int):
 
 class BGMv2Adapter(TorchBackend):
     converter = BGMv2Converter()
+    runtime_parts = (Part("net", "base"),)
+    runtime_note = ("the refiner picks patches by data (topk / threshold, nonzero): torch runs it; the base "
+                    "network runs on the runtime")
 
     @property
     def backbone(self) -> str:

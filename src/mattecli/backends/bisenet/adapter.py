@@ -15,6 +15,7 @@ import math
 
 from ...errors import UsageError
 from ..base import Prediction, TorchBackend
+from ..runtimes.parts import Part
 from .convert import BiSeNetConverter
 
 CITYSCAPES_MEAN_STD = ((0.3257, 0.3690, 0.3223), (0.2112, 0.2148, 0.2115))
@@ -42,9 +43,10 @@ def class_ids(entry, classes) -> tuple[int, ...]:
 
 class BiSeNetV2Adapter(TorchBackend):
     converter = BiSeNetConverter()
+    runtime_parts = (Part("net", "forward_lowres"),)
 
     def __init__(self, entry, weights_set=None, **kwargs):
-        options = {k: v for k, v in kwargs.items() if k not in ("weights", "device", "precision")}
+        options = {k: v for k, v in kwargs.items() if k not in ("weights", "device", "precision", "runtime")}
         self.class_names = tuple(entry.classes)
         self.class_ids = class_ids(entry, entry.validate_options(options)["classes"])   # before the weights load
         super().__init__(entry, weights_set, **kwargs)

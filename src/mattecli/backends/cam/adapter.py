@@ -20,6 +20,7 @@ import numpy as np
 
 from ...errors import ConverterError, InputError, UsageError
 from ..base import Prediction, TorchBackend
+from ..runtimes.parts import Part
 from .convert import TAG_DIRS, CAMConverter, index_path, tag_of
 
 
@@ -62,6 +63,7 @@ def check_tile(name: str, tile: int) -> None:
 
 class CAMAdapter(TorchBackend):
     converter = CAMConverter()
+    runtime_parts = (Part("net"),)
 
     @property
     def color(self) -> bool:

@@ -18,6 +18,7 @@ import numpy as np
 
 from ...errors import InputError, UsageError
 from ..base import Prediction, TorchBackend
+from ..runtimes.parts import Part
 from .convert import FoamliuConverter, HuoConverter
 
 
@@ -47,6 +48,7 @@ def clamp_known(raw, trimap):
 
 
 class _DIMBase(TorchBackend):
+    runtime_parts = (Part("net"),)
     trimap_in_float64 = False   # the port computes trimap / 255 in float32 (huochaitiantang) or float64 (foamliu)
 
     def net_input(self, image_u8, trimap_u8):

@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..base import Prediction, TorchBackend
+from ..runtimes.parts import Part
 from .convert import FBAConverter
 from .trimap_channels import trimap_transform
 
@@ -73,6 +74,7 @@ class FBAAdapter(TorchBackend):
     official demo's one ``model.eval()`` does; ``TorchBackend`` makes exactly that one call."""
 
     converter = FBAConverter()
+    runtime_parts = (Part("net"),)
 
     def build_net(self, state_dict):
         from .net import FBANet

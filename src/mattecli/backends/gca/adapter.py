@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..base import Prediction, TorchBackend
+from ..runtimes.parts import Part
 from .convert import GCAConverter
 
 PAD = 32
@@ -53,6 +54,7 @@ def trimap_classes(trimap_u8):
 
 class GCAAdapter(TorchBackend):
     converter = GCAConverter()
+    runtime_parts = (Part("net"),)
 
     def build_net(self, state_dict):
         from .net import GCANet

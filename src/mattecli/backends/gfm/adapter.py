@@ -24,6 +24,7 @@ import numpy as np
 
 from ...errors import UsageError
 from ..base import Prediction, TorchBackend
+from ..runtimes.parts import Part
 from . import pipeline
 from .convert import GFMConverter, variant_of
 
@@ -34,6 +35,7 @@ def _host(t) -> np.ndarray:
 
 class GFMAdapter(TorchBackend):
     converter = GFMConverter()
+    runtime_parts = (Part("net"),)
 
     @property
     def rosta(self) -> str:

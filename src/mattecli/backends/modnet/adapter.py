@@ -11,6 +11,7 @@ image whose short side is under 32 px and ``ref_size`` does not apply). Batches 
 from __future__ import annotations
 
 from ..base import Prediction, TorchBackend
+from ..runtimes.parts import Part
 from .convert import MODNetConverter
 
 
@@ -30,6 +31,7 @@ def net_size(h: int, w: int, ref_size: int = 512) -> tuple[int, int]:
 
 class MODNetAdapter(TorchBackend):
     converter = MODNetConverter()
+    runtime_parts = (Part("net"),)
 
     def build_net(self, state_dict):
         from .net import MODNet

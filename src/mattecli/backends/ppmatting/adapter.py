@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from ...imaging.arrays import tensor_to_float
 from ..base import Prediction, TorchBackend
+from ..runtimes.parts import Part
 from .convert import PPMattingConverter
 
 
@@ -48,6 +49,7 @@ def _cv2_resize_batch(image, sizes):
 
 class PPMattingAdapter(TorchBackend):
     converter = PPMattingConverter()
+    runtime_parts = (Part("net", "forward_all"),)
 
     def build_net(self, state_dict):
         from .net import PPMatting

@@ -27,6 +27,7 @@ import numpy as np
 
 from ...errors import ConverterError, InputError, UsageError
 from ..base import ModelSpec, Prediction, TorchBackend
+from ..runtimes.parts import Part
 from ..fba.trimap_channels import trimap_transform
 from .convert import CLASSIFIER, SIMConverter
 
@@ -70,6 +71,7 @@ def window_slices(n: int, step: int) -> list:
 
 class SIMAdapter(TorchBackend):
     converter = SIMConverter()
+    runtime_parts = (Part("net"), Part("classifier"))
 
     def __init__(self, entry, weights_set=None, weights: Any = None, device="cpu", precision="fp32",
                  classifier_weights: Any = None, **options):
@@ -85,6 +87,7 @@ class SIMAdapter(TorchBackend):
         super().__init__(entry, weights_set, weights=weights, device=device, precision=precision, **options)
         given = classifier_weights if isinstance(classifier_weights, Mapping) else self.options["classifier_weights"]
         self.classifier = self._load_classifier(given)
+        self.use_runtime(self.runtime.requested)   # the classifier is a part too
 
     # -- weights ----------------------------------------------------------------------------------------------
     def build_net(self, state_dict):

@@ -1,0 +1,117 @@
+"""The export cache: one folder per export, its files sha256-recorded and checked like every cached file.
+
+Where: next to the converted weights when the model came from the weights cache
+(``weights/<entry>/<tag>/runtimes/<key>/``), else ``<home>/runtimes/<entry>/<key>/`` (weights given as a file or
+a mapping). ``key`` hashes the exported module's weights (its state dict as loaded: BatchNorm folding, options that
+drop layers and the dtype included), the part, the constants baked in, the inputs' dtypes and ranks (and shapes
+for static parts) and the exporter (:func:`export.exporter_id`).
+
+A folder holds ``model.onnx`` (+ external data files when an exporter writes them) and ``meta.json``; each file has
+its ``.sha256`` sidecar (:mod:`mattecli.weights.integrity`). A file that fails its check is refused: the folder is
+removed and the export made again (a line on stderr names the file). Exports are written to a temporary folder and
+renamed into place, so concurrent processes never see half a file.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+from ...errors import ChecksumMismatch
+from ...weights import integrity
+
+MODEL = "model.onnx"
+META = "meta.json"
+_DIGESTS: dict = {}     # id(module) -> (weights version marker, digest)
+
+
+def weights_digest(module) -> str:
+    """sha256 of a module's state dict (names, dtypes, shapes, values), memoised per module and weights."""
+    import numpy as np
+    import torch
+
+    sd = module.state_dict()
+    marker = tuple((k, v.data_ptr(), str(v.dtype), tuple(v.shape)) for k, v in sd.items())
+    hit = _DIGESTS.get(id(module))
+    if hit is not None and hit[0] == marker:
+        return hit[1]
+    h = hashlib.sha256()
+    for k in sorted(sd):
+        v = sd[k].detach()
+        h.update(f"{k}|{v.dtype}|{tuple(v.shape)}|".encode())
+        if v.dtype == torch.bfloat16:
+            v = v.view(torch.int16)
+        h.update(np.ascontiguousarray(v.cpu().contiguous().numpy()).tobytes())
+    digest = h.hexdigest()
+    _DIGESTS[id(module)] = (marker, digest)
+    return digest
+
+
+def export_key(**fields) -> str:
+    blob = json.dumps(fields, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:24]
+
+
+def root_for(backend) -> Path:
+    from ...weights import home
+    from ...weights.paths import cache_dir
+
+    wset = getattr(backend, "weights_set", None)
+    wpath = getattr(backend, "weights_path", None)
+    if wset is not None and wpath:
+        d = cache_dir(backend.entry, wset)
+        try:
+            Path(wpath).resolve().relative_to(d.resolve())
+            return d / "runtimes"
+        except ValueError:
+            pass
+    return home() / "runtimes" / backend.entry.name
+
+
+def _files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.endswith(integrity.SIDE))
+
+
+def check_folder(folder: Path) -> Path:
+    """The folder's model file after checking every file against its recorded sha256 (ChecksumMismatch naming the
+    file otherwise: a missing record counts as damage)."""
+    model = folder / MODEL
+    if not model.is_file():
+        raise ChecksumMismatch(f"{model}: missing", path=model)
+    for f in _files(folder):
+        want = integrity.recorded(f)
+        if want is None or integrity.file_sha256(f) != want:
+            raise ChecksumMismatch(f"{f}: sha256 does not match its record", path=f)
+    return model
+
+
+def load_or_export(root: Path, key: str, export, meta: dict) -> tuple[Path, bool]:
+    """(path of the verified model file, True when it was exported now). ``export(path)`` writes the ONNX file."""
+    from ...console import info_line
+
+    folder = root / key
+    if folder.is_dir():
+        try:
+            return check_folder(folder), False
+        except ChecksumMismatch as e:
+            info_line(f"refusing a damaged cached ONNX export ({e}); exporting it again")
+            shutil.rmtree(folder, ignore_errors=True)
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = root / f".{key}.{os.getpid()}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        export(tmp / MODEL)
+        (tmp / META).write_text(json.dumps(meta, sort_keys=True, indent=1, default=str) + "\n")
+        for f in _files(tmp):
+            integrity.record(f, integrity.file_sha256(f))
+        try:
+            os.replace(tmp, folder)
+        except OSError:   # another process put the same export in place first
+            if not folder.is_dir():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return check_folder(folder), True

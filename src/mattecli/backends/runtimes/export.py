@@ -1,0 +1,149 @@
+"""One method of one module -> an ONNX file (``torch.onnx.export``, the TorchScript-based exporter: no extra package).
+
+The call is flattened (:func:`flatten_call`): tensor leaves are the graph's inputs ``in0..inN``; the other leaves
+(bools, floats, ints, None) are constants baked into the graph. Outputs are flattened the same way to ``out0..outM``
+and restored by :func:`restore_outputs` after an engine ran. Dynamic axes (``shapes="dynamic"``): every dimension
+of every input except the channel dimension of 4-D and 5-D tensors (``[B,C,H,W]``: batch, height, width;
+``[B,T,C,H,W]``: batch, time, height, width); the batch dimension stays fixed with ``Part.fixed_batch``.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+OPSET = 17
+
+
+def exporter_id() -> str:
+    """Part of every cache key: another exporter (or torch version) exports again."""
+    import torch
+
+    return f"torch-{torch.__version__.split('+')[0]}-torchscript-opset{OPSET}"
+
+
+def is_tensor(x) -> bool:
+    import torch
+
+    return isinstance(x, torch.Tensor)
+
+
+@dataclass
+class FlatCall:
+    spec: Any                  # pytree spec of (args, kwargs)
+    leaves: list               # constants in place, tensors as None
+    positions: list            # indices of the tensor leaves
+    tensors: list              # the tensors, in order
+
+    def constants_repr(self) -> str:
+        return repr([("T" if i in set(self.positions) else v) for i, v in enumerate(self.leaves)]) + str(self.spec)
+
+    def signature(self, static: bool) -> tuple:
+        """What makes another export: the structure, the constants, each tensor's dtype and rank (and shape when
+        the part is static)."""
+        sig = tuple((str(t.dtype), t.dim(), tuple(t.shape) if static else None) for t in self.tensors)
+        return (self.constants_repr(), sig)
+
+
+def flatten_call(args: tuple, kwargs: dict) -> FlatCall:
+    import torch.utils._pytree as pytree
+
+    leaves, spec = pytree.tree_flatten((tuple(args), dict(kwargs)))
+    positions = [i for i, v in enumerate(leaves) if is_tensor(v)]
+    tensors = [leaves[i] for i in positions]
+    consts = [None if i in set(positions) else v for i, v in enumerate(leaves)]
+    return FlatCall(spec, consts, positions, tensors)
+
+
+def rebuild_call(flat: FlatCall, tensors) -> tuple[tuple, dict]:
+    import torch.utils._pytree as pytree
+
+    leaves = list(flat.leaves)
+    for i, t in zip(flat.positions, tensors):
+        leaves[i] = t
+    args, kwargs = pytree.tree_unflatten(leaves, flat.spec)
+    return args, kwargs
+
+
+@dataclass
+class OutputSpec:
+    spec: Any
+    leaves: list      # non-tensor leaves in place, tensors as None
+    positions: list   # indices of the tensor leaves (= the graph's outputs, in order)
+
+
+def output_spec(out) -> OutputSpec:
+    import torch.utils._pytree as pytree
+
+    leaves, spec = pytree.tree_flatten(out)
+    positions = [i for i, v in enumerate(leaves) if is_tensor(v)]
+    consts = [None if is_tensor(v) else v for v in leaves]
+    return OutputSpec(spec, consts, positions)
+
+
+def flat_outputs(out) -> list:
+    import torch.utils._pytree as pytree
+
+    return [v for v in pytree.tree_flatten(out)[0] if is_tensor(v)]
+
+
+def restore_outputs(spec: OutputSpec, tensors):
+    import torch.utils._pytree as pytree
+
+    leaves = list(spec.leaves)
+    for i, t in zip(spec.positions, tensors):
+        leaves[i] = t
+    return pytree.tree_unflatten(leaves, spec.spec)
+
+
+def bound_module(module, method: str, flat: FlatCall):
+    """An nn.Module whose forward(*tensors) is ``module.<method>(*args, **kwargs)`` with the constants of ``flat``
+    in place and the flat tuple of output tensors as result (the class's own method: never an engine)."""
+    import torch
+
+    fn = getattr(type(module), method)
+
+    class Bound(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = module
+
+        def forward(self, *tensors):
+            args, kwargs = rebuild_call(flat, tensors)
+            return tuple(flat_outputs(fn(self.inner, *args, **kwargs)))
+
+    return Bound().eval()
+
+
+def dynamic_axes(tensors, fixed_batch: bool) -> dict:
+    axes = {}
+    for i, t in enumerate(tensors):
+        d = t.dim()
+        keep = {1} if d == 4 else ({2} if d == 5 else set())
+        if fixed_batch:
+            keep.add(0)
+        free = [k for k in range(d) if k not in keep]
+        if free:
+            axes[f"in{i}"] = {k: f"in{i}_d{k}" for k in free}
+    return axes
+
+
+def export_onnx(module, method: str, flat: FlatCall, path: str | os.PathLike, static: bool,
+                fixed_batch: bool = False) -> int:
+    """Write ``path`` (returns the number of graph outputs)."""
+    import torch
+
+    bound = bound_module(module, method, flat)
+    with torch.inference_mode(False), torch.no_grad():
+        sample = tuple(t.detach().clone().contiguous() for t in flat.tensors)
+        n_out = len(bound(*sample))
+        names_in = [f"in{i}" for i in range(len(sample))]
+        names_out = [f"out{i}" for i in range(n_out)]
+        axes = {} if static else dynamic_axes(sample, fixed_batch)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(bound, sample, os.fspath(path), dynamo=False, opset_version=OPSET,
+                              input_names=names_in, output_names=names_out, dynamic_axes=axes or None,
+                              do_constant_folding=True)
+    return n_out

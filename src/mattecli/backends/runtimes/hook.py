@@ -1,0 +1,183 @@
+"""The engine call that replaces one method of one module instance (see :mod:`.parts`).
+
+On a call: the arguments are flattened; a signature (structure, constants, dtypes, ranks; shapes for static parts)
+selects an engine, built on first use: export (or the verified cache file), engine session, then ONE check against
+the torch method on these very inputs (every output within float tolerance, else a warning and torch for that
+signature). Later calls run the engine only.
+
+The torch method runs instead (same results within float tolerance) when: autograd is recording, a forward hook
+or pre-hook is registered anywhere in the module (hooks need torch to run), the module's parameters are no longer
+in the exported dtype or on the exported device (``to_dtype(float64)``), or an input is on another device.
+"""
+from __future__ import annotations
+
+import threading
+import weakref
+from contextlib import nullcontext
+
+from ...console import info_line
+from . import cache
+from .export import export_onnx, exporter_id, flatten_call, output_spec, restore_outputs
+
+_ENGINES: dict = {}          # (key, runtime, device, threads) -> engine, shared by every backend of the process
+_VERIFIED: set = set()       # (key, runtime) checked against torch in this process
+_LOCK = threading.RLock()
+TOLERANCE = {"float32": 2e-3, "float16": 3e-2}   # max |engine - torch| <= tol * max(1, max |torch|), per output
+
+
+def make_engine(runtime: str, path, device, threads: int, half: bool):
+    if runtime == "onnxruntime":
+        from .ort import OrtEngine
+
+        return OrtEngine(path, device, threads, half)
+    if runtime == "openvino":
+        from .ov import OVEngine
+
+        return OVEngine(path, device, threads, half)
+    raise ValueError(f"no engine {runtime!r}")
+
+
+def hooks_present(module) -> bool:
+    from torch.nn.modules import module as m
+
+    if m._global_forward_hooks or m._global_forward_pre_hooks:
+        return True
+    return any(sub._forward_hooks or sub._forward_pre_hooks for sub in module.modules())
+
+
+class Signature:
+    __slots__ = ("engine", "out", "key", "path")
+
+    def __init__(self, engine, out, key, path):
+        self.engine, self.out, self.key, self.path = engine, out, key, path
+
+
+class EngineCall:
+    """Installed as ``module.<method>`` (an instance attribute shadowing the class's method)."""
+
+    def __init__(self, backend, part, module, runtime: str, dtype, device):
+        self._backend = weakref.ref(backend)
+        self.part = part
+        self.module = module
+        self.original = getattr(module, part.method)
+        self.runtime = runtime
+        self.dtype = dtype
+        self.device = device
+        self.sigs: dict = {}      # signature -> Signature | None (None: torch for it)
+        self.last_path = None
+
+    # -- when to run torch instead ----------------------------------------------------------------------------------
+    def usable(self, flat) -> bool:
+        import torch
+
+        if torch.is_grad_enabled():
+            return False
+        p = next(self.module.parameters(), None)
+        if p is not None and (p.dtype != self.dtype or p.device.type != self.device.type):
+            return False
+        if any(t.device.type != self.device.type for t in flat.tensors):
+            return False
+        if any(t.is_floating_point() and t.dtype != self.dtype for t in flat.tensors):
+            return False
+        return not hooks_present(self.module)
+
+    def __call__(self, *args, **kwargs):
+        flat = flatten_call(args, kwargs)
+        if not self.usable(flat):
+            return self.original(*args, **kwargs)
+        sig_key = flat.signature(self.part.shapes == "static")
+        with _LOCK:
+            if sig_key not in self.sigs:
+                return self._first(sig_key, flat, args, kwargs)
+            sig = self.sigs[sig_key]
+        if sig is None:
+            return self.original(*args, **kwargs)
+        return restore_outputs(sig.out, sig.engine.run(flat.tensors))
+
+    # -- first call of a signature -------------------------------------------------------------------------------
+    def _first(self, sig_key, flat, args, kwargs):
+        import torch
+
+        from .export import flat_outputs
+
+        backend = self._backend()
+        ref = self.original(*args, **kwargs)
+        out = output_spec(ref)
+        static = self.part.shapes == "static"
+        dtype_name = str(self.dtype).replace("torch.", "")
+        key = cache.export_key(weights=cache.weights_digest(self.module), part=self.part.label, family=backend.entry.family,
+                               constants=flat.constants_repr(), signature=repr(sig_key[1]), static=static,
+                               fixed_batch=self.part.fixed_batch, exporter=exporter_id(), dtype=dtype_name)
+        root = cache.root_for(backend)
+        meta = {"entry": backend.entry.name, "part": self.part.label, "exporter": exporter_id(), "dtype": dtype_name,
+                "shapes": "static " + repr([tuple(t.shape) for t in flat.tensors]) if static else "dynamic",
+                "constants": flat.constants_repr()}
+
+        mode = getattr(backend, "export_mode", None)
+
+        def export(path):
+            with (mode() if mode is not None else nullcontext()):
+                export_onnx(self.module, self.part.method, flat, path, static, self.part.fixed_batch)
+
+        threads = torch.get_num_threads()
+        ekey = (key, self.runtime, str(self.device), threads)
+        engine = _ENGINES.get(ekey)
+        try:
+            path = None
+            if engine is None:
+                path, fresh = cache.load_or_export(root, key, export, meta)
+                engine = make_engine(self.runtime, path, self.device, threads, self.dtype == torch.float16)
+            got = engine.run(flat.tensors)
+        except Exception as e:   # an export or engine failure never stops a run: torch computes it
+            info_line(f"{backend.entry.name}: {self.runtime} could not run {self.part.label} "
+                      f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}); using torch")
+            self.sigs[sig_key] = None
+            return ref
+        if (key, self.runtime) not in _VERIFIED:
+            bad = compare(flat_outputs(ref), got, TOLERANCE.get(dtype_name, 2e-3))
+            if bad:
+                info_line(f"{backend.entry.name}: {self.runtime} differs from torch on {self.part.label} ({bad}); "
+                          "using torch")
+                self.sigs[sig_key] = None
+                return ref
+            _VERIFIED.add((key, self.runtime))
+        _ENGINES[ekey] = engine
+        self.sigs[sig_key] = Signature(engine, out, key, path)
+        self.last_path = path
+        return restore_outputs(out, got)
+
+
+def compare(ref: list, got: list, tol: float) -> str:
+    """'' when every output matches within tolerance, else what differs."""
+    if len(ref) != len(got):
+        return f"{len(got)} outputs instead of {len(ref)}"
+    for i, (r, g) in enumerate(zip(ref, got)):
+        if tuple(r.shape) != tuple(g.shape):
+            return f"output {i}: shape {tuple(g.shape)} instead of {tuple(r.shape)}"
+        if not r.is_floating_point():
+            if not bool((r.cpu() == g.cpu()).all()):
+                return f"output {i}: values differ"
+            continue
+        r32, g32 = r.detach().float().cpu(), g.detach().float().cpu()
+        scale = max(1.0, float(r32.abs().max())) if r32.numel() else 1.0
+        err = float((r32 - g32).abs().max()) if r32.numel() else 0.0
+        if not err <= tol * scale:
+            return f"output {i}: max difference {err:.3g} > {tol * scale:.3g}"
+    return ""
+
+
+def install(backend, part, runtime: str) -> EngineCall:
+    module = backend
+    for name in part.module.split("."):
+        module = getattr(module, name)
+    current = module.__dict__.get(part.method)
+    if isinstance(current, EngineCall):      # installed before: put the class's method back first
+        del module.__dict__[part.method]
+    call = EngineCall(backend, part, module, runtime, backend.dtype, backend.device)
+    module.__dict__[part.method] = call
+    return call
+
+
+def uninstall(call: EngineCall) -> None:
+    if call.module.__dict__.get(call.part.method) is call:
+        del call.module.__dict__[call.part.method]

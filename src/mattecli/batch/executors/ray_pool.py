@@ -1,0 +1,355 @@
+"""``--executor ray``: the batch's items on a pool of Ray actors (see :mod:`mattecli.batch.executors`).
+
+* one actor per GPU (``num_gpus=1``) with ``--device cuda`` (or ``auto`` on a cluster with GPUs), otherwise one per
+  CPU (``num_cpus=1``; Ray sets ``OMP_NUM_THREADS`` to match); ``$MATTECLI_RAY_WORKERS`` caps the count. Each actor
+  loads the model once (``task.load()``) and works in the driver's folder (the same relative paths, on a shared file
+  system mounted at the same place);
+* each actor holds :data:`DEPTH` items at a time (one running, one queued: no idle gap for the round trip; the rest
+  stay on the driver: backpressure), and every finished item comes back on its own, in completion order;
+* faults: actors restart when their process dies (``max_restarts=-1``) and Ray retries the calls they held
+  (``max_task_retries``); an item that still fails that way (it kills its worker every time) is that item's error.
+  Items are prechecked here (skip/resume), so a retried item whose outputs are already complete was written by the
+  attempt that died: it is reported, not written again;
+* Ctrl-C / SIGTERM / ``--fail-fast``: queued calls are cancelled, running ones interrupted inside the worker (a
+  ``KeyboardInterrupt`` in the task's thread, so its atomic writes clean up exactly as locally), then the actors are
+  stopped (and the local Ray this run started, if it did).
+"""
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import ray
+
+from ...errors import MatteError, UsageError
+from ..runner import ItemRunner, Outcome, captured
+
+DEPTH = 2            # items per actor at a time
+RETRIES = 2          # a call retried this many times when its worker dies
+GRACE = 15.0         # seconds interrupted items get to clean up before the actors are stopped
+
+
+def _load_info(fn) -> dict:
+    info = {"pid": os.getpid(), "node": ray.util.get_node_ip_address()}
+    load = getattr(fn, "load", None)
+    if not callable(load):
+        return info
+    try:
+        backend = load()
+    except MatteError as e:
+        info["error"] = e
+    except Exception as e:  # noqa: BLE001 - reported by the driver as the load error it is
+        info["error"] = MatteError(f"loading the model on a Ray worker failed: {type(e).__name__}: {e}")
+    else:
+        info["weights_sha256"] = getattr(backend, "weights_sha256", None)
+        info["device"] = str(getattr(backend, "device", "cpu")) if backend is not None else None
+    return info
+
+
+class Worker:
+    """A Ray actor: the verb's task with its model loaded once, running one item (or part) at a time."""
+
+    def __init__(self, fn, cwd: str | None = None):
+        if cwd and os.path.isdir(cwd):
+            os.chdir(cwd)               # relative paths mean what they mean on the driver (shared file system)
+        self.fn = fn
+        self._lock = threading.Lock()
+        self._busy: int | None = None   # the thread running a call, for interrupt()
+        self.info = _load_info(fn)
+
+    def ready(self) -> dict:
+        return self.info
+
+    def _guarded(self, call) -> Outcome:
+        with self._lock:
+            self._busy = threading.get_ident()
+        try:
+            try:
+                return call()
+            finally:
+                with self._lock:
+                    self._busy = None
+        except KeyboardInterrupt:
+            return Outcome("failed", error="interrupted")
+
+    def run(self, policy: ItemRunner, item, rerun: bool) -> Outcome:
+        return self._guarded(lambda: policy.with_fn(self.fn).run(item, rerun=rerun))
+
+    def part(self, item, part) -> Outcome:
+        def call():
+            t0 = time.perf_counter()
+            out = captured(lambda: Outcome("ok", fields={"result": self.fn.run_part(item, part)}))
+            out.seconds = time.perf_counter() - t0
+            return out
+        return self._guarded(call)
+
+    def join(self, item, parts, results) -> Outcome:
+        return self._guarded(lambda: captured(lambda: self.fn.join(item, parts, results)))
+
+    @ray.method(concurrency_group="control")
+    def interrupt(self) -> bool:
+        """Raise KeyboardInterrupt in the thread running a call (between two Python steps, as Ctrl-C would)."""
+        with self._lock:
+            tid = self._busy
+            if tid is None:
+                return False
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(tid), ctypes.py_object(KeyboardInterrupt))
+            return True
+
+
+@dataclass
+class _Split:
+    """An item whose parts are spread over the workers."""
+
+    item: object
+    parts: list
+    results: list = field(default_factory=list)
+    left: int = 0                 # parts not finished
+    flying: int = 0               # parts dispatched and not back
+    failed: Outcome | None = None
+    t0: float = field(default_factory=time.perf_counter)
+
+
+def _lost(e: Exception, retries: int) -> str:
+    name = type(e).__name__
+    first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    if isinstance(e, (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError,
+                      ray.exceptions.OutOfMemoryError)):
+        return (f"its Ray worker died {retries + 1} times while working on it ({name}); the input may crash the "
+                "model or need more memory")
+    return f"Ray: {name}: {first}" if first else f"Ray: {name}"
+
+
+class RayExecutor:
+    """The Ray executor (see the module doc). Single use: :meth:`prepare` (optional), one run, :meth:`close`
+    (called by the run itself when it ends)."""
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None, *, device: str = "auto", workers: int | None = None,
+                 depth: int = DEPTH, retries: int = RETRIES, grace: float = GRACE, quiet: bool = False):
+        self.address = address
+        self.device = device
+        self.workers = workers
+        self.depth = max(1, depth)
+        self.retries = retries
+        self.grace = grace
+        self.quiet = quiet
+        self.actors: list = []
+        self.info: dict = {}
+        self._owned = False
+        self._fn = None
+
+    # -- the cluster and the actors --------------------------------------------------------------------------------
+    def _connect(self) -> None:
+        if ray.is_initialized():
+            return
+        kw: dict = {"logging_level": logging.ERROR, "log_to_driver": not self.quiet}
+        if not (self.address or "").startswith("ray://"):
+            kw["include_dashboard"] = False
+        try:
+            ray.init(address=self.address, **kw)
+        except (ConnectionError, RuntimeError, ValueError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            where = self.address or "a local Ray"
+            raise MatteError(f"--executor ray: cannot start or reach {where} ({first}); check --ray-address or "
+                             "run `ray start --head`") from None
+        self._owned = True
+
+    def _sizing(self, count: int | None) -> tuple[int, dict]:
+        res = ray.cluster_resources()
+        gpus, cpus = int(res.get("GPU", 0)), max(1, int(res.get("CPU", 1)))
+        if self.device.startswith("cuda") and not gpus:
+            raise UsageError("--device cuda with --executor ray: the Ray cluster has no GPUs; use --device cpu")
+        gpu = self.device.startswith("cuda") or (self.device == "auto" and gpus > 0)
+        n = gpus if gpu else cpus
+        n = min(n, self.workers or n, count or n)
+        opts = {"num_cpus": 1, "num_gpus": 1 if gpu else 0}
+        return max(1, n), opts
+
+    def prepare(self, fn, count: int | None = None) -> dict:
+        """Start the actors (each loads the model once) and wait until they are ready; the first load error is
+        raised here. Returns the report's ``weights_sha256`` / ``device`` and ``workers``."""
+        if self.actors:
+            return self.info
+        self._connect()
+        n, opts = self._sizing(count)
+        cls = ray.remote(concurrency_groups={"control": 1})(Worker)
+        cls = cls.options(max_restarts=-1, max_task_retries=self.retries, **opts)
+        self._fn = fn
+        self.actors = [cls.remote(fn, os.getcwd()) for _ in range(n)]
+        try:
+            infos = ray.get([a.ready.remote() for a in self.actors])
+        except ray.exceptions.RayError as e:
+            self.close()
+            raise MatteError(f"--executor ray: the workers did not start ({type(e).__name__}: "
+                             f"{str(e).strip().splitlines()[0] if str(e).strip() else ''})") from None
+        for i in infos:
+            if "error" in i:
+                self.close()
+                raise i["error"]
+        first = infos[0] if infos else {}
+        self.info = {"weights_sha256": first.get("weights_sha256"), "device": first.get("device"),
+                     "workers": len(self.actors), "nodes": len({i.get("node") for i in infos})}
+        return self.info
+
+    def close(self) -> None:
+        for a in self.actors:
+            try:
+                ray.kill(a, no_restart=True)
+            except Exception:  # noqa: BLE001 - already gone
+                pass
+        self.actors = []
+        if self._owned and ray.is_initialized():
+            ray.shutdown()
+            self._owned = False
+
+    # -- the run -----------------------------------------------------------------------------------------------------
+    def __call__(self, items, run_one: ItemRunner):
+        return self._run(list(items), run_one)
+
+    def _run(self, items, run_one: ItemRunner):
+        if not self.actors:
+            self.prepare(run_one.fn, count=len(items))
+        fn = run_one.fn
+        splitter = getattr(fn, "split", None) if callable(getattr(fn, "run_part", None)) else None
+        policy = ray.put(run_one.without_fn())
+        rerun = not run_one.overwrite
+        todo = deque(items)             # items not looked at yet
+        units: deque = deque()          # (kind, item, payload) ready to go
+        flight: dict = {}               # ObjectRef -> (actor, kind, item, payload)
+        free = deque(a for _ in range(self.depth) for a in self.actors)   # one entry per free slot
+        splits: dict = {}               # id(item) -> _Split
+        interrupted = False
+        try:
+            while todo or units or flight:
+                while free and (units or todo):
+                    if not units:
+                        it = todo.popleft()
+                        if run_one.on_start is not None:
+                            run_one.on_start(it)
+                        out = run_one.precheck(it)
+                        if out is None and splitter is not None:
+                            out = self._split(it, run_one, splitter, splits, units)
+                        if out is not None:
+                            yield it, out
+                        elif id(it) not in splits:
+                            units.append(("run", it, None))
+                        continue
+                    kind, it, payload = units.popleft()
+                    actor = free.popleft()
+                    if kind == "run":
+                        ref = actor.run.remote(policy, it, rerun)
+                    elif kind == "part":
+                        ref = actor.part.remote(it, payload[1])
+                        splits[id(it)].flying += 1
+                    else:
+                        sp = splits[id(it)]
+                        ref = actor.join.remote(it, sp.parts, sp.results)
+                    flight[ref] = (actor, kind, it, payload)
+                if not flight:
+                    continue
+                ready, _ = ray.wait(list(flight), num_returns=1, timeout=0.5)
+                for ref in ready:
+                    actor, kind, it, payload = flight.pop(ref)
+                    free.append(actor)
+                    try:
+                        out = ray.get(ref)
+                    except ray.exceptions.RayError as e:
+                        out = Outcome("failed", error=_lost(e, self.retries))
+                    if kind == "run":
+                        yield it, out
+                    elif kind == "part":
+                        done = self._part_done(splits[id(it)], payload[0], out, units)
+                        if done is not None:
+                            yield it, done
+                    else:
+                        sp = splits.pop(id(it))
+                        out.seconds = time.perf_counter() - sp.t0
+                        if out.status != "ok":
+                            self._discard(fn, sp)
+                        yield it, out
+        except BaseException:
+            interrupted = True
+            raise
+        finally:
+            self._stop(flight, interrupted)
+            for sp in splits.values():
+                self._discard(fn, sp)
+            self.close()
+
+    # -- split items -------------------------------------------------------------------------------------------------
+    @staticmethod
+    def _split(it, run_one, splitter, splits, units) -> Outcome | None:
+        """Split ``it`` into parts (queued first), or None to run it whole; an Outcome if splitting failed."""
+        got: list = []
+        out = captured(lambda: got.append(splitter(it)))
+        if out.status != "ok":
+            return out
+        parts = got[0]
+        if not parts or len(parts) < 2:
+            return None
+        splits[id(it)] = _Split(it, list(parts), results=[None] * len(parts), left=len(parts))
+        for k, p in reversed(list(enumerate(parts))):
+            units.appendleft(("part", it, (k, p)))
+        return None
+
+    def _part_done(self, sp: _Split, k: int, out: Outcome, units) -> Outcome | None:
+        """Book a finished part; the item's outcome when a part failed (first failure only)."""
+        sp.flying -= 1
+        if sp.failed is not None:
+            if sp.flying == 0:
+                self._discard(self._fn, sp)
+            return None
+        if out.status != "ok":
+            sp.failed = out
+            out.seconds = time.perf_counter() - sp.t0
+            kept = [u for u in units if u[1] is not sp.item]
+            units.clear()
+            units.extend(kept)
+            if sp.flying == 0:
+                self._discard(self._fn, sp)
+            return out
+        sp.results[k] = out.fields.get("result")
+        sp.left -= 1
+        if sp.left == 0:
+            units.appendleft(("join", sp.item, None))
+        return None
+
+    @staticmethod
+    def _discard(fn, sp: _Split) -> None:
+        discard = getattr(fn, "discard", None)
+        if callable(discard) and not getattr(sp, "_discarded", False):
+            sp._discarded = True
+            try:
+                discard(sp.item, sp.parts)
+            except Exception:  # noqa: BLE001 - cleaning up must not mask the outcome
+                pass
+
+    # -- stopping ----------------------------------------------------------------------------------------------------
+    def _stop(self, flight: dict, interrupted: bool) -> None:
+        """Cancel what is queued, interrupt what runs, give it ``grace`` seconds to clean up."""
+        if not flight:
+            return
+        refs = list(flight)
+        for ref in refs:
+            try:
+                ray.cancel(ref)
+            except Exception:  # noqa: BLE001 - already finished or not cancellable
+                pass
+        for a in {id(v[0]): v[0] for v in flight.values()}.values():
+            try:
+                a.interrupt.remote()
+            except Exception:  # noqa: BLE001
+                pass
+        deadline = time.monotonic() + self.grace
+        while refs and time.monotonic() < deadline:
+            try:
+                _, refs = ray.wait(refs, num_returns=len(refs), timeout=0.5)
+            except KeyboardInterrupt:       # a second Ctrl-C: stop now
+                break
