@@ -40,7 +40,7 @@ SHARED = Path(os.environ.get("MATTECLI_SHARED", ROOT.parent / "shared"))
 # name -> (model to load, oracle folder or None, load options, sizes (square side), extra cases (options, sizes))
 CASES = {
     "closed-form": ("closed-form", None, {}, (256, 512, 768, 1024, 1280, 1600), ()),
-    "closed-form.blob": ("closed-form", None, {"_trimap": "blob"}, (256, 384, 512, 640, 768, 896), ()),
+    "closed-form.blob": ("closed-form", None, {"_trimap": "blob"}, (256, 384, 512, 640, 768, 896, 1152), ()),
     "closed-form/pymatting": ("closed-form", None, {"solver": "pymatting"}, (256, 512, 768), ()),
     "knn": ("knn", None, {}, (256, 512, 768), ()),
     "lkm": ("lkm", None, {}, (256, 512, 768), ()),
@@ -67,7 +67,8 @@ CASES = {
                     (256, 512, 1024), ()),
     "gfm.r101-tt": ("gfm.r101-tt", "gfm_r101_tt", {"max_size": 512, "shorter_path_limitation": 512},
                     (256, 512, 1024), ()),
-    "bgmv2": ("bgmv2.resnet50", "bgmv2_resnet50", {}, (512, 1024, 2048, 4096), ()),
+    "bgmv2": ("bgmv2.resnet50", "bgmv2_resnet50", {}, (512, 1024, 2048, 4096),
+              (({"backbone_scale": 0.5}, (1024, 2048)),)),
     "bgmv2.full": ("bgmv2.resnet50", "bgmv2_resnet50", {"refine_mode": "full"}, (256, 512, 1024), ()),
     "bgmv2.resnet101": ("bgmv2.resnet101", "bgmv2_resnet101", {}, (512, 1024, 2048, 4096), ()),
     "bgm": ("bgm", "bgmv1_netg", {"segmenter": None}, (256, 512, 1024), ()),

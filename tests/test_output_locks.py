@@ -125,8 +125,7 @@ def _alpha(tmp_path):
 
 
 def _cli_code(args: list, wait: bool = False) -> str:
-    pre = "from mattecli.batch import locks\nlocks.wait()\n" if wait else ""
-    return f"{pre}from mattecli.cli.app import main\nmain({args!r})\n"
+    return f"from mattecli.cli.app import main\nmain({args + ['--wait'] if wait else args!r})\n"
 
 
 def test_image_verb_racing_on_one_output(tmp_path):
@@ -163,11 +162,8 @@ class Gated(vh.FakeTemporal):
 vh.Gated = Gated
 registry.register(vh.ModelEntry(name="fake-gated", family="fake", summary="waits for a gate file",
                                 adapter="video_helpers:Gated", options={{"gain": vh.Option(4.0, "float")}}))
-if {wait!r}:
-    from mattecli.batch import locks
-    locks.wait()
 from mattecli.cli.app import main
-main(["video", {src!r}, "-m", "fake-gated", "-t", "alpha", "-o", {out!r}, "-b", "4", "-q"])
+main(["video", {src!r}, "-m", "fake-gated", "-T", "alpha", "-o", {out!r}, "-b", "4", "-q"] + (["--wait"] if {wait!r} else []))
 """
 
 

@@ -111,6 +111,9 @@ class ModelEntry:
     classes: tuple[str, ...] = ()      # segmenters: class names by index
     quality: int = 0                   # --model auto: higher is preferred among available entries
     memory: MemoryModel | None = None  # peak memory per input size (None: not measured, no guard)
+    #: --runtime auto: device type -> runtimes fastest first, as measured (benchmarks/runtimes.py), e.g.
+    #: {"cpu": ("openvino", "onnxruntime")}; the first installed one runs; torch when none is or the type is absent
+    runtimes: Mapping[str, tuple] = field(default_factory=dict)
 
     def __post_init__(self):
         bad = [k for k, o in self.options.items() if not isinstance(o, Option)]

@@ -81,14 +81,15 @@ def _acquire(lp: str, path: str, wait_: bool, on_wait: Callable[[], None] | None
     while True:
         lock = FileLock(lp)
         try:
-            lock.acquire(timeout=0)
-        except Timeout:
-            if not wait_:
-                raise _busy(path) from None
-            if not told and on_wait is not None:
-                on_wait()
-            told = True
-            lock.acquire(timeout=-1)
+            try:
+                lock.acquire(timeout=0)
+            except Timeout:
+                if not wait_:
+                    raise _busy(path) from None
+                if not told and on_wait is not None:
+                    on_wait()
+                told = True
+                lock.acquire(timeout=-1)
         except OSError as e:
             raise MatteError(f"{path}: cannot create the lock file {lp} ({e.strerror or e}); choose a folder you "
                              "can write to", path=path) from None

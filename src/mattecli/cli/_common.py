@@ -34,6 +34,9 @@ def handle_errors(fn):
             error_line("interrupted")
             raise typer.Exit(exit_code(e))
         finally:
+            from ..batch import locks
+
+            locks.wait(False)
             for k, v in saved.items():
                 if v is None:
                     os.environ.pop(k, None)
@@ -59,6 +62,13 @@ def say(quiet: bool, msg: str) -> None:
         from ..console import info_line
 
         info_line(msg)
+
+
+def wait_policy(wait: bool) -> None:
+    """``--wait``: outputs another run is writing are waited for (this command only)."""
+    from ..batch import locks
+
+    locks.wait(wait)
 
 
 def fetch_policy(offline: bool = False, no_fetch: bool = False) -> None:

@@ -72,6 +72,7 @@ def register(app: typer.Typer) -> None:
         bits: int = flags.bits(),
         template: str = flags.template("{relpath}_{type}.{ext}", "{type} is composite or rgba."),
         overwrite: bool = flags.overwrite(),
+        wait: bool = flags.wait(),
         fail_fast: bool = flags.fail_fast(),
         report: Optional[str] = flags.report(),
         json_out: bool = flags.json_out(),
@@ -94,6 +95,9 @@ def register(app: typer.Typer) -> None:
         from ..errors import UsageError
         from ..imaging.colour import parse_colour
         from ..imaging.composite import FITS
+        from ._common import wait_policy
+
+        wait_policy(wait)
         from ..imaging.foreground import METHODS
         from ..tasks import planned_outputs
         from ..tasks.composite import CompositeTask, parse_types

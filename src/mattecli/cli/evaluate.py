@@ -15,7 +15,7 @@ from typing import Optional
 import typer
 
 from . import flags
-from ._common import fetch_policy, handle_errors, model_options, warn_line
+from ._common import fetch_policy, handle_errors, model_options, wait_policy, warn_line
 
 
 def _p(value: Optional[str]) -> Optional[Path]:
@@ -56,6 +56,9 @@ def eval_command(
                                                     "(Composition-1k: 20)."),
     trimap_radius: int = typer.Option(10, "--trimap-radius", help="Radius (px) of the generated trimaps' unknown "
                                                                   "band (see docs)."),
+    unknown_values: Optional[str] = typer.Option(None, "--unknown-values", metavar="V[,V...]",
+                                                 help="Trimap grey values scored as unknown (default: 128 only, as "
+                                                      "the official code), e.g. 102 for pymatting's trimaps."),
     whole_image: bool = flags.flag(False, "--whole-image", help="Score every pixel (no trimap), also in --model "
                                                                 "modes."),
     video: bool = flags.flag(False, "--video", help="Video mode: --pred/--gt are sequences; adds dtSSD and "
@@ -69,6 +72,7 @@ def eval_command(
                                              "e.g. sad=40,mse=0.01."),
     jobs: int = typer.Option(1, "--jobs", "-j", help="Worker processes for the metrics (parallel over images)."),
     quiet: bool = flags.quiet("No score table."),
+    wait: bool = flags.wait(),
 ) -> None:
     """Score alpha mattes against ground truth (SAD, MSE, Grad, Conn as the official DIM/Composition-1k MATLAB code; dtSSD and MESSDdt for video).
 
@@ -99,6 +103,7 @@ def eval_command(
     rp.check_out_file(report, "--report")
     file_fmt = rp.file_format(report)
     fetch_policy(offline, no_fetch)
+    wait_policy(wait)
     t_start = time.perf_counter()
 
     if video:
@@ -107,6 +112,8 @@ def eval_command(
         if model or comp or images or bg:
             raise UsageError("--video scores existing predictions: drop --model/--images/--bg/--foreground/--alpha/"
                              "--backgrounds")
+        if unknown_values is not None:
+            raise UsageError("--unknown-values: --video scores whole frames (no trimaps); drop it")
         job = modes.video_job(_p(pred), _p(gt), not no_messddt)
     elif comp or model is not None:
         if comp:
@@ -130,7 +137,8 @@ def eval_command(
         job = modes.model_job(model, model_options(resolve(model)[0], option), images=_p(images), gt=_p(gt),
                               trimap=_p(trimap), plates=_p(bg), save_pred=_p(save_pred), weights=_p(weights),
                               device=device, whole_image=whole_image, trimap_radius=trimap_radius,
-                              composition=(_p(foreground), _p(alpha), _p(backgrounds), per_fg) if comp else None)
+                              composition=(_p(foreground), _p(alpha), _p(backgrounds), per_fg) if comp else None,
+                              unknown_values=unknown_values)
     else:
         if pred is None or gt is None:
             raise UsageError("give --pred DIR --gt DIR [--trimap DIR], or --model NAME --images DIR --gt DIR, "
@@ -138,7 +146,7 @@ def eval_command(
                              "PATH --gt PATH")
         if images is not None or bg is not None or save_pred is not None:
             raise UsageError("--images/--bg/--save-pred need --model NAME")
-        job = modes.folder_job(_p(pred), _p(gt), _p(trimap), whole_image)
+        job = modes.folder_job(_p(pred), _p(gt), _p(trimap), whole_image, unknown_values=unknown_values)
 
     # per-item errors are printed by the batch runner as they happen, even with -q (which hides the table only)
     rows, errors, code = modes.run_job(job, jobs, quiet)
@@ -152,6 +160,8 @@ def eval_command(
         rep["exceeded"] = bad
     if not quiet:
         rp.print_table(rep, sys.stderr)
+    elif rp.left_out_note(rep):
+        warn_line(rp.left_out_note(rep))
     if file_fmt is not None:
         try:
             rp.write_text(rp.to_json(rep) if file_fmt == "json" else rp.to_csv(rep), os.fspath(report))

@@ -66,6 +66,10 @@ MEANINGS = {
     "--template": "Output file names, under -o DIR or (without -o) beside the inputs.",
     "--overwrite": "Replace outputs that exist (default: an input whose outputs all exist is skipped, and one whose "
                    "outputs partly exist is an error).",
+    "--wait": "When another mattecli run is writing an output, wait for it to finish (default: that input fails "
+              "at once, naming the output).",
+    "--allow-truncated": "Video: when an input ends early (truncated or damaged), keep the frames that decode with "
+                         "a warning (default: that clip fails, naming the frame).",
     "--align": "Background models: align the plate to a hand-held shot (feature matching + homography); a failed "
                "match warns and uses the plate as is.",
     "--executor": "Where the inputs are processed: local (this process, one after another) or ray (Ray actors "
@@ -202,6 +206,14 @@ def template(default: Optional[str], more: str = "") -> Any:
 
 def overwrite() -> Any:
     return flag(False, "--overwrite", help=_help("--overwrite"))
+
+
+def wait() -> Any:
+    return flag(False, "--wait", help=_help("--wait"))
+
+
+def allow_truncated() -> Any:
+    return flag(False, "--allow-truncated", help=_help("--allow-truncated"))
 
 
 # -- running -------------------------------------------------------------------------------------------------------

@@ -45,6 +45,7 @@ def register(app: typer.Typer) -> None:
                                                         "(feature matching + homography); a failed match warns and "
                                                         "uses the plate as is."),
         overwrite: bool = flags.overwrite(),
+        wait: bool = flags.wait(),
         executor: Optional[str] = flags.executor(),
         ray_address: Optional[str] = flags.ray_address(),
         offline: bool = flags.offline(),
@@ -71,7 +72,7 @@ def register(app: typer.Typer) -> None:
         from .. import batch
         from ..errors import UsageError
         from ..tasks.matte import ESTIMATES, MatteTask, parse_types
-        from ._common import fetch_policy, say
+        from ._common import fetch_policy, say, wait_policy
 
         types = parse_types(output_type)
         if estimate not in ESTIMATES:
@@ -89,6 +90,7 @@ def register(app: typer.Typer) -> None:
 
         ex = executors.make(executor, ray_address, device=device, quiet=quiet)
         fetch_policy(offline, no_fetch)
+        wait_policy(wait)
         excl = batch.output_excludes(output)
         items = batch.expand_inputs(inputs, exclude=excl)
 

@@ -93,6 +93,7 @@ def register(app: typer.Typer) -> None:
         template: str = flags.template("{relpath}_trimap.{ext}", "The default _trimap suffix pairs with `matte "
                                                                  "--trimap DIR`."),
         overwrite: bool = flags.overwrite(),
+        wait: bool = flags.wait(),
         offline: bool = flags.offline(),
         no_fetch: bool = flags.no_fetch(),
         fail_fast: bool = flags.fail_fast(),
@@ -117,12 +118,13 @@ def register(app: typer.Typer) -> None:
         from ..errors import UsageError
         from ..tasks import planned_outputs
         from ..tasks.trimap import TrimapTask
-        from ._common import fetch_policy, say
+        from ._common import fetch_policy, say, wait_policy
 
         band = _check_values(lo, hi, threshold, kernel, band, mask, from_alpha, segmenter, classes)
         batch.check_device_precision(device)
         batch.check_report(report)
         fetch_policy(offline, no_fetch)
+        wait_policy(wait)
         kind = "mask" if mask else ("alpha" if from_alpha else "segmenter")
         partner = mask or from_alpha
         pflag = "--mask" if mask else "--from-alpha"

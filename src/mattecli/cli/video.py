@@ -78,6 +78,8 @@ def register(app: typer.Typer) -> None:
                                         "playable *.partial.* outputs."),
         threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for the model (torch)."),
         overwrite: bool = flags.overwrite(),
+        wait: bool = flags.wait(),
+        allow_truncated: bool = flags.allow_truncated(),
         offline: bool = flags.offline(),
         no_fetch: bool = flags.no_fetch(),
         fail_fast: bool = flags.fail_fast(),
@@ -97,7 +99,7 @@ def register(app: typer.Typer) -> None:
             precision=precision, downsample_ratio=downsample_ratio, smooth=smooth, lossless=lossless, codec=codec,
             crf=crf, preset=preset, bits=bits, align=align, fps=fps, audio=not no_audio, keep_partial=keep_partial,
             threads=threads, quiet=quiet, verbose=verbose, report=report, json_out=json_out, fail_fast=fail_fast,
-            overwrite=overwrite)
+            overwrite=overwrite, wait=wait, allow_truncated=allow_truncated)
         cmd = VideoCommand(settings)
         entry = cmd.choose_model()
         options = model_options(entry, option, **cmd.model_extra())

@@ -132,7 +132,8 @@ def model_job(model: str, options: dict, *, images=None, gt=None, trimap=None, p
     prepare = _predictor(backend, planned, composition is not None, whole_image, trimap_radius, unknown_values)
     generated = f"trimap == 128 (generated, radius {trimap_radius})"
     extra = {"model": entry.name,
-             "region": "whole image" if whole_image else (describe(unknown_values) if trimap is not None else generated)}
+             "region": "whole image" if whole_image else
+             (describe(unknown_values) if trimap is not None else generated)}
     if composition is not None:
         extra["per_fg"] = composition[3]
     sha = getattr(backend, "weights_sha256", None)

@@ -119,7 +119,8 @@ def _ended_early(stream, n: int, last_t: float | None) -> str | None:
 
     rate = float(stream.average_rate or stream.guessed_rate or 25)
     tb = stream.time_base
-    dur = float(stream.duration * tb) if stream.duration and tb else _tag_seconds((stream.metadata or {}).get("DURATION"))
+    dur = (float(stream.duration * tb) if stream.duration and tb
+           else _tag_seconds((stream.metadata or {}).get("DURATION")))
     expected = stream.frames or (int(round(dur * rate)) if dur else 0)
     if not expected or n >= expected:
         return None

@@ -24,7 +24,8 @@ _MANY = 4                          # more grey values than this: probably not a 
 
 
 def parse_unknown_values(spec: str | Iterable[int] | None) -> tuple[int, ...] | None:
-    """``"102"`` / ``"102,128"`` / ``[102]`` -> ``(102,)`` / ``(102, 128)``; None or empty -> None (the official 128)."""
+    """``"102"`` / ``"102,128"`` / ``[102]`` -> ``(102,)`` / ``(102, 128)``; None or empty -> None (128, as the
+    official code)."""
     if spec is None:
         return None
     parts = [p.strip() for p in spec.split(",")] if isinstance(spec, str) else [str(v) for v in spec]

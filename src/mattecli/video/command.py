@@ -170,7 +170,8 @@ class VideoCommand:
                     self.info(f"  -> {p.describe()}")
                 job = VideoJob(outputs=plans, batch_size=s.batch_size, plate=item.partners.get("bg"),
                                trimap=item.partners.get("trimap"), composite_bg=s.composite_bg, smooth=s.smooth,
-                               audio=s.audio, progress=not s.quiet and self.single, keep_partial=s.keep_partial)
+                               audio=s.audio, progress=not s.quiet and self.single, keep_partial=s.keep_partial,
+                               allow_truncated=s.allow_truncated, wait=s.wait)
                 res = pipeline.run_video(source, self.backend, job, notes=notes)
             finally:
                 source.close()
@@ -181,6 +182,7 @@ class VideoCommand:
         finally:
             for n in dict.fromkeys(notes):
                 warn_line(n)
-        self.info(f"{info.path}: {res.frames} frames in {res.seconds:.1f} s ({res.fps:.2f} fps)")
+        self.info(f"{info.path}: {res.frames_text()} in {res.seconds:.1f} s ({res.fps:.2f} fps)")
         return {"outputs": res.outputs, "width": info.width, "height": info.height, "frames": res.frames,
-                "fps": round(res.fps, 3), "batch_size": res.batch_size}
+                "frames_expected": getattr(res, "frames_expected", None), "fps": round(res.fps, 3),
+                "batch_size": res.batch_size}

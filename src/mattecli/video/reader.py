@@ -27,6 +27,8 @@ from .sequence import is_sequence_target, list_sequence, read_frame
 
 # swscale's colour matrices share their numbering with AVColorSpace for these values.
 SWS_COLORSPACES = {1, 4, 5, 6, 7, 9}
+# demuxers whose stream durations come from the file itself (an index, a header), not from a bit-rate estimate
+_TRUSTED_DURATIONS = {"mov", "mp4", "matroska", "webm", "avi", "mxf"}
 
 
 class TruncatedInput(InputError):
@@ -183,11 +185,14 @@ class VideoSource:
         else:
             dur = _tag_seconds((st.metadata or {}).get("DURATION"))
         start = float(st.start_time * st.time_base) if st.start_time is not None and st.time_base else 0.0
+        # where the video should end, from containers that store durations (others, MPEG-TS and raw streams, have
+        # them estimated from the bit rate: no truncation verdict from those)
+        trusted = bool(_TRUSTED_DURATIONS & set(c.format.name.split(",")))
         if dur:
-            self._video_end = start + dur
+            self._video_end = start + dur if trusted else None
         elif c.duration:
             dur = c.duration / 1e6
-            if len(c.streams) == 1:  # the file's duration is the video's only when nothing else is in it
+            if trusted and len(c.streams) == 1:  # the file's duration is the video's only when nothing else is in it
                 self._video_end = (c.start_time or 0) / 1e6 + dur
         count = st.frames or (int(round(dur * float(rate))) if dur and rate else None)
         self._frames_iter = self._decode_video()

@@ -5,8 +5,8 @@ Every output is written under a hidden name of its own next to its final path (:
 (:mod:`mattecli.batch.locks`, taken by the pipeline), and renamed only once it is complete and verified. Interrupted
 runs therefore leave either a playable, clearly named partial output (the container is closed properly: encoder
 flushed, trailer written), renamed to :func:`partial_path` (``clip.partial.mov``, ``frames.partial/``), or nothing;
-never a corrupt file at the final path. Implementations: :class:`~mattecli.video.video_file.VideoFileSink` (a container with audio copied)
-and :class:`~mattecli.video.png_sequence.PngSequenceSink` (numbered PNG files).
+never a corrupt file at the final path. Implementations: :class:`~mattecli.video.video_file.VideoFileSink` (a
+container with audio copied) and :class:`~mattecli.video.png_sequence.PngSequenceSink` (numbered PNG files).
 """
 from __future__ import annotations
 
@@ -44,7 +44,8 @@ def partial_path(final: str) -> str:
 
 def work_path(final: str) -> str:
     """Where an output is written while it is being made, unique to this run and hidden (never an input):
-    ``out/clip.mov`` -> ``out/.clip.mov.<pid>-<random>.partial.mov``; ``out/seq`` -> ``out/.seq.<pid>-<random>.partial``."""
+    ``out/clip.mov`` -> ``out/.clip.mov.<pid>-<random>.partial.mov``;
+    ``out/seq`` -> ``out/.seq.<pid>-<random>.partial``."""
     d, b = os.path.split(final)
     ext = os.path.splitext(b)[1]
     return os.path.join(d, f".{b}.{os.getpid()}-{secrets.token_hex(4)}.partial{ext}")

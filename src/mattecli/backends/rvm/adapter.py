@@ -14,6 +14,7 @@ throughput but multiplies the full-size temporaries; it also makes batch 4 bit-i
 from __future__ import annotations
 
 from ..base import Prediction, TorchBackend
+from ..runtimes.parts import Part
 from .convert import RVMConverter, detect_variant, has_segmentation, is_folded_layout
 from .ratio import auto_downsample_ratio
 
@@ -30,6 +31,9 @@ class RVMAdapter(TorchBackend):
     #: frames per network call in predict_batch on CPU (see the module docstring). None = the whole batch as one
     #: [1,T] sequence (the GPU path).
     cpu_frame_chunk = 1
+    #: --runtime onnxruntime/openvino: the network at its own resolution (net.core, one frame per call, the states
+    #: as inputs and outputs); the full-size guided-filter step is a fused kernel on the CPU (runtimes.kernels)
+    runtime_parts = (Part("net", "core", fixed_batch=True),)
 
     def __init__(self, entry, weights_set=None, **kwargs):
         self._rec: list | None = None
@@ -83,12 +87,69 @@ class RVMAdapter(TorchBackend):
 
     # -- pipeline ---------------------------------------------------------------------------------------------------
     def encode(self, batch):
-        """ToTensor (uint8 / 255 in float32, then the model dtype) -> one sequence [1, T=B, 3, H, W]."""
+        """ToTensor (uint8 / 255 in float32, then the model dtype) -> one sequence [1, T=B, 3, H, W]. With an
+        engine on the CPU, uint8 frames stay uint8: the kernels divide by 255 as they read them."""
         import torch
 
         ratio = self.ratio_for(*batch.size)
+        if batch.image.dtype == torch.uint8 and self._engine_usable():
+            return (batch.image.unsqueeze(0), ratio), ratio
         src = batch.float_image(torch.float32).to(self.dtype).unsqueeze(0)
         return (src, ratio), ratio
+
+    # -- runtimes ---------------------------------------------------------------------------------------------------
+    def _engine_usable(self) -> bool:
+        """An engine runs net.core (see runtime_parts) and nothing asks for torch (forward hooks, another dtype)."""
+        import torch
+
+        from ..runtimes import engine_active
+        from ..runtimes.hook import hooks_present
+
+        return (engine_active(self) and self.device.type == "cpu" and self.dtype == torch.float32
+                and next(self.net.parameters()).dtype == torch.float32 and not hooks_present(self.net))
+
+    def export_mode(self):
+        """Export in NCHW (the graph's layout is the engine's business; our NHWC concatenations do not trace)."""
+        from contextlib import contextmanager
+
+        @contextmanager
+        def nchw():
+            was = self.net.channels_last
+            self.net.use_channels_last(False)
+            try:
+                yield
+            finally:
+                self.net.use_channels_last(was)
+
+        return nchw()
+
+    def _engine_frames(self, src, ratio: float):
+        """src [1,T,3,H,W] (uint8 or float32, CPU) -> (fgr, pha) [T,C,H,W], frame by frame: the resize to the
+        network's size and the full-size refiner step as fused kernels, net.core on the engine."""
+        import torch
+
+        from ..runtimes import kernels
+
+        T, _, H, W = src.shape[1:]
+        refine = bool(self.always_refine or ratio != 1)
+        fgr = torch.empty((T, H, W, 3), dtype=torch.float32)
+        pha = torch.empty((T, 1, H, W), dtype=torch.float32)
+        for t in range(T):
+            x = src[0, t]
+            if ratio != 1:
+                x_sm = kernels.downsample(x, ratio)
+            else:
+                x_sm = (x.float() / 255.0 if x.dtype == torch.uint8 else x)[None].contiguous()
+            if self._rec[0] is None:
+                self._rec = [torch.zeros(s) for s in self.net.state_shapes(1, *x_sm.shape[-2:])]
+            out, *self._rec = self.net.core(x_sm, *self._rec, refine=refine)
+            if refine:
+                kernels.guided_apply(out[0], x, fgr[t], pha[t])
+            else:
+                xf = x_sm[0]
+                fgr[t] = (out[0, :3] + xf).clamp_(0.0, 1.0).permute(1, 2, 0)
+                pha[t] = out[0, 3:].clamp(0.0, 1.0)
+        return fgr.permute(0, 3, 1, 2), pha
 
     def _step(self, src, ratio: float):
         """src [1,T,3,H,W] -> (fgr, pha) [T,C,H,W]; the recurrent state is read and replaced."""
@@ -101,10 +162,12 @@ class RVMAdapter(TorchBackend):
         import torch
 
         src, ratio = inputs
-        key = (tuple(src.shape[-2:]), ratio, src.dtype, src.device)
+        key = (tuple(src.shape[-2:]), ratio, self.dtype, src.device)
         if self._rec_key != key or self._rec is None:   # a new size/ratio/dtype starts a new sequence
             self._rec = [None] * 4
             self._rec_key = key
+        if self._engine_usable():
+            return self._engine_frames(src, ratio)
         chunk = self.cpu_frame_chunk if src.device.type == "cpu" else None
         if chunk and src.shape[1] > chunk:
             parts = [self._step(src[:, i:i + chunk], ratio) for i in range(0, src.shape[1], chunk)]

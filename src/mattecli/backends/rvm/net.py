@@ -229,6 +229,10 @@ class DeepGuidedFilterRefiner(nn.Module):
         )
 
     def forward(self, fine_src, base_src, base_fgr, base_pha, base_hid):
+        return self.apply(fine_src, self.coefficients(base_src, base_fgr, base_pha, base_hid))
+
+    def coefficients(self, base_src, base_fgr, base_pha, base_hid) -> Tensor:
+        """The filter's A and b at the network's resolution, [B,8,h,w] (A: 4 channels, then b)."""
         base_x = cat_channels([base_src, base_src.mean(1, keepdim=True)])
         base_y = cat_channels([base_fgr, base_pha])
         mean_x = self.box_filter(base_x)
@@ -237,11 +241,15 @@ class DeepGuidedFilterRefiner(nn.Module):
         var_x = self.box_filter(base_x * base_x) - mean_x * mean_x
         A = self.conv(cat_channels([cov_xy, var_x, base_hid]))
         b = mean_y - A * mean_x
-        # official: A, b bilinearly resized to the full size; out = A * [fine_src, mean(fine_src)] + b, split 3/1.
-        # Same arithmetic per element, organised for speed at full resolution: one resize of [A, b] in NCHW (like
-        # the full-size input) and no full-size concatenation of the guide.
+        return torch.cat([A, b], dim=1)
+
+    @staticmethod
+    def apply(fine_src, Ab):
+        """official: A, b bilinearly resized to the full size; out = A * [fine_src, mean(fine_src)] + b, split 3/1.
+        Same arithmetic per element, organised for speed at full resolution: one resize of [A, b] in NCHW (like the
+        full-size input) and no full-size concatenation of the guide (runtimes.kernels fuses it on the CPU)."""
         H, W = fine_src.shape[2:]
-        Ab = F.interpolate(torch.cat([A, b], dim=1).contiguous(), (H, W), mode="bilinear", align_corners=False)
+        Ab = F.interpolate(Ab.contiguous(), (H, W), mode="bilinear", align_corners=False)
         fgr = Ab[:, 0:3] * fine_src
         fgr += Ab[:, 4:7]
         pha = fine_src.mean(1, keepdim=True)
@@ -265,6 +273,17 @@ class FastGuidedFilterRefiner(nn.Module):
         ky = torch.full((c, 1, k, 1), 1 / k, device=x.device, dtype=x.dtype)
         x = F.conv2d(x, kx, padding=(0, self.r), groups=c)
         return F.conv2d(x, ky, padding=(self.r, 0), groups=c)
+
+    def coefficients(self, base_src, base_fgr, base_pha, base_hid=None) -> Tensor:
+        """A and b at the network's resolution, [B,8,h,w] (the refiner step :meth:`forward` upsamples)."""
+        lr_x = torch.cat([base_src, base_src.mean(1, keepdim=True)], dim=1)
+        lr_y = torch.cat([base_fgr, base_pha], dim=1)
+        mean_x = self.box(lr_x)
+        mean_y = self.box(lr_y)
+        cov_xy = self.box(lr_x * lr_y) - mean_x * mean_y
+        var_x = self.box(lr_x * lr_x) - mean_x * mean_x
+        A = cov_xy / (var_x + self.eps)
+        return torch.cat([A, mean_y - A * mean_x], dim=1)
 
     def forward(self, fine_src, base_src, base_fgr, base_pha, base_hid=None):
         lr_x = torch.cat([base_src, base_src.mean(1, keepdim=True)], dim=1)
@@ -313,6 +332,28 @@ class MattingNetwork(nn.Module):
     @property
     def state_channels(self) -> tuple[int, int, int, int]:
         return (16, 20, 40, 64) if self.variant == "mobilenetv3" else (16, 32, 64, 128)
+
+    def core(self, x_sm: Tensor, r1: Tensor, r2: Tensor, r3: Tensor, r4: Tensor, refine: bool = True):
+        """Everything at the network's resolution, for frames of independent one-frame steps ([N,3,h,w], states
+        [N,C,h/2^k,w/2^k]): -> (out, r1, r2, r3, r4) with out = the refiner's coefficients [N,8,h,w] (``refine``)
+        or project_mat's [fgr_residual, pha] [N,4,h,w]. What the runtimes export (the full-size step runs outside
+        the graph, see runtimes.kernels); the same operations as :meth:`forward`."""
+        f1, f2, f3, f4 = self.backbone(x_sm)
+        f4 = self.aspp(f4)
+        hid, r1, r2, r3, r4 = self.decoder(x_sm, f1, f2, f3, f4, r1, r2, r3, r4, (x_sm.size(0), 1))
+        out = self.project_mat(hid)
+        if refine:
+            fgr_residual, pha = out.split([3, 1], dim=1)
+            out = self.refiner.coefficients(x_sm, fgr_residual, pha, hid)
+        return out, r1, r2, r3, r4
+
+    def state_shapes(self, n: int, h: int, w: int) -> list[tuple]:
+        """Recurrent state shapes for n frames of h x w at the network's resolution (strides 2, 4, 8, 16,
+        rounded up)."""
+        out = []
+        for k, c in zip((2, 4, 8, 16), self.state_channels):
+            out.append((n, c, -(-h // k), -(-w // k)))
+        return out
 
     def forward(self, src: Tensor, r1: Optional[Tensor] = None, r2: Optional[Tensor] = None,
                 r3: Optional[Tensor] = None, r4: Optional[Tensor] = None, downsample_ratio: float = 1.0,

@@ -6,10 +6,11 @@
   system mounted at the same place);
 * each actor holds :data:`DEPTH` items at a time (one running, one queued: no idle gap for the round trip; the rest
   stay on the driver: backpressure), and every finished item comes back on its own, in completion order;
-* faults: actors restart when their process dies (``max_restarts=-1``) and Ray retries the calls they held
-  (``max_task_retries``); an item that still fails that way (it kills its worker every time) is that item's error.
-  Items are prechecked here (skip/resume), so a retried item whose outputs are already complete was written by the
-  attempt that died: it is reported, not written again;
+* faults: Ray restarts an actor whose process dies (``max_restarts=-1``; on another node if the node is gone) and
+  the calls it held go back to the queue; the one it was running is charged with the death, and after
+  ``retries + 1`` deaths (it kills every worker it runs on) it is that item's error. Items are prechecked here
+  (skip/resume), so a retried item whose outputs are already complete was written by the attempt that died: it is
+  reported, not written again;
 * Ctrl-C / SIGTERM / ``--fail-fast``: queued calls are cancelled, running ones interrupted inside the worker (a
   ``KeyboardInterrupt`` in the task's thread, so its atomic writes clean up exactly as locally), then the actors are
   stopped (and the local Ray this run started, if it did).
@@ -115,11 +116,16 @@ class _Split:
     t0: float = field(default_factory=time.perf_counter)
 
 
+def _died(e: Exception) -> bool:
+    """The error of a call whose worker process died (killed, crashed, out of memory, node lost)."""
+    return isinstance(e, (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError,
+                          ray.exceptions.NodeDiedError, ray.exceptions.OutOfMemoryError))
+
+
 def _lost(e: Exception, retries: int) -> str:
     name = type(e).__name__
     first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-    if isinstance(e, (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError,
-                      ray.exceptions.OutOfMemoryError)):
+    if _died(e):
         return (f"its Ray worker died {retries + 1} times while working on it ({name}); the input may crash the "
                 "model or need more memory")
     return f"Ray: {name}: {first}" if first else f"Ray: {name}"
@@ -180,7 +186,9 @@ class RayExecutor:
         self._connect()
         n, opts = self._sizing(count)
         cls = ray.remote(concurrency_groups={"control": 1})(Worker)
-        cls = cls.options(max_restarts=-1, max_task_retries=self.retries, **opts)
+        # Ray restarts a worker whose process died; its calls are put back here (Ray's own max_task_retries would
+        # spend its budget on "actor unavailable" while the worker restarts, and cannot tell which call killed it)
+        cls = cls.options(max_restarts=-1, max_task_retries=0, **opts)
         self._fn = fn
         self.actors = [cls.remote(fn, os.getcwd()) for _ in range(n)]
         try:
@@ -218,74 +226,127 @@ class RayExecutor:
             self.prepare(run_one.fn, count=len(items))
         fn = run_one.fn
         splitter = getattr(fn, "split", None) if callable(getattr(fn, "run_part", None)) else None
-        policy = ray.put(run_one.without_fn())
-        rerun = not run_one.overwrite
+        self._policy = ray.put(run_one.without_fn())
+        self._rerun = not run_one.overwrite
         todo = deque(items)             # items not looked at yet
-        units: deque = deque()          # (kind, item, payload) ready to go
-        flight: dict = {}               # ObjectRef -> (actor, kind, item, payload)
-        free = deque(a for _ in range(self.depth) for a in self.actors)   # one entry per free slot
+        self._units = deque()           # (kind, item, payload) ready to go
+        self._flight = {}               # ObjectRef -> (actor, kind, item, payload)
+        self._queues = {id(a): deque() for a in self.actors}    # each actor's calls, oldest (running) first
+        self._free = deque(a for _ in range(self.depth) for a in self.actors)   # one entry per free slot
+        self._deaths: dict = {}         # unit -> workers it was running on when they died
         splits: dict = {}               # id(item) -> _Split
-        interrupted = False
+        self._splits = splits
+        self._on_start = run_one.on_start or (lambda it: None)     # told when an item starts running on a worker
         try:
-            while todo or units or flight:
-                while free and (units or todo):
-                    if not units:
-                        it = todo.popleft()
-                        if run_one.on_start is not None:
-                            run_one.on_start(it)
-                        out = run_one.precheck(it)
-                        if out is None and splitter is not None:
-                            out = self._split(it, run_one, splitter, splits, units)
-                        if out is not None:
-                            yield it, out
-                        elif id(it) not in splits:
-                            units.append(("run", it, None))
+            while todo or self._units or self._flight:
+                while self._free and (self._units or todo):
+                    if self._units:
+                        self._submit(*self._units.popleft())
                         continue
-                    kind, it, payload = units.popleft()
-                    actor = free.popleft()
-                    if kind == "run":
-                        ref = actor.run.remote(policy, it, rerun)
-                    elif kind == "part":
-                        ref = actor.part.remote(it, payload[1])
-                        splits[id(it)].flying += 1
-                    else:
-                        sp = splits[id(it)]
-                        ref = actor.join.remote(it, sp.parts, sp.results)
-                    flight[ref] = (actor, kind, it, payload)
-                if not flight:
+                    it = todo.popleft()
+                    out = run_one.precheck(it)
+                    if out is None and splitter is not None:
+                        out = self._split(it, splitter)
+                    if out is not None:
+                        yield it, out
+                    elif id(it) not in splits:
+                        self._units.append(("run", it, None))
+                if not self._flight:
                     continue
-                ready, _ = ray.wait(list(flight), num_returns=1, timeout=0.5)
+                ready, _ = ray.wait(list(self._flight), num_returns=1, timeout=0.5)
                 for ref in ready:
-                    actor, kind, it, payload = flight.pop(ref)
-                    free.append(actor)
-                    try:
-                        out = ray.get(ref)
-                    except ray.exceptions.RayError as e:
-                        out = Outcome("failed", error=_lost(e, self.retries))
-                    if kind == "run":
-                        yield it, out
-                    elif kind == "part":
-                        done = self._part_done(splits[id(it)], payload[0], out, units)
-                        if done is not None:
-                            yield it, done
-                    else:
-                        sp = splits.pop(id(it))
-                        out.seconds = time.perf_counter() - sp.t0
-                        if out.status != "ok":
-                            self._discard(fn, sp)
-                        yield it, out
-        except BaseException:
-            interrupted = True
-            raise
+                    if ref not in self._flight:          # settled with its worker's death
+                        continue
+                    for r, out in self._settle(ref):
+                        actor, kind, it, payload = self._pop(r)
+                        yield from self._finish(kind, it, payload, out)
         finally:
-            self._stop(flight, interrupted)
+            self._stop(self._flight)
             for sp in splits.values():
                 self._discard(fn, sp)
             self.close()
 
+    def _submit(self, kind: str, it, payload) -> None:
+        actor = self._free.popleft()
+        if kind == "run":
+            ref = actor.run.remote(self._policy, it, self._rerun)
+        elif kind == "part":
+            ref = actor.part.remote(it, payload[1])
+            self._splits[id(it)].flying += 1
+        else:
+            sp = self._splits[id(it)]
+            ref = actor.join.remote(it, sp.parts, sp.results)
+        self._flight[ref] = (actor, kind, it, payload)
+        q = self._queues[id(actor)]
+        q.append(ref)
+        if len(q) == 1:             # the actor's only call: it runs now
+            self._on_start(it)
+
+    def _pop(self, ref):
+        unit = self._flight.pop(ref)
+        q = self._queues[id(unit[0])]
+        head = q[0] if q else None
+        q.remove(ref)
+        self._free.append(unit[0])
+        if ref == head and q and q[0] in self._flight:      # the next call of that actor runs now
+            self._on_start(self._flight[q[0]][2])
+        return unit
+
+    def _settle(self, ref) -> list:
+        """[(ref, Outcome)] to book for a finished call. When its worker died: all the calls that worker held,
+        oldest first; the one it was running when it died is charged with the death (its error once it has
+        killed ``retries + 1`` workers), the others go back to the queue as they were (Ray restarts the worker)."""
+        try:
+            return [(ref, ray.get(ref))]
+        except ray.exceptions.RayError as e:
+            if not _died(e):
+                return [(ref, Outcome("failed", error=_lost(e, self.retries)))]
+        actor = self._flight[ref][0]
+        held = [r for r in self._queues[id(actor)] if r in self._flight]
+        ray.wait(held, num_returns=len(held), timeout=10)
+        booked, back, charged = [], [], False
+        for r in held:
+            try:
+                booked.append((r, ray.get(r, timeout=0)))         # finished before the worker died
+                continue
+            except ray.exceptions.GetTimeoutError:
+                pass
+            except ray.exceptions.RayError as e:
+                if not _died(e):
+                    booked.append((r, Outcome("failed", error=_lost(e, self.retries))))
+                    continue
+                if not charged:
+                    charged = True
+                    _, kind, it, payload = self._flight[r]
+                    key = (kind, id(it), payload[0] if kind == "part" else None)
+                    self._deaths[key] = self._deaths.get(key, 0) + 1
+                    if self._deaths[key] > self.retries:
+                        booked.append((r, Outcome("failed", error=_lost(e, self.retries))))
+                        continue
+            _, kind, it, payload = self._pop(r)
+            if kind == "part":
+                self._splits[id(it)].flying -= 1
+            back.append((kind, it, payload))
+        self._units.extendleft(reversed(back))
+        return booked
+
+    def _finish(self, kind: str, it, payload, out: Outcome):
+        """Book one finished call: yields the item's outcome when the item is done."""
+        if kind == "run":
+            yield it, out
+        elif kind == "part":
+            done = self._part_done(self._splits[id(it)], payload[0], out)
+            if done is not None:
+                yield it, done
+        else:
+            sp = self._splits.pop(id(it))
+            out.seconds = time.perf_counter() - sp.t0
+            if out.status != "ok":
+                self._discard(self._fn, sp)
+            yield it, out
+
     # -- split items -------------------------------------------------------------------------------------------------
-    @staticmethod
-    def _split(it, run_one, splitter, splits, units) -> Outcome | None:
+    def _split(self, it, splitter) -> Outcome | None:
         """Split ``it`` into parts (queued first), or None to run it whole; an Outcome if splitting failed."""
         got: list = []
         out = captured(lambda: got.append(splitter(it)))
@@ -294,13 +355,12 @@ class RayExecutor:
         parts = got[0]
         if not parts or len(parts) < 2:
             return None
-        splits[id(it)] = _Split(it, list(parts), results=[None] * len(parts), left=len(parts))
-        for k, p in reversed(list(enumerate(parts))):
-            units.appendleft(("part", it, (k, p)))
+        self._splits[id(it)] = _Split(it, list(parts), results=[None] * len(parts), left=len(parts))
+        self._units.extendleft(("part", it, (k, p)) for k, p in reversed(list(enumerate(parts))))
         return None
 
-    def _part_done(self, sp: _Split, k: int, out: Outcome, units) -> Outcome | None:
-        """Book a finished part; the item's outcome when a part failed (first failure only)."""
+    def _part_done(self, sp: _Split, k: int, out: Outcome) -> Outcome | None:
+        """Book a finished part; the item's outcome when a part failed (the first failure only)."""
         sp.flying -= 1
         if sp.failed is not None:
             if sp.flying == 0:
@@ -309,16 +369,16 @@ class RayExecutor:
         if out.status != "ok":
             sp.failed = out
             out.seconds = time.perf_counter() - sp.t0
-            kept = [u for u in units if u[1] is not sp.item]
-            units.clear()
-            units.extend(kept)
+            kept = [u for u in self._units if u[1] is not sp.item]
+            self._units.clear()
+            self._units.extend(kept)
             if sp.flying == 0:
                 self._discard(self._fn, sp)
             return out
         sp.results[k] = out.fields.get("result")
         sp.left -= 1
         if sp.left == 0:
-            units.appendleft(("join", sp.item, None))
+            self._units.appendleft(("join", sp.item, None))
         return None
 
     @staticmethod
@@ -332,7 +392,7 @@ class RayExecutor:
                 pass
 
     # -- stopping ----------------------------------------------------------------------------------------------------
-    def _stop(self, flight: dict, interrupted: bool) -> None:
+    def _stop(self, flight: dict) -> None:
         """Cancel what is queued, interrupt what runs, give it ``grace`` seconds to clean up."""
         if not flight:
             return
