@@ -331,7 +331,8 @@ def test_rerun_with_output_folder_inside_input_folder(tmp_path):
     for extra in ([], [], ["--overwrite"]):
         r = invoke("matte", nest, "-m", "cf", "--trimap", tri, "-o", nest / "out", "-T", "alpha,rgba", *extra)
         assert r.exit_code == 0, r.stderr
-    assert sorted(p.name for p in (nest / "out").iterdir()) == ["hair_alpha.png", "hair_rgba.png"]
+    assert sorted(p.name for p in (nest / "out").iterdir()) == [".mattecli-outputs", "hair_alpha.png",
+                                                                "hair_rgba.png"]
     # outputs written next to the inputs are not inputs of the next run either (trimap folder = input folder)
     import shutil
 
@@ -378,3 +379,15 @@ def test_no_arguments_help_goes_to_stderr():
         assert p.returncode == 2 and p.stdout == "" and "Usage" in p.stderr
     p = subprocess.run([sys.executable, "-m", "mattecli", "--help"], capture_output=True, text=True)
     assert p.returncode == 0 and "Usage" in p.stdout
+
+
+def test_second_output_folder_nested_in_the_input_folder(tmp_path):
+    """`-o photos/out1/` then `-o photos/out2/`: the second run does not matte out1's outputs again."""
+    nest = tmp_path / "photos"
+    write_example(nest, parts=("image",))
+    tri = write_example(tmp_path / "t", parts=("trimap",))["trimap"]
+    for out in ("out1", "out2"):
+        r = invoke("matte", nest, "-m", "cf", "--trimap", tri, "-o", nest / out, "--json")
+        assert r.exit_code == 0, r.stderr
+        assert json.loads(r.stdout)["summary"]["total"] == 1
+    assert sorted(p.name for p in (nest / "out2").iterdir() if not p.name.startswith(".")) == ["hair_alpha.png"]

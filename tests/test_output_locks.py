@@ -243,3 +243,15 @@ def test_pipeline_refuses_a_locked_output_before_writing(clips, tmp_path):
         assert os.listdir(tmp_path / "o") == [".seq.lock"]      # the other output's lock was released too
     res = run_video(VideoSource(str(a)), FakeTemporal(), VideoJob(plans, progress=False))
     assert res.frames == 24 and sorted(os.listdir(tmp_path / "o")) == ["a.mp4", "seq"]
+
+
+def test_temp_litter_of_a_killed_run_is_removed_by_the_next_write(tmp_path):
+    from mattecli.imaging.io import atomic_write_bytes
+
+    out = tmp_path / "a.png"
+    litter = tmp_path / ".a.png.12345-abcd.part"           # what kill -9 leaves between mkstemp and rename
+    other = tmp_path / ".b.png.12345-abcd.part"            # another output's: not touched
+    litter.write_bytes(b"half")
+    other.write_bytes(b"half")
+    atomic_write_bytes(out, b"whole")
+    assert out.read_bytes() == b"whole" and not litter.exists() and other.exists()

@@ -22,6 +22,8 @@ from ..formats import IMAGE_EXTS, TEMP_SUFFIX
 
 MAX_LISTED = 8
 STDIN = "-"
+#: a file a run leaves in an output folder it creates inside an input folder: later walks skip that folder
+OUTPUT_MARK = ".mattecli-outputs"
 _DIGITS = re.compile(r"(\d+)")
 
 
@@ -138,8 +140,10 @@ def expand_inputs(inputs: Sequence[str | os.PathLike], *, exts: Sequence[str] = 
                 raise UsageError("- (standard input) must be the only input")
             return [Item(path=p, rel=Path("stdin.png"))]
         if p.is_dir():
+            marked = [m.parent for m in p.rglob(OUTPUT_MARK) if m.parent != p]   # earlier runs' output folders
             found = sorted((f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in exts
-                            and not _hidden(f.relative_to(p))), key=lambda f: natural_key(f.relative_to(p)))
+                            and not _hidden(f.relative_to(p)) and not any(d in f.parents for d in marked)),
+                           key=lambda f: natural_key(f.relative_to(p)))
             for f in found:
                 add(f, f.relative_to(p), p)
         elif p.is_file() or _is_pipe(p):

@@ -146,6 +146,26 @@ def _collides(items: Sequence[Item], template: str, types: Sequence[str], model:
     return False
 
 
+def mark_output_folder(plan: "OutputPlan", items: Sequence[Item]) -> None:
+    """An ``-o`` folder inside an input folder gets a marker file (:data:`.inputs.OUTPUT_MARK`), so that later runs
+    walking the input folder, with this or another ``-o``, never read its outputs as inputs."""
+    from .inputs import OUTPUT_MARK
+
+    if plan.is_default or plan.is_file or plan.is_stdout:
+        return
+    folder = Path(plan.output) if not plan.is_template else Path(*[p for p in Path(plan.output).parts
+                                                                   if "{" not in p][:1] or ["."])
+    out = os.path.realpath(folder)
+    roots = {os.path.realpath(it.root) for it in items if it.root is not None}
+    if not any(out != r and out.startswith(r.rstrip(os.sep) + os.sep) for r in roots):
+        return
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / OUTPUT_MARK).touch(exist_ok=True)
+    except OSError:
+        pass    # an unwritable output folder is reported when the outputs are written
+
+
 def check_plan(items: Sequence[Item], outputs: Sequence[Path], *, plan: "OutputPlan | None" = None,
                types: Sequence[str] | None = None, model: str = "") -> None:
     """Raise UsageError if two planned outputs collide or one would overwrite an input or a partner file.
@@ -154,6 +174,8 @@ def check_plan(items: Sequence[Item], outputs: Sequence[Path], *, plan: "OutputP
     types, or the template field that would tell the colliding inputs apart."""
     if plan is not None and plan.is_stdout:
         return
+    if plan is not None:
+        mark_output_folder(plan, items)
     seen: dict = {}
     clashes = []
     for p in outputs:

@@ -45,7 +45,8 @@ def atomic_path(path: str | os.PathLike, *, make_parents: bool = True) -> Iterat
 
     The temp name is unique (``.NAME.<pid>-<random>.part``) and ``path`` is locked meanwhile
     (:func:`mattecli.batch.locks.output_lock`): another run writing the same output fails at once with "another
-    mattecli run is writing PATH" (or waits, after :func:`mattecli.batch.locks.wait`).
+    mattecli run is writing PATH" (or waits, after :func:`mattecli.batch.locks.wait`). Temp files of the same output
+    left by a killed run are removed first.
 
     For writers that need a file name (video encoders, ``np.save``)::
 
@@ -63,22 +64,34 @@ def atomic_path(path: str | os.PathLike, *, make_parents: bool = True) -> Iterat
             raise InputError(f"{parent}: cannot create output folder ({e.strerror or e})", path=parent) from None
     if not parent.is_dir():
         raise InputError(f"{parent}: output folder does not exist or is not a folder", path=parent)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=TEMP_SUFFIX, dir=str(parent))
-    except OSError as e:
-        raise InputError(f"{parent}: cannot write to the output folder ({e.strerror or e})", path=parent) from None
-    os.close(fd)
     from ..batch.locks import output_lock
 
-    try:
-        with output_lock(path):       # one writer per output: a second run fails (or waits, with --wait)
+    with output_lock(path):       # one writer per output: a second run fails (or waits, with --wait)
+        _remove_litter(parent, path.name)
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=TEMP_SUFFIX, dir=str(parent))
+        except OSError as e:
+            raise InputError(f"{parent}: cannot write to the output folder ({e.strerror or e})", path=parent) from None
+        os.close(fd)
+        try:
             yield tmp
             _fix_mode(tmp)
             os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+
+def _remove_litter(parent: Path, name: str) -> None:
+    """Temp files of this output left by a killed run (``.NAME.<pid>-<random>.part``). Called with the output's lock
+    held, so no live run is writing them."""
+    prefix = f".{name}."
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(parent):
+            if entry.name.startswith(prefix) and entry.name.endswith(TEMP_SUFFIX):
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
 
 
 STDIO = "-"

@@ -349,7 +349,7 @@ class RayExecutor:
     def _split(self, it, splitter) -> Outcome | None:
         """Split ``it`` into parts (queued first), or None to run it whole; an Outcome if splitting failed."""
         got: list = []
-        out = captured(lambda: got.append(splitter(it)))
+        out = captured(lambda: got.append(splitter(it, len(self.actors))))
         if out.status != "ok":
             return out
         parts = got[0]
