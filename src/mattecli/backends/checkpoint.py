@@ -21,13 +21,51 @@ def _pickle_reason(e: BaseException) -> str:
     return f" (it references {m.group(1)})" if m else ""
 
 
-def safe_torch_load(path: str | os.PathLike) -> Any:
+def sniff(path: str | os.PathLike) -> str:
+    """What a weights file looks like from its first bytes: ``zip`` (torch.save), ``pickle`` (legacy torch.save,
+    Paddle, foamliu's whole-model pickle), ``onnx``, ``tar``, ``hdf5``, ``empty`` or ``unknown``."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(512)
+    except OSError:
+        return "unknown"
+    if not head:
+        return "empty"
+    if head.startswith(b"PK\x03\x04"):
+        return "zip"
+    if head[:1] == b"\x80" and len(head) > 1 and 2 <= head[1] <= 5:
+        return "pickle"
+    if head.startswith(b"\x89HDF"):
+        return "hdf5"
+    if len(head) >= 262 and head[257:262] == b"ustar":
+        return "tar"
+    if head[:1] == b"\x08" and b"\x12" in head[:16] and (str(path).lower().endswith(".onnx") or b"pytorch" in head
+                                                          or b"onnx" in head.lower()):
+        return "onnx"
+    return "unknown"
+
+
+_NOT_TORCH = {"onnx": "an ONNX model", "tar": "a tar archive", "hdf5": "an HDF5 (Keras) file", "empty": "empty",
+              "unknown": "unrecognised bytes"}
+
+
+def safe_torch_load(path: str | os.PathLike, what: str = "PyTorch checkpoint") -> Any:
+    """``torch.load(weights_only=True)`` with one-line errors: a file that is not a torch checkpoint at all (ONNX,
+    random bytes...) says so; one that pickles Python objects is refused, naming the offending global, without
+    PyTorch's advice to turn the safe loader off. Python-2 pickles are read with ``encoding='latin1'``."""
     import pickle
 
     import torch
 
+    kind = sniff(path)
+    if kind not in ("zip", "pickle"):
+        raise ConverterError(f"{path}: {_NOT_TORCH.get(kind, kind)}, not a {what}; pass the authors' released "
+                             "weights file (`mattecli models info MODEL` names it)", path=path)
     try:
-        return torch.load(os.fspath(path), map_location="cpu", weights_only=True)
+        try:
+            return torch.load(os.fspath(path), map_location="cpu", weights_only=True)
+        except UnicodeDecodeError:   # Python-2 pickles (e.g. DIM's core/demo.py loads with encoding='latin1')
+            return torch.load(os.fspath(path), map_location="cpu", weights_only=True, encoding="latin1")
     except pickle.UnpicklingError as e:
         raise ConverterError(
             f"{path}: refused to load: the checkpoint pickles Python objects, not just tensors{_pickle_reason(e)}; "
@@ -36,7 +74,7 @@ def safe_torch_load(path: str | os.PathLike) -> Any:
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ConverterError(f"{path}: not a readable PyTorch checkpoint ({first})", path=path) from None
+        raise ConverterError(f"{path}: not a readable {what} ({first[:160]})", path=path) from None
 
 
 def to_tensor_dict(obj: Mapping[str, Any]) -> dict:

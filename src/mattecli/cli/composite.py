@@ -17,7 +17,7 @@ from ._common import handle_errors
 def _background(task, composite_bg: str | None, blur: float | None) -> str | None:
     """Fill ``task``'s background from --composite-bg / --blur; returns the folder to pair by stem, if any."""
     from ..errors import UsageError
-    from ..imaging.colour import colour_or_none, parse_colour
+    from ..imaging.colour import colour_or_none, neither_colour_nor_file, parse_colour
 
     if composite_bg is None:
         if blur is not None:
@@ -39,8 +39,7 @@ def _background(task, composite_bg: str | None, blur: float | None) -> str | Non
     if p.is_dir():
         task.background = "paired"
         return composite_bg
-    task.colour = parse_colour(composite_bg, "--composite-bg")   # neither colour nor file: names the valid forms
-    return None
+    raise neither_colour_nor_file(composite_bg)
 
 
 def register(app: typer.Typer) -> None:

@@ -53,3 +53,9 @@ def parse_colour(text: str, flag: str = "colour") -> np.ndarray:
         raise UsageError(f"{flag} {text!r}: not a colour; use #RRGGBB, R,G,B (0-255), r,g,b (0.0-1.0) or a name "
                          f"({', '.join(sorted(NAMED_COLOURS))})")
     return c
+
+
+def neither_colour_nor_file(text: str, flag: str = "--composite-bg") -> UsageError:
+    """The one message for a background that is no colour and no existing file (a typo, a missing image)."""
+    return UsageError(f"{flag} {text!r}: neither a colour (#RRGGBB, R,G,B, or a name such as white, greenscreen) "
+                      "nor an existing image file")

@@ -60,7 +60,7 @@ class MatteTask:
     def composite_background(self):
         """(colour, image): one of them, from ``--composite-bg`` (a colour, or an image file)."""
         if self._comp is None:
-            from ..imaging.colour import colour_or_none, parse_colour
+            from ..imaging.colour import colour_or_none
 
             colour = colour_or_none(self.composite_bg)
             if colour is not None:
@@ -70,7 +70,9 @@ class MatteTask:
 
                 self._comp = (None, to_float(read_rgb(self.composite_bg)))
             else:
-                self._comp = (parse_colour(self.composite_bg, "--composite-bg"), None)
+                from ..imaging.colour import neither_colour_nor_file
+
+                raise neither_colour_nor_file(self.composite_bg)
         return self._comp
 
     # -- one input ---------------------------------------------------------------------------------------------

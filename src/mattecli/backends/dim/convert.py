@@ -11,11 +11,11 @@ flattened to ``model.module.state_dict()`` keys, which our module uses unchanged
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping
+from typing import Mapping
 
 from ...errors import ConverterError
 from ..base import Converter
-from ..checkpoint import KeyTaker, strip_prefix, unwrap
+from ..checkpoint import KeyTaker, safe_torch_load, strip_prefix, unwrap
 
 HUO_KEYS = tuple(
     [f"{n}.{p}" for n in ("conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1", "conv3_2", "conv3_3", "conv4_1",
@@ -39,32 +39,18 @@ def _foamliu_keys() -> tuple:
 FOAMLIU_KEYS = _foamliu_keys()
 
 
-def _torch_load_plain(path: str) -> Any:
-    import torch
-
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except UnicodeDecodeError:  # Python-2 pickles (core/demo.py my_torch_load uses encoding='latin1')
-        return torch.load(path, map_location="cpu", weights_only=True, encoding="latin1")
-
-
 class HuoConverter(Converter):
     """huochaitiantang: ``stage1_skip_sad_52.9.pth`` (or a plain / 'module.'-prefixed state dict)."""
 
     def read(self, path, spec):
-        import pickle
-
         path = os.fspath(path)
         try:
-            obj = _torch_load_plain(path)
-        except pickle.UnpicklingError as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else "unsafe pickle"
-            raise ConverterError(f"{path}: refused to load: the file pickles Python objects, not a state dict "
-                                 f"({first}); for foamliu's BEST_checkpoint.tar use --model dim.foamliu",
-                                 path=path) from None
-        except (RuntimeError, EOFError, OSError, ValueError) as e:
-            raise ConverterError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__})",
-                                 path=path) from None
+            obj = safe_torch_load(path)
+        except ConverterError as e:
+            if "pickles Python objects" in str(e):
+                raise ConverterError(f"{e}; for foamliu's BEST_checkpoint.tar use --model dim.foamliu",
+                                     path=path) from None
+            raise
         return strip_prefix(unwrap(obj))
 
     def to_ours(self, official, spec):

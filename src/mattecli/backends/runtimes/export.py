@@ -116,6 +116,53 @@ def bound_module(module, method: str, flat: FlatCall):
     return Bound().eval()
 
 
+def _pool_matrix(n, o: int, like):
+    """[o, n] matrix averaging the adaptive-pooling bins of an axis of n (traced) into o outputs."""
+    import torch
+
+    i = torch.arange(o, device=like.device)
+    start = torch.div(i * n, o, rounding_mode="floor")
+    end = torch.div((i + 1) * n + (o - 1), o, rounding_mode="floor")
+    r = torch.arange(n, device=like.device)
+    m = (r[None, :] >= start[:, None]) & (r[None, :] < end[:, None])
+    return m.to(like.dtype) / (end - start)[:, None].to(like.dtype)
+
+
+def _export_pool(size):
+    """nn.AdaptiveAvgPool2d(size) as matrix products: the ONNX exporter has no dynamic-size adaptive pooling."""
+    import torch
+
+    oh, ow = (size, size) if isinstance(size, int) else size
+
+    class ExportAdaptiveAvgPool2d(torch.nn.Module):
+        def forward(self, x):
+            h, w = x.shape[-2], x.shape[-1]
+            ph = _pool_matrix(h, oh if oh is not None else int(h), x)
+            pw = _pool_matrix(w, ow if ow is not None else int(w), x)
+            return torch.matmul(torch.matmul(ph, x), pw.transpose(0, 1))
+
+    return ExportAdaptiveAvgPool2d()
+
+
+def swap_pools(module) -> list:
+    """Replace every AdaptiveAvgPool2d whose output is larger than 1x1 (PSP / PPM pyramids) for the export; returns
+    what :func:`restore_pools` puts back."""
+    import torch
+
+    swapped = []
+    for parent in module.modules():
+        for name, child in list(parent._modules.items()):
+            if isinstance(child, torch.nn.AdaptiveAvgPool2d) and child.output_size not in (1, (1, 1)):
+                parent._modules[name] = _export_pool(child.output_size)
+                swapped.append((parent, name, child))
+    return swapped
+
+
+def restore_pools(swapped: list) -> None:
+    for parent, name, child in swapped:
+        parent._modules[name] = child
+
+
 def dynamic_axes(tensors, fixed_batch: bool) -> dict:
     axes = {}
     for i, t in enumerate(tensors):
@@ -141,9 +188,13 @@ def export_onnx(module, method: str, flat: FlatCall, path: str | os.PathLike, st
         names_in = [f"in{i}" for i in range(len(sample))]
         names_out = [f"out{i}" for i in range(n_out)]
         axes = {} if static else dynamic_axes(sample, fixed_batch)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(bound, sample, os.fspath(path), dynamo=False, opset_version=OPSET,
-                              input_names=names_in, output_names=names_out, dynamic_axes=axes or None,
-                              do_constant_folding=True)
+        swapped = [] if static else swap_pools(module)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                torch.onnx.export(bound, sample, os.fspath(path), dynamo=False, opset_version=OPSET,
+                                  input_names=names_in, output_names=names_out, dynamic_axes=axes or None,
+                                  do_constant_folding=True)
+        finally:
+            restore_pools(swapped)
     return n_out

@@ -115,7 +115,9 @@ class ConvGRU(nn.Module):
             if x.stride(2) == 1 and x.size(2) > 1:  # NHWC activations: keep the state NHWC too
                 h = h.contiguous(memory_format=torch.channels_last)
         else:
-            h = h.to(x.dtype).expand(x.size(0), x.size(2), x.size(3), x.size(4))
+            h = h.to(x.dtype)
+            if h.shape != (x.size(0), x.size(2), x.size(3), x.size(4)):   # the authors' [1,1,1,1] zeros and the like
+                h = h.expand(x.size(0), x.size(2), x.size(3), x.size(4))
         if x.size(1) == 1:
             h = self.step(x[:, 0], h)
             return h.unsqueeze(1), h
