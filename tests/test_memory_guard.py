@@ -108,19 +108,21 @@ def _cf_inputs(size: int):
 def test_refusal_names_the_estimate_and_the_ways_out(monkeypatch):
     from mattecli.backends.classical import closed_form
 
-    img, tri = _cf_inputs(96)
+    img, tri = _cf_inputs(400)
     m = mattecli.load_model("closed-form")
     monkeypatch.setattr(closed_form, "estimate_alpha", lambda *a, **k: pytest.fail("ran past the guard"))
     e = m.entry
-    full = memory.estimate_bytes(e, m.options, 96, 96, trimap=T.quantise_trimap(tri))
+    full = memory.estimate_bytes(e, m.options, 400, 400, trimap=T.quantise_trimap(tri))
     _limit(monkeypatch, full * memory.SAFETY * 0.9)
     with pytest.raises(memory.TooLarge) as err:
         m.predict(img, tri)
     msg = str(err.value)
-    assert "\n" not in msg and "closed-form" in msg and "96x96" in msg and "available" in msg
+    assert "\n" not in msg and "closed-form on a 400x400 image needs about" in msg and "available" in msg
     assert "--max-side" in msg
     side = int(msg.split("--max-side ")[1].split()[0])
-    assert 64 <= side < 96
+    assert 64 <= side < 400
+    monkeypatch.setattr(closed_form, "estimate_alpha", lambda i, t, *a: np.zeros(i.shape[:2]))
+    assert mattecli.load_model("closed-form", max_side=side).predict(img, tri).alpha.shape == (400, 400)
 
 
 def test_refusal_names_tiles_and_lighter_models(monkeypatch):

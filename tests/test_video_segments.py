@@ -171,6 +171,43 @@ def test_clip_task_split_protocol_matches_a_whole_run(clip, tmp_path):
     assert _task(tmp_path).split(Item(path=clip, rel=Path("x"), partners={"trimap": "t/"}, info=it.info), 3) is None
 
 
+def test_clip_task_from_a_video_command_gives_the_command_s_outputs_and_report(clip, tmp_path, monkeypatch):
+    """The wiring of video/command.py: plans on the items, ClipTask.from_command, clip_outputs."""
+    from video_helpers import register_fakes
+
+    from mattecli.batch.runner import BatchRunner
+    from mattecli.video.command import VideoCommand
+    from mattecli.video.targets import output_complete
+
+    register_fakes(monkeypatch)
+    short = tmp_path / "b.mp4"
+    make_gop_clip(short, n=20)
+    rows = {}
+    for way in ("command", "task"):
+        s = VideoSettings(inputs=[str(clip), str(short)], model="fake-temporal", output_type="alpha,composite",
+                          output=str(tmp_path / way), quiet=True, report=str(tmp_path / f"{way}.json"))
+        cmd = VideoCommand(s)
+        cmd.choose_model()
+        if way == "command":
+            assert cmd.run({"gain": 4.0}) == 0
+        else:
+            cmd.options = {"gain": 4.0}
+            cmd._plan()
+            for it in cmd.items:
+                it.info["plans"] = cmd.plans[id(it)]
+            task = ClipTask.from_command(cmd)
+            assert task.temporal and not task.ratio_option and task.label == "fake-temporal"
+            runner = BatchRunner(verb="video", model=cmd.label, report=s.report, quiet=True,
+                                 is_complete=output_complete)
+            assert runner.run(cmd.items, task, planned=clip_outputs) == 0
+        rows[way] = [{k: v for k, v in r.items() if k not in ("seconds", "fps", "outputs")}
+                     for r in json.loads((tmp_path / f"{way}.json").read_text())["items"]]
+    assert rows["command"] == rows["task"]
+    for name in ("long_alpha.mp4", "long_composite.mp4", "b_alpha.mp4"):
+        a, b = read_video(tmp_path / "command" / name), read_video(tmp_path / "task" / name)
+        assert a[0] == b[0] and all((x == y).all() for x, y in zip(a[1], b[1]))
+
+
 # -- on a local Ray ------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def ray_local():

@@ -101,8 +101,8 @@ def cached_state_dict(entry, wset, converter, spec) -> tuple[dict, str, str]:
         sha = integrity.check(path, fix)
         ours, meta = converted.load(path)
         if meta.get("family") not in (None, entry.family):
-            raise ConverterError(f"{path}: converted weights are for family {meta.get('family')}, not "
-                                 f"{entry.family}; run `{fix}`", path=path)
+            raise ConverterError(f"{path}: converted weights are for {meta.get('entry') or meta.get('family')}, "
+                                 f"not {entry.name}; run `{fix}`", path=path)
         return to_tensor_dict(ours), str(path), meta.get("source_sha256") or sha
     sha = integrity.check(path, fix, wset.sha256)
     return converter.to_ours(converter.read(path, spec), spec), str(path), sha
@@ -120,7 +120,8 @@ def read_ours(path: str | os.PathLike, family: str) -> dict | None:
     except ConverterError:
         return None
     if meta.get("family") not in (None, family):
-        raise ConverterError(f"{path}: converted weights are for family {meta.get('family')}, not {family}",
-                             path=path)
+        them = meta.get("entry") or meta.get("family")
+        raise ConverterError(f"{path}: converted weights are for {them} (family {meta.get('family')}), not "
+                             f"{family}; use --model {them}, or pass {family}'s own weights", path=path)
     return to_tensor_dict(ours)
 

@@ -50,3 +50,27 @@ def check_report(report: str | os.PathLike | None) -> None:
     except OSError as e:
         raise UsageError(f"--report {report}: cannot create a file in {probe} ({e.strerror or e}); "
                          "choose another path") from None
+
+
+def check_output_folders(paths, flag: str = "-o") -> None:
+    """Every output's folder exists or can be created, and can be written: a usage error (exit 2) before any model
+    runs, naming the folder and what is in the way."""
+    seen: set = set()
+    for p in paths:
+        if str(p) == "-":
+            continue
+        parent = Path(os.fspath(p)).parent
+        parent = parent if str(parent) else Path(".")
+        if parent in seen:
+            continue
+        seen.add(parent)
+        probe = parent
+        while not probe.exists():
+            if probe.parent == probe:
+                break
+            probe = probe.parent
+        if not probe.is_dir():
+            raise UsageError(f"{flag}: cannot create the output folder {parent}: {probe} is a file, not a folder; "
+                             f"choose another {flag}")
+        if not os.access(probe, os.W_OK | os.X_OK):
+            raise UsageError(f"{flag}: cannot write in {probe} (permission denied); choose another {flag}")

@@ -76,7 +76,7 @@ class OutputPlan:
             self._check_template(self.template)
             return
         self.is_file = (not self.is_template and Path(out).suffix.lower() in (".png", ".tif", ".tiff", ".jpg", ".jpeg")
-                        and not Path(out).is_dir())
+                        and not Path(out).is_dir() and not out.endswith(("/", os.sep)))   # res.png/ is a folder
         if self.is_file and not self.single_file_ok:
             raise UsageError(f"-o {out}: a single output file needs a single input and a single output type; "
                              "give a folder (or a template with {stem}) instead")
@@ -204,6 +204,9 @@ def check_plan(items: Sequence[Item], outputs: Sequence[Path], *, plan: "OutputP
         else:
             tail = "use a template with {relpath} or {name}, e.g. --template '{relpath}_{name}_{type}.{ext}'"
         raise UsageError(f"several inputs would write the same output: {names}; {tail}")
+    from .checks import check_output_folders
+
+    check_output_folders(outputs)
     protected = {}
     for it in items:
         protected[os.path.realpath(it.path)] = it.path

@@ -14,8 +14,8 @@ read and written through fsspec, so that a batch on a cluster needs no shared fi
 * :func:`expand_url` lists a URL folder (recursively) or glob as batch items, like
   :func:`mattecli.batch.inputs.expand_inputs` does for local paths.
 
-Cloud file systems come with their fsspec packages (``s3fs``, ``gcsfs``, ``adlfs``: ``pip install 'mattecli[ray]'``
-installs the first two); fsspec itself (``memory://``, ``file://``, ``http(s)://``) comes with torch.
+Cloud file systems come with their fsspec packages (``s3fs``, ``gcsfs``, ``adlfs``: ``pip install 'mattecli[cloud]'``);
+fsspec itself (``memory://``, ``file://``, ``http(s)://``) comes with torch.
 """
 from __future__ import annotations
 
@@ -66,6 +66,11 @@ def url_of(p) -> str:
     return f"{scheme}://{rest}"
 
 
+def named(p):
+    """``p`` as a report names it: a URL as a URL (``s3://b/k``, not ``s3:/b/k``), anything else as it is."""
+    return url_of(p) if is_url(p) else p
+
+
 def local_of(p) -> str | None:
     """The local path of a ``file://`` URL (None for other URLs and for plain paths)."""
     if not is_url(p):
@@ -88,7 +93,7 @@ def filesystem(p):
         return fsspec.core.url_to_fs(u)
     except ImportError as e:
         raise UsageError(f"{u}: reading or writing {u.split('://')[0]}:// needs its fsspec package ({e}); "
-                         "pip install 'mattecli[ray]' (s3fs, gcsfs) or the one for your store") from None
+                         "pip install 'mattecli[cloud]' (s3fs, gcsfs, adlfs) or the one for your store") from None
     except ValueError as e:
         raise UsageError(f"{u}: not a URL fsspec understands ({e})") from None
 
@@ -282,14 +287,11 @@ def run_staged(item, fn: Callable):
     with staged(item) as (local, uploads):
         res = fn(local)
         outputs = res.get("outputs", []) if isinstance(res, dict) else list(res or [])
-        back = {}
-        for k, p in enumerate(local.info.get("outputs") or []):
-            orig = list(item.info["outputs"])[k]
-            back[os.fspath(p)] = url_of(orig) if is_url(orig) else orig
+        back = {os.fspath(p): named(orig) for p, orig in zip(local.info.get("outputs") or [], item.info["outputs"])}
         for loc, url in uploads.items():
             if os.path.exists(loc):
                 put_file(loc, url)
-        named = [back.get(os.fspath(o), planned.get(os.fspath(o), o)) for o in outputs]
+        written = [back.get(os.fspath(o), planned.get(os.fspath(o), o)) for o in outputs]
     if isinstance(res, dict):
-        return {**res, "outputs": named}
-    return named
+        return {**res, "outputs": written}
+    return written

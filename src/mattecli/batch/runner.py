@@ -59,13 +59,13 @@ def existing_outputs(outs: Sequence[Path], is_complete: Callable[[Path], bool] =
     if not there:
         return None
     if len(there) == len(real) and all(remote.complete(p, is_complete) for p in real):
-        return Outcome("skipped", outputs=list(real))
+        return Outcome("skipped", outputs=[remote.named(p) for p in real])
     bad = [p for p in there if not remote.complete(p, is_complete)]
     if bad:
-        return Outcome("failed", error=f"output {bad[0]} exists but is incomplete or does not decode; "
+        return Outcome("failed", error=f"output {remote.named(bad[0])} exists but is incomplete or does not decode; "
                                        "--overwrite replaces it (or remove it)")
-    return Outcome("failed", error=f"output {there[0]} exists (and {len(real) - len(there)} other output(s) of "
-                                   "this input do not); --overwrite replaces it (or remove it)")
+    return Outcome("failed", error=f"output {remote.named(there[0])} exists (and {len(real) - len(there)} other "
+                                   "output(s) of this input do not); --overwrite replaces it (or remove it)")
 
 
 def as_outcome(res) -> Outcome:

@@ -332,7 +332,9 @@ def info_cmd(
 def fetch_cmd(
     names: List[str] = typer.Argument(..., metavar="NAME[.tag]...", help="Models (or weight sets) to fetch."),
     offline: bool = flags.offline("No socket is opened and pip is not run."),
-    force: bool = flags.flag(False, "--force", help="Download again even if cached (and re-convert)."),
+    force: bool = flags.flag(False, "--force", help="Make the cached files again: our converted file from the "
+                                                    "cached official file when its sha256 verifies (no download, "
+                                                    "works offline), else download it again."),
     timeout: Optional[float] = typer.Option(None, "--timeout", metavar="SECONDS",
                                             help="Give up on a network step without data after this long "
                                                  "(default 30, or MATTECLI_TIMEOUT); pip included."),

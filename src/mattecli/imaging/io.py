@@ -278,6 +278,8 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     except OSError as e:
         raise InputError(f"{p}: cannot read ({e.strerror or e})", path=p) from None
     if not data:
+        if os.fspath(path) == STDIO:
+            raise InputError("standard input is empty: pipe an image into it (cat img.png | mattecli ... - ...)")
         raise InputError(f"{p}: empty file (0 bytes); write it again (an interrupted export?)", path=p)
     try:
         with warnings.catch_warnings():

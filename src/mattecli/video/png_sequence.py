@@ -103,6 +103,8 @@ class PngSequenceSink(Sink):
                 shutil.rmtree(self.tmp_dir, ignore_errors=True)
         except OSError as e:
             raise output_os_error(self.plan.path, e, "cannot move the frames into place") from None
+        if os.path.realpath(self.keep_dir) != os.path.realpath(self.final_dir) and os.path.isdir(self.keep_dir):
+            shutil.rmtree(self.keep_dir, ignore_errors=True)      # an earlier interrupted run's partial frames
         return self.plan.path
 
     def abort(self, keep_partial: bool) -> str | None:

@@ -51,6 +51,21 @@ def work_path(final: str) -> str:
     return os.path.join(d, f".{b}.{os.getpid()}-{secrets.token_hex(4)}.partial{ext}")
 
 
+def drop_stale_partial(final: str) -> None:
+    """After a complete output is in place: the partial output an earlier interrupted run left beside it is stale
+    (the caller holds the output's lock)."""
+    import shutil
+
+    stale = partial_path(final.rstrip("/\\"))
+    if os.path.isdir(stale):
+        shutil.rmtree(stale, ignore_errors=True)
+    elif os.path.lexists(stale):
+        try:
+            os.unlink(stale)
+        except OSError:
+            pass
+
+
 def keep_partial(tmp: str, dest: str) -> str:
     """Rename an interrupted output from its :func:`work_path` to ``dest`` (its :func:`partial_path`), replacing the
     partial output an earlier interrupted run may have left there; returns where it is now. The caller holds the

@@ -15,7 +15,7 @@ from .oserrors import OutputError, ensure_parent, output_os_error, remove_quietl
 from .readback import AlphaRecorder, verify_video
 from .reader import SWS_COLORSPACES, SourceInfo, rotate_coded
 from .remux import StreamCopier
-from .sinks import Sink, keep_partial as keep_as_partial, partial_path, work_path
+from .sinks import Sink, drop_stale_partial, keep_partial as keep_as_partial, partial_path, work_path
 
 
 class VideoFileSink(Sink):
@@ -206,6 +206,7 @@ class VideoFileSink(Sink):
         except OSError as e:
             remove_quietly(self.tmp)
             raise output_os_error(self.final, e) from None
+        drop_stale_partial(self.final)
         return self.final
 
     def abort(self, keep_partial: bool) -> str | None:

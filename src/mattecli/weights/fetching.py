@@ -97,6 +97,23 @@ def _ready(entry, wset, convert: Convert | None, echo: Echo) -> Path | None:
     return cached_path(entry, wset)
 
 
+def _remake(entry, wset, convert: Convert | None, echo: Echo) -> Path | None:
+    """``--force`` under the lock: our converted file is made again; from the cached official file when its hash
+    verifies (no download, works offline), else None (the official file is removed and downloaded again)."""
+    drop_converted(entry, wset)
+    official = official_path(entry, wset)
+    if not official.is_file():
+        return None
+    try:
+        integrity.check(official, refetch_command(entry, wset), wset.sha256)
+    except ChecksumMismatch as e:
+        echo(f"{e}: downloading it again")
+        remove(official)
+        return None
+    echo(f"{official.name} is cached and verifies: making our converted file again from it")
+    return _ready(entry, wset, convert, echo)
+
+
 def _problem(t, wset) -> str | None:
     if wset.size is not None and t.size != wset.size:
         return f"size {t.size} bytes, expected {wset.size}"
@@ -206,6 +223,9 @@ def fetch(entry, wset, *, offline: bool | None = None, force: bool = False, prog
         part = part_path(entry, wset)
         if force:
             discard_part(part)
+            p = _remake(entry, wset, convert, echo)
+            if p is not None:
+                return p
         attempts = _Attempts()
         for src in wset.sources:
             if src.kind == "manual":  # its address is already in the message

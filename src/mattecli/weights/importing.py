@@ -43,9 +43,6 @@ def _check_source(src: Path, wset, name: str, convert: Convert | None, echo: Ech
                 f"{src}: sha256 {sha} does not match the registry's {wset.sha256} for {name} ({wset.filename}); "
                 "this is not the official file (or it is damaged): download it again", path=src)
         verified = True
-    else:
-        echo(f"note: the registry has no sha256 for {wset.filename}; recorded this file's sha256 {sha}: every "
-             "later load checks it")
     size = src.stat().st_size
     if wset.size is not None and size != wset.size:
         raise ChecksumMismatch(f"{src}: {size} bytes, the registry says {wset.size} for {wset.filename}", path=src)
@@ -100,5 +97,8 @@ def import_file(entry, wset, file: str | os.PathLike, *, echo: Echo | None = inf
         else:
             remove(converted_path(entry, wset))
         discard_part(part_path(entry, wset))
+    if sha is not None and not verified:      # said only once the file is accepted (nothing is recorded otherwise)
+        echo(f"note: the registry has no sha256 for {wset.filename}; recorded this file's sha256 {sha}: every "
+             "later load checks it")
     echo(f"imported {src} into {d}")
     return cached_path(entry, wset)

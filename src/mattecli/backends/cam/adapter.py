@@ -63,7 +63,9 @@ def check_tile(name: str, tile: int) -> None:
 
 class CAMAdapter(TorchBackend):
     converter = CAMConverter()
-    runtime_parts = (Part("net"),)
+    #: tolerance 1e-2: the network amplifies float32 rounding (with the synthetic test weights torch fp32 itself is
+    #: off fp64 by more than 2e-3 on 1 % of the alpha values; onnxruntime on 0.5 %)
+    runtime_parts = (Part("net", tolerance=1e-2),)
 
     @property
     def color(self) -> bool:

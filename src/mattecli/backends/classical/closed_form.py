@@ -12,48 +12,81 @@ from __future__ import annotations
 
 import numpy as np
 
-#: windows handled at once (bounds the temporaries to about 1.5 kB per window)
-CHUNK = 1 << 16
+#: windows handled at once (bounds the temporaries to a few MB per strip of window rows)
+CHUNK = 1 << 15
 
 
 def _window_offsets(r: int) -> list[tuple[int, int]]:
     return [(dy, dx) for dy in range(2 * r + 1) for dx in range(2 * r + 1)]
 
 
-def _accumulate(img: np.ndarray, wy: np.ndarray, wx: np.ndarray, vals: np.ndarray, r: int, eps: float) -> None:
-    """Add the contributions of the windows with top-left pixels (wy, wx) (each covers 2r+1 x 2r+1 pixels) to
-    ``vals`` (pixel, offset dy, offset dx)."""
-    nw = (2 * r + 1) ** 2
+def _inverse_sym3(a, b, c, d, e, f):
+    """Entries (00, 01, 02, 11, 12, 22) of the inverse of the symmetric 3x3 matrices [[a,b,c],[b,d,e],[c,e,f]]
+    (array-wise adjugate over the determinant)."""
+    i00 = d * f - e * e
+    i01 = c * e - b * f
+    i02 = b * e - c * d
+    det = a * i00 + b * i01 + c * i02
+    return (i00 / det, i01 / det, i02 / det, (a * f - c * c) / det, (b * c - a * e) / det, (a * d - b * b) / det)
+
+
+def _strip(img: np.ndarray, touch: np.ndarray, i0: int, i1: int, j0: int, j1: int, vals: np.ndarray, r: int,
+           eps: float) -> None:
+    """Add the windows with top-left pixels in rows [i0, i1) x columns [j0, j1) that touch the unknown region to
+    ``vals`` (offset dy, offset dx, pixel): the window statistics as whole-array operations over the strip, and
+    each (pixel, neighbour) pair of a window as one slice addition (the symmetric pairs share their values)."""
     offs = _window_offsets(r)
-    d = np.stack([img[wy + ay, wx + ax] for ay, ax in offs], axis=1)                   # (windows, nw, 3)
-    d -= d.mean(axis=1, keepdims=True)
-    dt = d.transpose(0, 2, 1)
-    cov = np.matmul(dt, d) / nw
-    cov += np.eye(3) * (eps / nw)
-    t = np.matmul(np.matmul(d, np.linalg.inv(cov)), dt)                                 # (windows, nw, nw)
-    v = (-1.0 / nw) * (1.0 + t)
-    v[:, np.arange(nw), np.arange(nw)] += 1.0
+    nw = len(offs)
+    cols = j1 - j0
+    p = np.stack([img[i0 + ay:i1 + ay, j0 + ax:j0 + ax + cols] for ay, ax in offs])   # (nw, rows, cols, 3)
+    d = p - p.mean(axis=0)
+    x, y, z = d[..., 0], d[..., 1], d[..., 2]
+    reg = eps / nw
+    inv = _inverse_sym3((x * x).sum(0) / nw + reg, (x * y).sum(0) / nw, (x * z).sum(0) / nw,
+                        (y * y).sum(0) / nw + reg, (y * z).sum(0) / nw, (z * z).sum(0) / nw + reg)
+    i00, i01, i02, i11, i12, i22 = inv
+    ex = x * i00 + y * i01 + z * i02                                                    # inv @ d, per offset
+    ey = x * i01 + y * i11 + z * i12
+    ez = x * i02 + y * i12 + z * i22
+    keep = touch[i0:i1, j0:j1]
+    scale = np.where(keep, -1.0 / nw, 0.0)
     c = 2 * r
+    v = np.empty_like(scale)
     for a, (ay, ax) in enumerate(offs):
-        py, px = wy + ay, wx + ax          # one pixel per window for a fixed a: no repeated index in this add
-        for b, (by, bx) in enumerate(offs):
-            vals[py, px, by - ay + c, bx - ax + c] += v[:, a, b]
+        for b in range(a, nw):
+            by, bx = offs[b]
+            np.multiply(x[a], ex[b], out=v)       # t_ab = d_a . inv d_b (symmetric in a, b)
+            v += y[a] * ey[b]
+            v += z[a] * ez[b]
+            v += 1.0
+            v *= scale
+            if a == b:
+                v += keep
+            vals[by - ay + c, bx - ax + c, i0 + ay:i1 + ay, j0 + ax:j0 + ax + cols] += v
+            if a != b:
+                vals[ay - by + c, ax - bx + c, i0 + by:i1 + by, j0 + bx:j0 + bx + cols] += v
 
 
 def laplacian_band(img: np.ndarray, unknown: np.ndarray, r: int, eps: float) -> np.ndarray:
     """Matting Laplacian of ``img`` as a band: ``vals[y, x, dy + 2r, dx + 2r] = L[(y, x), (y + dy, x + dx)]``,
-    counting only windows that contain an unknown pixel."""
+    counting only windows that contain an unknown pixel. Strips of window rows, each cut to the columns where
+    its windows touch the unknown region."""
     from scipy.ndimage import maximum_filter
 
     h, w = unknown.shape
     s = 2 * r + 1
-    vals = np.zeros((h, w, 2 * s - 1, 2 * s - 1))
+    band = np.zeros((2 * s - 1, 2 * s - 1, h, w))          # offset-major: each window pair adds whole rows
+    vals = band.transpose(2, 3, 0, 1)
     if h < s or w < s:
         return vals
     touch = maximum_filter(unknown, size=s, mode="constant")[r:h - r, r:w - r]
-    wy, wx = np.nonzero(touch)
-    for i in range(0, wy.size, CHUNK):
-        _accumulate(img, wy[i:i + CHUNK], wx[i:i + CHUNK], vals, r, eps)
+    gh, gw = touch.shape
+    rows = max(1, CHUNK // gw)
+    for i0 in range(0, gh, rows):
+        i1 = min(gh, i0 + rows)
+        js = np.flatnonzero(touch[i0:i1].any(axis=0))
+        if js.size:
+            _strip(img, touch, i0, i1, int(js[0]), int(js[-1]) + 1, band, r, eps)
     return vals
 
 

@@ -16,6 +16,17 @@ def _conv(cin, cout, k):
     return nn.Conv2d(cin, cout, kernel_size=k, stride=1, padding=k // 2, bias=True)
 
 
+def max_unpool(x, idx, size):
+    """``F.max_unpool2d(x, idx, 2, 2, output_size=size)``; while tracing for ONNX (backends/runtimes) the same
+    scatter of each value to its flat index, in operators the exporter knows (free sizes)."""
+    if torch.jit.is_tracing():
+        n, c = x.shape[0], x.shape[1]
+        out = x.new_zeros((n, c, size[0] * size[1]))
+        out = out.scatter(2, idx.flatten(2), x.flatten(2))
+        return out.view(n, c, size[0], size[1])
+    return F.max_unpool2d(x, idx, 2, 2, output_size=size)
+
+
 class DIMVGG16(nn.Module):
     """Encoder-decoder of the DIM paper (stage 1). Input [B,4,H,W] (H, W multiples of 32), output [B,1,H,W] alpha."""
 
@@ -52,7 +63,7 @@ class DIMVGG16(nn.Module):
         x = F.relu(self.deconv6_1(x))
         for dec, skip, idx in zip((self.deconv5_1, self.deconv4_1, self.deconv3_1, self.deconv2_1, self.deconv1_1),
                                   reversed(skips), reversed(indices)):
-            x = F.max_unpool2d(x, idx, kernel_size=2, stride=2, output_size=skip.shape[-2:]) + skip
+            x = max_unpool(x, idx, skip.shape[-2:]) + skip
             x = F.relu(dec(x))
         return torch.sigmoid(self.deconv1(x))
 
@@ -95,7 +106,7 @@ class _Up(nn.Module):
         self.conv = _CBR(cin, cout, 5, relu=False)
 
     def forward(self, x, idx, shape):
-        return self.conv(F.max_unpool2d(x, idx, 2, 2, output_size=shape))
+        return self.conv(max_unpool(x, idx, shape))
 
 
 class DIMSegNet(nn.Module):

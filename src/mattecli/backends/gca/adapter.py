@@ -17,7 +17,6 @@ from __future__ import annotations
 import numpy as np
 
 from ..base import Prediction, TorchBackend
-from ..runtimes.parts import Part
 from .convert import GCAConverter
 
 PAD = 32
@@ -54,7 +53,9 @@ def trimap_classes(trimap_u8):
 
 class GCAAdapter(TorchBackend):
     converter = GCAConverter()
-    runtime_parts = (Part("net"),)
+    runtime_parts = ()
+    runtime_note = ("its guided contextual attention convolves the features with kernels cut from the features "
+                    "themselves (data as convolution weights), which the ONNX exporter cannot express")
 
     def build_net(self, state_dict):
         from .net import GCANet

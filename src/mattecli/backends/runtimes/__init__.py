@@ -34,11 +34,11 @@ classical      no network (numpy / pymatting solvers): always torch-free CPU cod
 """
 from __future__ import annotations
 
-from .choose import ENV, RUNTIMES, Choice, check_name, choose, installed
+from .choose import ENV, RUNTIMES, Choice, check_name, installed, pick
 from .parts import Part
 
-__all__ = ["ENV", "RUNTIMES", "Choice", "Part", "attach", "check_name", "choose", "describe", "detach", "installed",
-           "engine_active"]
+__all__ = ["ENV", "RUNTIMES", "Choice", "Part", "attach", "check_name", "describe", "detach", "engine_active",
+           "installed", "pick"]
 
 
 def _dtype_name(dtype) -> str:
@@ -52,13 +52,23 @@ def attach(backend, requested: str | None) -> Choice:
     parts = tuple(getattr(cls, "runtime_parts", ()) or ())
     note = getattr(cls, "runtime_note", "")
     detach(backend)
-    choice = choose(backend.entry, backend.device.type, requested, bool(parts), note, _dtype_name(backend.dtype))
+    choice = pick(backend.entry, backend.device.type, requested, bool(parts), note, _dtype_name(backend.dtype))
     backend.runtime = choice
     if choice.name != "torch":
         from .hook import install
 
-        backend._engine_calls = [install(backend, p, choice.name) for p in parts]
+        backend._engine_calls = [install(backend, p, choice.name) for p in parts if _has(backend, p.module)]
     return choice
+
+
+def _has(backend, path: str) -> bool:
+    """A part's module exists (a family may build one after the network: SIM's classifier re-attaches then)."""
+    obj = backend
+    for name in path.split("."):
+        obj = getattr(obj, name, None)
+        if obj is None:
+            return False
+    return True
 
 
 def detach(backend) -> None:

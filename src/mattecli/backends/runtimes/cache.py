@@ -24,19 +24,15 @@ from ...weights import integrity
 
 MODEL = "model.onnx"
 META = "meta.json"
-_DIGESTS: dict = {}     # id(module) -> (weights version marker, digest)
 
 
 def weights_digest(module) -> str:
-    """sha256 of a module's state dict (names, dtypes, shapes, values), memoised per module and weights."""
+    """sha256 of a module's state dict (names, dtypes, shapes, values), computed at each first call of a signature
+    (weights changed in place, e.g. by FBA's ``eval()``, give another key)."""
     import numpy as np
     import torch
 
     sd = module.state_dict()
-    marker = tuple((k, v.data_ptr(), str(v.dtype), tuple(v.shape)) for k, v in sd.items())
-    hit = _DIGESTS.get(id(module))
-    if hit is not None and hit[0] == marker:
-        return hit[1]
     h = hashlib.sha256()
     for k in sorted(sd):
         v = sd[k].detach()
@@ -44,9 +40,7 @@ def weights_digest(module) -> str:
         if v.dtype == torch.bfloat16:
             v = v.view(torch.int16)
         h.update(np.ascontiguousarray(v.cpu().contiguous().numpy()).tobytes())
-    digest = h.hexdigest()
-    _DIGESTS[id(module)] = (marker, digest)
-    return digest
+    return h.hexdigest()
 
 
 def export_key(**fields) -> str:

@@ -73,7 +73,7 @@ def engine_supports(name: str, device_type: str) -> bool:
     return False
 
 
-def choose(entry, device_type: str, requested: str | None, exportable: bool, why_not: str = "",
+def pick(entry, device_type: str, requested: str | None, exportable: bool, why_not: str = "",
            dtype_name: str = "float32") -> Choice:
     """The runtime for this load (see the module docstring)."""
     r = check_name(requested)

@@ -14,13 +14,14 @@ from dataclasses import dataclass
 from typing import Any
 
 OPSET = 17
+FORMAT = 1   # our export recipe: raise it when a change makes earlier cached exports wrong
 
 
 def exporter_id() -> str:
     """Part of every cache key: another exporter (or torch version) exports again."""
     import torch
 
-    return f"torch-{torch.__version__.split('+')[0]}-torchscript-opset{OPSET}"
+    return f"torch-{torch.__version__.split('+')[0]}-torchscript-opset{OPSET}-mattecli{FORMAT}"
 
 
 def is_tensor(x) -> bool:
@@ -113,7 +114,9 @@ def bound_module(module, method: str, flat: FlatCall):
             args, kwargs = rebuild_call(flat, tensors)
             return tuple(flat_outputs(fn(self.inner, *args, **kwargs)))
 
-    return Bound().eval()
+    b = Bound()
+    b.training = False   # never .eval()/.train(): they recurse, and some layers act on it (FBA's in-place WS convs)
+    return b
 
 
 def _pool_matrix(n, o: int, like):
@@ -194,7 +197,7 @@ def export_onnx(module, method: str, flat: FlatCall, path: str | os.PathLike, st
                 warnings.simplefilter("ignore")
                 torch.onnx.export(bound, sample, os.fspath(path), dynamo=False, opset_version=OPSET,
                                   input_names=names_in, output_names=names_out, dynamic_axes=axes or None,
-                                  do_constant_folding=True)
+                                  do_constant_folding=True, training=torch.onnx.TrainingMode.PRESERVE)
         finally:
             restore_pools(swapped)
     return n_out

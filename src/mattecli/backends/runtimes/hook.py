@@ -22,7 +22,15 @@ from .export import export_onnx, exporter_id, flatten_call, output_spec, restore
 _ENGINES: dict = {}          # (key, runtime, device, threads) -> engine, shared by every backend of the process
 _VERIFIED: set = set()       # (key, runtime) checked against torch in this process
 _LOCK = threading.RLock()
-TOLERANCE = {"float32": 2e-3, "float16": 3e-2}   # max |engine - torch| <= tol * max(1, max |torch|), per output
+TOLERANCE = {"float32": 2e-3, "float16": 3e-2}   # |engine - torch| <= tol * max(1, max |torch|) (see compare)
+OUTLIERS = 0.01
+
+
+def forget() -> None:
+    """Drop the process's engines and checks (the next call of each signature reads the cache again)."""
+    with _LOCK:
+        _ENGINES.clear()
+        _VERIFIED.clear()
 
 
 def make_engine(runtime: str, path, device, threads: int, half: bool):
@@ -134,7 +142,8 @@ class EngineCall:
             self.sigs[sig_key] = None
             return ref
         if (key, self.runtime) not in _VERIFIED:
-            bad = compare(flat_outputs(ref), got, TOLERANCE.get(dtype_name, 2e-3))
+            tol = self.part.tolerance or TOLERANCE.get(dtype_name, 2e-3)
+            bad = compare(flat_outputs(ref), got, tol)
             if bad:
                 info_line(f"{backend.entry.name}: {self.runtime} differs from torch on {self.part.label} ({bad}); "
                           "using torch")
@@ -148,21 +157,27 @@ class EngineCall:
 
 
 def compare(ref: list, got: list, tol: float) -> str:
-    """'' when every output matches within tolerance, else what differs."""
+    """'' when every output matches, else what differs. Match: all but 1 % of the elements within
+    ``tol * max(1, max |torch|)``. The few outliers allowed are float32 itself: some networks
+    amplify rounding (PP-Matting's torch fp32 differs from fp64 by 4e-3) or threshold / argmax inside the graph
+    (GFM's fusion flips a pixel where two classes tie), and fp32 torch differs from fp64 there just as much."""
     if len(ref) != len(got):
         return f"{len(got)} outputs instead of {len(ref)}"
     for i, (r, g) in enumerate(zip(ref, got)):
         if tuple(r.shape) != tuple(g.shape):
             return f"output {i}: shape {tuple(g.shape)} instead of {tuple(r.shape)}"
-        if not r.is_floating_point():
-            if not bool((r.cpu() == g.cpu()).all()):
-                return f"output {i}: values differ"
+        if not r.numel():
             continue
-        r32, g32 = r.detach().float().cpu(), g.detach().float().cpu()
-        scale = max(1.0, float(r32.abs().max())) if r32.numel() else 1.0
-        err = float((r32 - g32).abs().max()) if r32.numel() else 0.0
-        if not err <= tol * scale:
-            return f"output {i}: max difference {err:.3g} > {tol * scale:.3g}"
+        r64, g64 = r.detach().double().cpu(), g.detach().double().cpu()
+        if not r.is_floating_point():
+            frac = float((r64 != g64).double().mean())
+            if frac > OUTLIERS:
+                return f"output {i}: {100 * frac:.2g} % of the values differ"
+            continue
+        lim = tol * max(1.0, float(r64.abs().max()))
+        frac = float(((r64 - g64).abs() > lim).double().mean())
+        if not frac <= OUTLIERS:
+            return f"output {i}: {100 * frac:.2g} % of the values off by more than {lim:.3g}"
     return ""
 
 

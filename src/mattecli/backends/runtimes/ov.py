@@ -14,7 +14,8 @@ KEEP = 4   # compiled shapes kept per model
 def version() -> str:
     import openvino as ov
 
-    return ov.__version__ if hasattr(ov, "__version__") else ov.get_version()
+    v = ov.__version__ if hasattr(ov, "__version__") else ov.get_version()
+    return str(v).split("-")[0]
 
 
 class OVEngine:

@@ -26,6 +26,8 @@ class Part:
     shapes: str = "dynamic"    # dynamic | static (see the module docstring)
     #: inputs whose dimension 0 is not free (e.g. RVM's one sequence); default: every input's dim 0 is free
     fixed_batch: bool = False
+    #: the first-call check's tolerance (hook.compare), for networks that amplify float32 rounding; None: default
+    tolerance: float | None = None
 
     def __post_init__(self):
         if self.shapes not in SHAPE_POLICIES:

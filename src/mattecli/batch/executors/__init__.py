@@ -16,10 +16,11 @@ hands them to one of:
 ``executor(items, run_one)`` yields ``(item, Outcome)``; ``run_one`` is a picklable
 :class:`~mattecli.batch.runner.ItemRunner` (its ``fn`` the verb's task object, which loads its model in ``load()``).
 
-A task may also be *split*: a task with ``split(item, workers) -> parts | None`` (on the driver), ``run_part(item, part)``
-(on a worker; picklable results), ``join(item, parts, results) -> result`` (on a worker; the item's result as
-``fn(item)`` gives it) and ``discard(item, parts)`` (on the driver, after a failure or an interrupt) has the parts
-of one item spread over the workers (a long video's segments: :mod:`mattecli.video.clip_task`); locally it just runs ``fn(item)``.
+A task may also be *split*: a task with ``split(item, workers) -> parts | None`` (on the driver),
+``run_part(item, part)`` (on a worker; picklable results), ``join(item, parts, results) -> result`` (on a worker;
+the item's result as ``fn(item)`` gives it) and ``discard(item, parts)`` (on the driver, after a failure or an
+interrupt) has the parts of one item spread over the workers (a long video's segments:
+:mod:`mattecli.video.clip_task`); locally it just runs ``fn(item)``.
 
 ::
 

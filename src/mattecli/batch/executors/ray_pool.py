@@ -118,8 +118,9 @@ class _Split:
 
 def _died(e: Exception) -> bool:
     """The error of a call whose worker process died (killed, crashed, out of memory, node lost)."""
-    return isinstance(e, (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError,
-                          ray.exceptions.NodeDiedError, ray.exceptions.OutOfMemoryError))
+    kinds = tuple(getattr(ray.exceptions, n) for n in ("RayActorError", "WorkerCrashedError", "NodeDiedError",
+                                                       "OutOfMemoryError") if hasattr(ray.exceptions, n))
+    return isinstance(e, kinds)
 
 
 def _lost(e: Exception, retries: int) -> str:
@@ -167,14 +168,14 @@ class RayExecutor:
                              "run `ray start --head`") from None
         self._owned = True
 
-    def _sizing(self, count: int | None) -> tuple[int, dict]:
+    def _sizing(self, count: int | None, splits: bool = False) -> tuple[int, dict]:
         res = ray.cluster_resources()
         gpus, cpus = int(res.get("GPU", 0)), max(1, int(res.get("CPU", 1)))
         if self.device.startswith("cuda") and not gpus:
             raise UsageError("--device cuda with --executor ray: the Ray cluster has no GPUs; use --device cpu")
         gpu = self.device.startswith("cuda") or (self.device == "auto" and gpus > 0)
         n = gpus if gpu else cpus
-        n = min(n, self.workers or n, count or n)
+        n = min(n, self.workers or n, n if splits else (count or n))   # an item in parts uses every worker
         opts = {"num_cpus": 1, "num_gpus": 1 if gpu else 0}
         return max(1, n), opts
 
@@ -184,7 +185,7 @@ class RayExecutor:
         if self.actors:
             return self.info
         self._connect()
-        n, opts = self._sizing(count)
+        n, opts = self._sizing(count, splits=callable(getattr(fn, "split", None)))
         cls = ray.remote(concurrency_groups={"control": 1})(Worker)
         # Ray restarts a worker whose process died; its calls are put back here (Ray's own max_task_retries would
         # spend its budget on "actor unavailable" while the worker restarts, and cannot tell which call killed it)
