@@ -98,6 +98,14 @@ def test_url_inputs_and_outputs_are_staged_through_fsspec(tmp_path):
     assert out.status == "ok" and out.outputs == [url]
     assert (tmp_path / "viaurl" / "im0_alpha.png").read_bytes() == local.read_bytes()
     assert remote.url_of(Path("s3://bucket/key.png")) == "s3://bucket/key.png" and not remote.is_url("C:/x.png")
+    # through the command line: -o URL (the plan's names, staged uploads, skip on a re-run)
+    for status in ("ok", "skipped"):
+        r = invoke("matte", tmp_path / "imgs", "-t", tmp_path / "tri", "-m", "closed-form", "-o", "memory://mc-cli/",
+                   "--json")
+        doc = json.loads(r.stdout)
+        assert r.exit_code == 1 and [i["status"] for i in doc["items"]] == [status, status, "failed"], r.stderr
+        assert doc["items"][1]["outputs"] == ["memory://mc-cli/im1_alpha.png"]
+    assert sorted(mem.ls("/mc-cli", detail=False)) == ["/mc-cli/im0_alpha.png", "/mc-cli/im1_alpha.png"]
 
 
 # -- on a local Ray ------------------------------------------------------------------------------------------------

@@ -496,8 +496,14 @@ class TorchBackend(Backend):
             self.weights_path = self.weights_sha256 = None
             return self.convert(to_tensor_dict(weights), None)
         path = os.fspath(weights)
-        if not os.path.isfile(path):
+        if not os.path.exists(path):
             raise InputError(f"{path}: weights file not found; pass an existing file to --weights", path=path)
+        if os.path.isdir(path):      # some formats are folders (CAM's unpacked model/): the converter decides
+            try:
+                return self.convert(self.converter.read(path, self.spec), path)
+            except (ConverterError, OSError):
+                raise InputError(f"{path}: is a folder; pass the weights file to --weights (`mattecli models info "
+                                 f"{self.entry.name}` names it)", path=path) from None
         from ..weights import file_sha256
         from .install import read_ours
 

@@ -287,7 +287,8 @@ def run_staged(item, fn: Callable):
     with staged(item) as (local, uploads):
         res = fn(local)
         outputs = res.get("outputs", []) if isinstance(res, dict) else list(res or [])
-        back = {os.fspath(p): named(orig) for p, orig in zip(local.info.get("outputs") or [], item.info["outputs"])}
+        back = {os.fspath(p): named(orig)
+                for p, orig in zip(local.info.get("outputs") or [], item.info.get("outputs") or [])}
         for loc, url in uploads.items():
             if os.path.exists(loc):
                 put_file(loc, url)

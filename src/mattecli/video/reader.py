@@ -152,10 +152,12 @@ class VideoSource:
         try:
             c = av.open(p, "r")
         except (av.error.FFmpegError, OSError, UnicodeDecodeError, ValueError) as e:
-            if isinstance(e, OSError) and getattr(e, "errno", None) in READ_ERRNO:
+            ffmpeg = isinstance(e, av.error.FFmpegError)   # FFmpeg's own codes: a demuxer problem, not the disk's
+            if not ffmpeg and isinstance(e, OSError) and getattr(e, "errno", None) in READ_ERRNO:
                 raise input_os_error(p, e) from None
-            raise InputError(f"{p}: not a video FFmpeg can read ({first_line(e)}); pass a video file or an image "
-                             "sequence folder", path=p) from None
+            why = (getattr(e, "strerror", None) or first_line(e)) if ffmpeg else first_line(e)
+            raise InputError(f"{p}: cannot read it as a video (FFmpeg: {why}): the file is truncated, damaged or "
+                             "not a video; pass a video file or an image sequence folder", path=p) from None
         self._container = c
         if not c.streams.video:
             kinds = sorted({s.type for s in c.streams})

@@ -96,26 +96,20 @@ def _system(vals: np.ndarray, unknown: np.ndarray, fg: np.ndarray, r: int):
 
     h, w = unknown.shape
     c = 2 * r
+    s = 2 * c + 1
     uy, ux = np.nonzero(unknown)
     n = uy.size
-    index = np.full((h, w), -1, np.int64)
-    index[uy, ux] = np.arange(n)
-    k = (2 * c + 1) ** 2
-    cols = np.full((n, k), -1, np.int64)
-    data = np.zeros((n, k))
-    rhs = np.zeros(n)
-    j = 0
-    for dy in range(-c, c + 1):
-        for dx in range(-c, c + 1):
-            qy, qx = uy + dy, ux + dx
-            inside = (qy >= 0) & (qy < h) & (qx >= 0) & (qx < w)
-            qy, qx = np.where(inside, qy, 0), np.where(inside, qx, 0)
-            v = np.where(inside, vals[uy, ux, dy + c, dx + c], 0.0)
-            cols[:, j] = np.where(inside, index[qy, qx], -1)
-            data[:, j] = v
-            rhs -= np.where(inside & fg[qy, qx], v, 0.0)
-            j += 1
-    keep = cols >= 0                     # offsets run in raster order, so each row's columns come sorted
+    index = np.full((h + 2 * c, w + 2 * c), -1, np.int64)       # padded: neighbours outside the image are -1
+    index[c:h + c, c:w + c][uy, ux] = np.arange(n)
+    fgp = np.zeros((h + 2 * c, w + 2 * c), bool)
+    fgp[c:h + c, c:w + c] = fg
+    data = np.asarray(vals[uy, ux]).reshape(n, s * s)             # offsets in raster order: sorted columns
+    flat = (uy + c) * (w + 2 * c) + (ux + c)
+    offsets = np.array([dy * (w + 2 * c) + dx for dy in range(-c, c + 1) for dx in range(-c, c + 1)])
+    q = flat[:, None] + offsets[None, :]
+    cols = index.ravel()[q]
+    rhs = -np.where(fgp.ravel()[q], data, 0.0).sum(axis=1)
+    keep = cols >= 0
     indptr = np.concatenate([[0], np.cumsum(keep.sum(axis=1))])
     a = sp.csr_matrix((data[keep], cols[keep], indptr), shape=(n, n))
     return a, rhs
