@@ -433,7 +433,7 @@ def test_model_mode_save_pred_is_planned_like_other_outputs(tmp_path, fake_model
         rep = json.loads(res.stdout)
         assert [r["name"] for r in rep["images"]] == ["a", "b"] and [e["name"] for e in rep["errors"]] == ["lonely"]
         assert "no image named lonely" in rep["errors"][0]["error"]
-    assert sorted(p.name for p in (tmp_path / "img" / "preds").iterdir()) == ["a.png", "b.png"]
+    assert sorted(p.name for p in (tmp_path / "img" / "preds").iterdir()) == [".mattecli-outputs", "a.png", "b.png"]
     # predictions that would overwrite the ground truth: a usage error before the model runs
     fake_model.SEEN.clear()
     res = _run(*args, "--save-pred", tmp_path / "gt")
