@@ -8,8 +8,15 @@ difference is what :mod:`mattecli.memory` estimates (the decoded input is alread
 
 Then per model a non-negative least-squares fit of ``peak = base + per_pixel * P + per_net * N**e (+ per_box * B)``
 (P input pixels; N the pixels the network works on by the entry's rule, or closed-form's unknown pixels; B their
-bounding box), raised so that no measured point exceeds it, printed as ``MemoryModel(...)`` lines to paste into
-``backends/<family>/__init__.py``.
+bounding box), raised so that no measured point exceeds it. How the registry's ``MemoryModel``s were made from it
+(``backends/<family>/__init__.py``, rounded up):
+
+* an entry with several weight sets (rvm, gfm, bgmv2) or variants (cam) takes the largest of each constant;
+* ``per_pixel`` is at least the outputs' float32 copies: 12 B (alpha) or 36 B (alpha and colours) per pixel, even
+  where the network's peak hid them at the measured sizes; closed-form's is 56 B (float64 image and trimap, alpha);
+* pymatting's Laplacian solvers keep 60 B per pixel in ``per_pixel`` and the rest in ``per_net_pixel``, scaled by
+  their window (``window_option="radius"``);
+* bgmv2's ``refine_mode`` full / thresholding is its own case (``bgmv2.full``), a ``variants`` entry.
 
     python benchmarks/memory.py                         # every case below (about 30 min on 2 cores)
     python benchmarks/memory.py --models fba,gca        # some of them
@@ -72,6 +79,7 @@ CASES = {
     "bgmv2.full": ("bgmv2.resnet50", "bgmv2_resnet50", {"refine_mode": "full"}, (256, 512, 1024), ()),
     "bgmv2.resnet101": ("bgmv2.resnet101", "bgmv2_resnet101", {}, (512, 1024, 2048, 4096), ()),
     "bgm": ("bgm", "bgmv1_netg", {"segmenter": None}, (256, 512, 1024), ()),
+    "bisenetv2.cityscapes": ("bisenetv2.cityscapes", "bisenetv2_city", {}, (256, 512, 1024), ()),
     "bisenetv2.cocostuff": ("bisenetv2.cocostuff", "bisenetv2_coco", {}, (256, 512, 1024, 2048, 4096), ()),
 }
 
@@ -241,10 +249,14 @@ def fit(points: list[dict], exponent: float | None = None) -> dict:
             "per_box_pixel": round(c[3], 1), "exponent": best["exponent"], "max_rel_err": round(best["err"], 3)}
 
 
+#: cases fitted together (closed-form: a thin ring and a thick one, one model for both geometries)
+FIT_GROUP = {"closed-form.blob": "closed-form"}
+
+
 def report(points: list[dict]) -> None:
     by: dict = {}
     for p in points:
-        by.setdefault(p["case"], []).append(p)
+        by.setdefault(FIT_GROUP.get(p["case"], p["case"]), []).append(p)
     print(f"{'case':24s} {'points':>6s}  fit (bytes; base in MB)")
     for case, pts in by.items():
         if len(pts) < 2:

@@ -12,7 +12,8 @@ the median is reported. ``peak MB`` is the largest resident-memory increase duri
 RVM (``--rvm``): the real weights (../shared/weights/rvm_mobilenetv3_fp32.onnx), 1920x1080 frames cut from a real
 photo, downsample 0.25 (the default ratio): ``load_model("rvm").predict`` (defaults: runtime auto) and
 ``predict_batch`` of 4 frames against onnxruntime on the authors' own ONNX export (one frame per call, states
-carried: the export has no time axis) and against eager torch.
+carried: the export has no time axis) and against eager torch; ``--memory`` adds each one's peak RSS, alone in a
+process.
 
     python benchmarks/runtimes.py                     # every entry, 512x512 and 1920x1080, 3 rounds
     python benchmarks/runtimes.py --models modnet fba --sizes 512x512 --reps 5
@@ -211,6 +212,9 @@ def worker_rvm(args) -> list[dict]:
 
     calls = {"authors-onnx/ort": authors}
     runtimes = {"ours-default": None, "ours-torch": "torch"}
+    if args.only:                       # --memory: one implementation per process, ru_maxrss is its own
+        calls = {k: v for k, v in calls.items() if k == args.only}
+        runtimes = {k: v for k, v in runtimes.items() if k == args.only}
     for name, rt in runtimes.items():
         m = mattecli.load_model("rvm", weights=str(RVM_ONNX), runtime=rt)
         if name == "ours-default":
@@ -232,6 +236,11 @@ def worker_rvm(args) -> list[dict]:
                 f()
                 times[k].append((time.perf_counter() - t0) / b)
             peaks[k] = max(peaks[k], p.delta)
+    if args.only:
+        import resource
+
+        return [{"model": "rvm", "batch": b, "runtime": args.only,
+                 "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}]
     base = float(np.median(times["authors-onnx/ort"]))
     return [{"model": "rvm", "size": f"{w}x{h}", "batch": b, "runtime": k, "ms": 1000 * float(np.median(v)),
              "peak_mb": peaks[k], "vs_authors_ort": base / float(np.median(v))} for k, v in times.items()]
@@ -254,10 +263,18 @@ def main() -> None:
     ap.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     ap.add_argument("--sizes", nargs="+", default=["512x512", "1920x1080"])
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--threads", type=int, help="intra-op threads of every runtime (default: torch's default)")
     ap.add_argument("--rvm", action="store_true", help="RVM against the authors' ONNX on onnxruntime instead")
     ap.add_argument("--rvm-batch", type=int, nargs="+", default=[1, 4])
+    ap.add_argument("--memory", action="store_true",
+                    help="with --rvm: also each implementation alone in its own process (its peak RSS)")
+    ap.add_argument("--only", help=argparse.SUPPRESS)
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)   # the engines take torch's thread count
     if args.worker == "rvm":
         args.rvm_batch = args.rvm_batch[0]
         for row in worker_rvm(args):
@@ -267,22 +284,32 @@ def main() -> None:
         for row in worker_family(args):
             print(json.dumps(row), flush=True)
         return
-    print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores", flush=True)
+    threads = ["--threads", str(args.threads)] if args.threads else []
+    print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores, threads {args.threads or 'default'}",
+          flush=True)
     if args.rvm:
         print(f"{'rvm 1920x1080 r=0.25':24} {'B':>2} {'ms/frame':>9} {'vs authors ort':>14} {'peak MB':>8}")
         for b in args.rvm_batch:
-            for r in run(["--worker", "rvm", "--rvm-batch", str(b), "--reps", str(args.reps)]):
+            for r in run(["--worker", "rvm", "--rvm-batch", str(b), "--reps", str(args.reps)] + threads):
                 if "line" in r:
                     print(f"  {r['line']}")
                     continue
                 print(f"{r['runtime']:24} {r['batch']:>2} {r['ms']:9.1f} {r['vs_authors_ort']:13.2f}x "
                       f"{r['peak_mb']:8.0f}", flush=True)
+        if args.memory:
+            print("\npeak RSS of a process running one implementation (load, warm-up, --reps calls):")
+            for b in args.rvm_batch:
+                for impl in ("authors-onnx/ort", "ours-default", "ours-torch"):
+                    for r in run(["--worker", "rvm", "--rvm-batch", str(b), "--reps", str(args.reps), "--only", impl]
+                                 + threads):
+                        if "max_rss_mb" in r:
+                            print(f"{impl:24} {b:>2} {r['max_rss_mb']:8.0f} MB", flush=True)
         return
     print(f"{'model':20} {'size':>9} {'runtime':12} {'ms/call':>9} {'vs torch':>8} {'peak MB':>8} {'load MB':>8} "
           f"{'auto':>12}", flush=True)
     proposal = {}
     for name in args.models:
-        rows = run(["--worker", name, "--sizes", *args.sizes, "--reps", str(args.reps)])
+        rows = run(["--worker", name, "--sizes", *args.sizes, "--reps", str(args.reps)] + threads)
         speed = {}
         for r in rows:
             if "skipped" in r:

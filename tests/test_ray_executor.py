@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -277,6 +278,39 @@ def test_ctrl_c_stops_the_workers_and_leaves_only_complete_files(ray_local, tmp_
 
 @pytest.mark.slow
 @pytest.mark.xdist_group("ray")
+def test_sigterm_to_a_real_process_on_a_running_cluster(ray_local, tmp_path):
+    """``--ray-address auto`` joins the running Ray; SIGTERM mid-batch: exit 143, report written, complete files."""
+    import subprocess
+
+    (tmp_path / "tri").mkdir()
+    for i in range(12):
+        ex = write_example(tmp_path / "imgs", name=f"p{i:02d}", size=160, seed=i)
+        os.replace(ex["trimap"], tmp_path / "tri" / f"p{i:02d}.png")
+    env = dict(os.environ, NO_COLOR="1")
+    p = subprocess.Popen([sys.executable, "-m", "mattecli", "matte", "imgs", "-t", "tri", "-m", "closed-form", "-o",
+                          "out", "--executor", "ray", "--ray-address", "auto", "--report", "run.json", "-q"],
+                         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out = tmp_path / "out"
+    t0 = time.time()
+    while not (out.is_dir() and [f for f in os.listdir(out) if f.endswith(".png") and not f.startswith(".")]):
+        assert p.poll() is None and time.time() - t0 < 120, p.communicate()
+        time.sleep(0.05)
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 143, err.decode()
+    doc = json.loads((tmp_path / "run.json").read_text())
+    assert doc["summary"]["signal"] == "SIGTERM" and doc["summary"]["not_run"] > 0
+    done = {Path(i["input"]).stem for i in doc["items"] if i["status"] == "ok"}
+    stopped = {Path(i["input"]).stem for i in doc["items"] if i["error"] == "interrupted"}
+    left = os.listdir(out)
+    # no temp or lock files, nothing half-written; an item stopped right after its write may have its file (as locally)
+    assert done <= {f[: -len("_alpha.png")] for f in left} <= done | stopped, (left, doc["items"])
+    for f in left:
+        assert read_image(out / f).shape == (160, 160)
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("ray")
 def test_file_urls_and_a_model_load_error_on_ray(ray_local, tmp_path):
     from mattecli.batch.executors.ray_pool import RayExecutor
     from mattecli.errors import MatteError
@@ -302,3 +336,32 @@ def test_file_urls_and_a_model_load_error_on_ray(ray_local, tmp_path):
     with pytest.raises(MatteError) as ray_err:
         executors.prepare(RayExecutor(workers=1), bad)
     assert str(ray_err.value) == str(local_err.value)
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("ray")
+def test_trimap_composite_and_eval_on_ray_match_local(ray_local, tmp_path, monkeypatch):
+    """The other batch verbs through --executor ray: the same files and scores as a local run."""
+    monkeypatch.chdir(tmp_path)
+    _images(tmp_path, 2)
+    (tmp_path / "imgs" / "im9.png").unlink()
+    for i in range(2):
+        write_example(tmp_path / "gt", name=f"im{i}", size=24 + 4 * i, seed=i, parts=("alpha",))
+        os.replace(tmp_path / "gt" / f"im{i}_alpha.png", tmp_path / "gt" / f"im{i}.png")
+    outs = {}
+    for ex in ("local", "ray"):
+        r = invoke("trimap", "imgs", "--from-alpha", "gt", "--band", "2", "-o", f"tri_{ex}", "--executor", ex)
+        assert r.exit_code == 0, r.stderr
+        r = invoke("composite", "imgs", "--alpha", "gt", "--composite-bg", "greenscreen", "-o", f"comp_{ex}",
+                   "--executor", ex)
+        assert r.exit_code == 0, r.stderr
+        r = invoke("eval", "--model", "closed-form", "--images", "imgs", "--gt", "gt", "--trimap", "tri",
+                   "--json", "-q", "--executor", ex)
+        assert r.exit_code == 0, r.stderr
+        outs[ex] = [{k: v for k, v in row.items() if "seconds" not in k} for row in json.loads(r.stdout)["images"]]
+    for kind in ("tri", "comp"):
+        a, b = sorted(os.listdir(f"{kind}_local")), sorted(os.listdir(f"{kind}_ray"))
+        assert a == b and len(a) == 2
+        for name in a:
+            assert (tmp_path / f"{kind}_local" / name).read_bytes() == (tmp_path / f"{kind}_ray" / name).read_bytes()
+    assert outs["local"] == outs["ray"] and len(outs["ray"]) == 2

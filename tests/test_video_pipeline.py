@@ -333,7 +333,7 @@ def test_cli_bad_inputs(clip, tmp_path, monkeypatch, case):
         want = "needs a clean background plate"
     before = set(os.listdir(work))
     code, stdout, err = _cli([src, "-m", model, "-o", out, "-q", *extra])
-    usage = case in ("rgba-mp4", "missing", "bad-option", "needs-plate")
+    usage = case in ("rgba-mp4", "missing", "bad-option", "needs-plate", "unwritable")
     assert code == (2 if usage else 1), err                      # usage errors before any work; a failed clip: 1
     errors = [line for line in err.splitlines() if line.startswith("mattecli: error:")]
     assert len(errors) == 1 and want in errors[0], err           # one line, no traceback

@@ -17,7 +17,9 @@ fits), ``--option tile=N`` where the family tiles, and lighter models that fit. 
 """
 from __future__ import annotations
 
+import functools
 import os
+import threading
 from typing import Any, Mapping
 
 from .errors import InputError
@@ -140,10 +142,11 @@ def network_pixels(mem, options: Mapping[str, Any], h: int, w: int) -> float:
     if rule == "tile" and v:             # tiles of v px, their overlap inside
         return float(min(h, int(v)) * min(w, int(v)))
     if rule == "scale":
-        if v is None:                    # RVM's automatic ratio
-            from .backends.rvm.ratio import auto_downsample_ratio
+        if v is None:                    # RVM's automatic ratio, made monotone: never below the largest full-size run
+            from .backends.rvm.ratio import SMALL, auto_downsample_ratio
 
-            v = auto_downsample_ratio(h, w)
+            n = float(h * w) * auto_downsample_ratio(h, w) ** 2
+            return max(n, SMALL * SMALL * min(h, w) / max(h, w)) if max(h, w) > SMALL else n
         return float(h * w) * float(v) ** 2
     if rule == "clamp" and v:
         return float(min(h, int(v)) * min(w, int(v)))
@@ -346,9 +349,48 @@ def check_bytes(need: int, what: str, path=None) -> None:
                        "available; downscale the input first", path=path)
 
 
-__all__ = ["SAFETY", "RESERVE", "UPSCALE_BYTES", "TooLarge", "available_bytes", "device_free_bytes",
-           "estimate_bytes", "network_pixels", "decode_bytes", "check", "check_decode", "check_file", "check_bytes",
-           "largest_side", "scaled_size", "shrink_batch", "shrink_trimap", "grow_prediction"]
+# ------------------------------------------------------------------------------------------------ the hook
+_outer = threading.local()   # ids of the backends whose predict_batch runs in this thread (inner calls skip the guard)
+
+
+def guarded(fn):
+    """A family's ``predict_batch`` behind the guard and ``max_side`` (``Backend.__init_subclass__`` wraps each one):
+    only the outermost call of a backend checks and resizes; its ``super().predict_batch`` and per-tile calls run as
+    written."""
+    if getattr(fn, "_guarded", False):
+        return fn
+
+    @functools.wraps(fn)
+    def predict_batch(self, batch, *args, **kwargs):
+        active = _outer.__dict__.setdefault("ids", set())
+        if id(self) in active:
+            return fn(self, batch, *args, **kwargs)
+        active.add(id(self))
+        try:
+            return _run(self, fn, batch, args, kwargs)
+        finally:
+            active.discard(id(self))
+
+    predict_batch._guarded = True
+    return predict_batch
+
+
+def _run(backend, fn, batch, args, kwargs):
+    """Check the batch (or its downscaled copy under ``max_side``) against the free memory, then predict."""
+    from .errors import UsageError
+
+    h, w = batch.size
+    side, entry = backend.max_side, backend.entry
+    if side and max(h, w) > side:
+        if args or any(v is not None for v in kwargs.values()):
+            raise UsageError(f"--max-side: {entry.name}'s extra inputs cannot be downscaled; run without it")
+        small = shrink_batch(batch, side)
+        check(entry, backend.options, h, w, n=batch.n, trimap=small.trimap, device=backend.device, max_side=side,
+              at_once=backend.items_at_once)
+        return grow_prediction(fn(backend, small), batch)
+    check(entry, backend.options, h, w, n=batch.n, trimap=batch.trimap, device=backend.device,
+          at_once=backend.items_at_once)
+    return fn(backend, batch, *args, **kwargs)
 
 
 # ------------------------------------------------------------------------------------------------ --max-side
@@ -418,3 +460,8 @@ def grow_prediction(pred, batch):
         alpha = alpha.masked_fill(tri == 0, 0.0).masked_fill_(tri == 255, 1.0)
     pred.alpha, pred.foreground, pred.background = alpha, up(pred.foreground), up(pred.background)
     return pred
+
+
+__all__ = ["SAFETY", "RESERVE", "UPSCALE_BYTES", "TooLarge", "available_bytes", "device_free_bytes",
+           "estimate_bytes", "network_pixels", "decode_bytes", "check", "check_decode", "check_file", "check_bytes",
+           "largest_side", "scaled_size", "shrink_batch", "shrink_trimap", "grow_prediction", "guarded"]

@@ -24,9 +24,7 @@ By default the pipeline is exactly the authors' own; extras (TTA, tiling, plate 
 """
 from __future__ import annotations
 
-import functools
 import os
-import threading
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -280,27 +278,6 @@ class SameKeys(Converter):
 
 
 # ---------------------------------------------------------------------------------------------------- backends
-_outer = threading.local()   # ids of the backends whose predict_batch runs in this thread (inner calls skip the guard)
-
-
-def _guarded(fn):
-    """``predict_batch`` behind the memory guard and ``max_side``, on the outermost call only (a family's
-    ``super().predict_batch`` or per-tile calls run as written)."""
-    @functools.wraps(fn)
-    def predict_batch(self, batch, *args, **kwargs):
-        active = _outer.__dict__.setdefault("ids", set())
-        if id(self) in active:
-            return fn(self, batch, *args, **kwargs)
-        active.add(id(self))
-        try:
-            return self._guard(fn, batch, args, kwargs)
-        finally:
-            active.discard(id(self))
-
-    predict_batch._guarded = True
-    return predict_batch
-
-
 class Backend:
     """One loaded model. ``predict_batch`` is the inference path; ``predict`` wraps it for one numpy image.
 
@@ -337,25 +314,10 @@ class Backend:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        fn = cls.__dict__.get("predict_batch")
-        if fn is not None and not getattr(fn, "_guarded", False):
-            cls.predict_batch = _guarded(fn)
+        from ..memory import guarded
 
-    def _guard(self, fn, batch: "Batch", args, kwargs) -> "Prediction":
-        from .. import memory
-
-        h, w = batch.size
-        side = self.max_side
-        if side and max(h, w) > side:
-            if args or any(v is not None for v in kwargs.values()):
-                raise UsageError(f"max_side: {self.entry.name}'s extra inputs cannot be downscaled; run without it")
-            small = memory.shrink_batch(batch, side)
-            memory.check(self.entry, self.options, h, w, n=batch.n, trimap=small.trimap, device=self.device,
-                         max_side=side, at_once=self.items_at_once)
-            return memory.grow_prediction(fn(self, small), batch)
-        memory.check(self.entry, self.options, h, w, n=batch.n, trimap=batch.trimap, device=self.device,
-                     at_once=self.items_at_once)
-        return fn(self, batch, *args, **kwargs)
+        if "predict_batch" in cls.__dict__:
+            cls.predict_batch = guarded(cls.__dict__["predict_batch"])
 
     def check_file(self, path, size: tuple[int, int] | None = None) -> int | None:
         """Before decoding ``path``: refuse (``TooLarge``) if this model's run at its header's size would not fit

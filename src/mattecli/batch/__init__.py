@@ -16,11 +16,11 @@ from .pairing import INPUT_SUFFIXES, SUFFIXES, drop_partner_inputs, pair, strip_
 from .plan import (FIELDS, OutputPlan, check_plan, check_single_file, check_stdout, default_folder,
                    drop_previous_outputs, drop_run_outputs)
 from .report import Record
-from .runner import BatchRunner, Outcome, attempt, local_executor
+from .runner import BatchRunner, Outcome, attempt, local_executor, planned_outputs
 
 __all__ = [
     "DEVICES", "PRECISIONS", "check_device_precision", "check_report", "Item", "expand_inputs", "listed",
     "natural_key", "output_excludes", "INPUT_SUFFIXES", "SUFFIXES", "drop_partner_inputs", "pair", "strip_suffix", "FIELDS",
     "OutputPlan", "check_plan", "check_single_file", "check_stdout", "default_folder", "drop_previous_outputs", "drop_run_outputs", "Record",
-    "BatchRunner", "Outcome", "attempt", "local_executor",
+    "BatchRunner", "Outcome", "attempt", "local_executor", "planned_outputs",
 ]

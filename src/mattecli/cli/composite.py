@@ -72,6 +72,8 @@ def register(app: typer.Typer) -> None:
         template: str = flags.template("{relpath}_{type}.{ext}", "{type} is composite or rgba."),
         overwrite: bool = flags.overwrite(),
         wait: bool = flags.wait(),
+        executor: Optional[str] = flags.executor(),
+        ray_address: Optional[str] = flags.ray_address(),
         fail_fast: bool = flags.fail_fast(),
         report: Optional[str] = flags.report(),
         json_out: bool = flags.json_out(),
@@ -151,6 +153,11 @@ def register(app: typer.Typer) -> None:
         import mattecli
 
         task.meta = {"Software": f"mattecli {mattecli.__version__}"}
+        from ..batch import executors
+
+        ex = executors.make(executor, ray_address, device="cpu", quiet=quiet)
+        if plan.is_stdout or any(it.is_stdin for it in items):
+            ex = None                            # standard input / output are this process's: run it here
         runner = batch.BatchRunner(verb="composite", fail_fast=fail_fast, overwrite=overwrite, report=report,
                                    json_out=json_out, quiet=quiet, verbose=verbose)
-        raise typer.Exit(runner.run(items, task, planned=planned_outputs))
+        raise typer.Exit(runner.run(items, task, planned=planned_outputs, executor=ex))

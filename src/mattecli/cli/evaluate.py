@@ -73,6 +73,8 @@ def eval_command(
     jobs: int = typer.Option(1, "--jobs", "-j", help="Worker processes for the metrics (parallel over images)."),
     quiet: bool = flags.quiet("No score table."),
     wait: bool = flags.wait(),
+    executor: Optional[str] = flags.executor("Model modes: the predictions run there; scoring stays here."),
+    ray_address: Optional[str] = flags.ray_address(),
 ) -> None:
     """Score alpha mattes against ground truth (SAD, MSE, Grad, Conn as the official DIM/Composition-1k MATLAB code; dtSSD and MESSDdt for video).
 
@@ -104,6 +106,9 @@ def eval_command(
     file_fmt = rp.file_format(report)
     fetch_policy(offline, no_fetch)
     wait_policy(wait)
+    ex = None
+    if executor is not None and model is None:
+        raise UsageError("--executor applies to --model modes (the predictions); scoring runs here (--jobs N)")
     t_start = time.perf_counter()
 
     if video:
@@ -134,11 +139,14 @@ def eval_command(
         from ..registry import resolve
 
         check_device_precision(device)
+        from ..batch import executors
+
+        ex = executors.make(executor, ray_address, device=device, quiet=quiet)
         job = modes.model_job(model, model_options(resolve(model)[0], option), images=_p(images), gt=_p(gt),
                               trimap=_p(trimap), plates=_p(bg), save_pred=_p(save_pred), weights=_p(weights),
                               device=device, whole_image=whole_image, trimap_radius=trimap_radius,
                               composition=(_p(foreground), _p(alpha), _p(backgrounds), per_fg) if comp else None,
-                              unknown_values=unknown_values)
+                              unknown_values=unknown_values, executor=ex)
     else:
         if pred is None or gt is None:
             raise UsageError("give --pred DIR --gt DIR [--trimap DIR], or --model NAME --images DIR --gt DIR, "
@@ -149,7 +157,7 @@ def eval_command(
         job = modes.folder_job(_p(pred), _p(gt), _p(trimap), whole_image, unknown_values=unknown_values)
 
     # per-item errors are printed by the batch runner as they happen, even with -q (which hides the table only)
-    rows, errors, code = modes.run_job(job, jobs, quiet)
+    rows, errors, code = modes.run_job(job, jobs, quiet, executor=ex)
     rep = rp.build(rows, errors, job.keys, job.mode, row_key=job.row_key, jobs=jobs,
                    seconds_total=time.perf_counter() - t_start, **job.extra)
     if code not in (0, 1):

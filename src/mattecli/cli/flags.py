@@ -49,6 +49,8 @@ MEANINGS = {
     "--device": "Where the model runs: auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:N or mps.",
     "--precision": "auto, fp32, fp16, bf16 (half precision where the model allows it; auto = fp16 on CUDA where "
                    "allowed).",
+    "--runtime": "What runs the network: auto (the runtime measured fastest for the model on this device, else "
+                 "torch), torch, onnxruntime or openvino (also MATTECLI_RUNTIME).",
     "--option": "Model option KEY=VALUE (official option names; see `mattecli models info MODEL`), repeatable.",
     "--offline": "Never use the network (also MATTECLI_OFFLINE=1).",
     "--no-fetch": "Do not download missing weights (say which command would).",
@@ -139,6 +141,10 @@ def device() -> Any:
 
 def precision() -> Any:
     return typer.Option("auto", "--precision", help=_help("--precision"))
+
+
+def runtime() -> Any:
+    return typer.Option(None, "--runtime", help=_help("--runtime"), show_default="auto")
 
 
 def option() -> Any:

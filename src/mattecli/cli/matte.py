@@ -44,6 +44,7 @@ def register(app: typer.Typer) -> None:
         align: bool = flags.flag(False, "--align", help="Background models: align the plate to a hand-held shot "
                                                         "(feature matching + homography); a failed match warns and "
                                                         "uses the plate as is."),
+        max_side: Optional[int] = flags.max_side(),
         overwrite: bool = flags.overwrite(),
         wait: bool = flags.wait(),
         executor: Optional[str] = flags.executor(),
@@ -153,7 +154,7 @@ def register(app: typer.Typer) -> None:
 
         task = MatteTask(model=name, types=types, options=opts, weights=weights, device=device,
                          precision=precision, estimate=estimate, premultiplied=premultiplied,
-                         composite_bg=composite_bg, bits=bits, tta=tta,
+                         composite_bg=composite_bg, bits=bits, tta=tta, max_side=max_side,
                          meta={"Software": f"mattecli {mattecli.__version__}", "mattecli-model": model_label})
         if "composite" in types:
             task.composite_background()          # a bad --composite-bg is a usage error before any work
@@ -165,6 +166,4 @@ def register(app: typer.Typer) -> None:
         runner = batch.BatchRunner(verb="matte", model=model_label, weights_sha256=loaded["weights_sha256"],
                                    fail_fast=fail_fast, overwrite=overwrite, report=report, json_out=json_out,
                                    quiet=quiet, verbose=verbose)
-        from ..batch.runner import planned_outputs
-
-        raise typer.Exit(runner.run(items, task, planned=planned_outputs, executor=ex))
+        raise typer.Exit(runner.run(items, task, planned=batch.planned_outputs, executor=ex))

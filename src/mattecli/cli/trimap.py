@@ -94,6 +94,8 @@ def register(app: typer.Typer) -> None:
                                                                  "--trimap DIR`."),
         overwrite: bool = flags.overwrite(),
         wait: bool = flags.wait(),
+        executor: Optional[str] = flags.executor(),
+        ray_address: Optional[str] = flags.ray_address(),
         offline: bool = flags.offline(),
         no_fetch: bool = flags.no_fetch(),
         fail_fast: bool = flags.fail_fast(),
@@ -123,6 +125,9 @@ def register(app: typer.Typer) -> None:
         band = _check_values(lo, hi, threshold, kernel, band, mask, from_alpha, segmenter, classes)
         batch.check_device_precision(device)
         batch.check_report(report)
+        from ..batch import executors
+
+        ex = executors.make(executor, ray_address, device=device, quiet=quiet)
         fetch_policy(offline, no_fetch)
         wait_policy(wait)
         kind = "mask" if mask else ("alpha" if from_alpha else "segmenter")
@@ -185,11 +190,14 @@ def register(app: typer.Typer) -> None:
         import mattecli
 
         task.meta = {"Software": f"mattecli {mattecli.__version__}"}
+        if plan.is_stdout or any(it.is_stdin for it in items):
+            ex = None                            # standard input / output are this process's: run it here
         if segmenter:
-            say(quiet, f"trimap: {len(items)} input(s) with {label}")
-        backend = task.load()
+            say(quiet, f"trimap: {len(items)} input(s) with {label}"
+                       + (f" on Ray ({ray_address or 'local'})" if ex is not None else ""))
+        loaded = executors.prepare(ex, task, count=len(items))
         runner = batch.BatchRunner(verb="trimap", model=label if segmenter else None,
-                                   weights_sha256=getattr(backend, "weights_sha256", None),
+                                   weights_sha256=loaded["weights_sha256"],
                                    fail_fast=fail_fast, overwrite=overwrite, report=report, json_out=json_out,
                                    quiet=quiet, verbose=verbose)
-        raise typer.Exit(runner.run(items, task, planned=planned_outputs))
+        raise typer.Exit(runner.run(items, task, planned=planned_outputs, executor=ex))

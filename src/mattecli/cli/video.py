@@ -78,6 +78,8 @@ def register(app: typer.Typer) -> None:
                                         "playable *.partial.* outputs."),
         threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for the model (torch)."),
         overwrite: bool = flags.overwrite(),
+        executor: Optional[str] = flags.executor(),
+        ray_address: Optional[str] = flags.ray_address(),
         wait: bool = flags.wait(),
         allow_truncated: bool = flags.allow_truncated(),
         offline: bool = flags.offline(),
@@ -100,7 +102,10 @@ def register(app: typer.Typer) -> None:
             crf=crf, preset=preset, bits=bits, align=align, fps=fps, audio=not no_audio, keep_partial=keep_partial,
             threads=threads, quiet=quiet, verbose=verbose, report=report, json_out=json_out, fail_fast=fail_fast,
             overwrite=overwrite, wait=wait, allow_truncated=allow_truncated)
+        from ..batch import executors
+
+        ex = executors.make(executor, ray_address, device=device, quiet=quiet)
         cmd = VideoCommand(settings)
         entry = cmd.choose_model()
         options = model_options(entry, option, **cmd.model_extra())
-        raise typer.Exit(cmd.run(options))
+        raise typer.Exit(cmd.run(options, executor=ex))

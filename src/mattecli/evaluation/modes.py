@@ -38,11 +38,12 @@ class Job:
     weights_sha256: str | None = None
 
 
-def run_job(job: Job, jobs: int = 1, quiet: bool = False) -> tuple[list[dict], list[dict], int]:
-    """Run ``job`` through the batch runner: (rows, errors, exit code of the run: 0, 1, 130 or 143)."""
+def run_job(job: Job, jobs: int = 1, quiet: bool = False, executor=None) -> tuple[list[dict], list[dict], int]:
+    """Run ``job`` through the batch runner: (rows, errors, exit code of the run: 0, 1, 130 or 143). ``executor``
+    runs the per-item preparation (the model's predictions, in model modes) elsewhere, e.g. on Ray workers."""
     sink: dict = {}
     runner = BatchRunner(verb="eval", model=job.model, weights_sha256=job.weights_sha256, quiet=quiet)
-    code = runner.run(job.items, job.prepare, executor=R.scoring_executor(job.worker, jobs, sink))
+    code = runner.run(job.items, job.prepare, executor=R.scoring_executor(job.worker, jobs, sink, inner=executor))
     rows, errors = R.rows_and_errors(job.items, sink)
     return rows, errors, code
 
@@ -90,14 +91,12 @@ def video_job(pred, gt, with_messddt: bool = True) -> Job:
 
 def model_job(model: str, options: dict, *, images=None, gt=None, trimap=None, plates=None, save_pred=None,
               weights=None, device: str = "auto", whole_image: bool = False, trimap_radius: int = 10,
-              composition: tuple | None = None, unknown_values=None) -> Job:
+              composition: tuple | None = None, unknown_values=None, executor=None) -> Job:
     """``--model`` modes: items paired first (usage errors before the model loads), then the model, then a
     preparation that reads (or composites) each item, runs the model and saves the 8-bit prediction.
     ``plates``: ``--bg`` (clean plates paired with ``--images``); ``composition``: (foreground folder, alpha folder,
     backgrounds folder, backgrounds per foreground); ``unknown_values``: the values of the given trimaps scored as
     unknown (None: 128; generated trimaps always use 128)."""
-    import mattecli
-
     from .. import batch
     from ..errors import MissingInput, UsageError
     from ..registry import resolve
@@ -118,50 +117,80 @@ def model_job(model: str, options: dict, *, images=None, gt=None, trimap=None, p
         items = pairing.pairs_composition(fg_dir, alpha_dir, bg_dir, per_fg, trimap)
     else:
         items = pairing.pair_model_inputs(images, gt, trimap, plates, exclude=excl)
-    planned: dict = {}
     if save_pred is not None:
         ok = [it for it in items if not it.problem]
         plan = batch.OutputPlan(save_pred, template="{relpath}.{ext}", ext="png")
-        planned = {id(it): plan.path(it) for it in ok}
+        for it in ok:
+            it.info["outputs"] = [plan.path(it)]
         try:
-            batch.check_plan(ok, list(planned.values()), plan=plan, types=["alpha"])
+            batch.check_plan(ok, [it.info["outputs"][0] for it in ok], plan=plan, types=["alpha"])
         except UsageError as e:  # an output that would overwrite an input or a partner file
             raise UsageError(f"--save-pred {save_pred}: {str(e).split(';')[0]}; choose another folder") from None
-    backend = mattecli.load_model(model, weights=None if weights is None else os.fspath(weights), device=device,
-                                  **options)
-    prepare = _predictor(backend, planned, composition is not None, whole_image, trimap_radius, unknown_values)
+    from ..batch import executors
+
+    prepare = PredictTask(model=model, options=dict(options), weights=None if weights is None else os.fspath(weights),
+                          device=device, composition=composition is not None, whole_image=whole_image,
+                          trimap_radius=trimap_radius, unknown_values=unknown_values)
+    loaded = executors.prepare(executor, prepare, count=len(items))
     generated = f"trimap == 128 (generated, radius {trimap_radius})"
     extra = {"model": entry.name,
              "region": "whole image" if whole_image else
              (describe(unknown_values) if trimap is not None else generated)}
     if composition is not None:
         extra["per_fg"] = composition[3]
-    sha = getattr(backend, "weights_sha256", None)
+    sha = loaded["weights_sha256"]
     if sha:
         extra["weights_sha256"] = sha
     return Job("composition" if composition is not None else "model", items, prepare, R.score_array_task,
                extra=extra, model=entry.name, weights_sha256=sha)
 
 
-def _predictor(backend, planned: dict, composition: bool, whole_image: bool, trimap_radius: int,
-               unknown_values=None):
-    from ..errors import InputError
-    from ..imaging.io import read_rgb, write_image
-    from .datasets import composite, fit_background_cover, gt_trimap, read_alpha, read_rgb8
-    from .metrics import as_alpha_u8
-    from .unknown import scored_trimap
+@dataclass
+class PredictTask:
+    """The model modes' per-item preparation: read (or composite) one item, predict, save the 8-bit prediction when
+    ``--save-pred`` planned it (``item.info["outputs"]``), hand the arrays to scoring. Picklable: the model loads
+    once per process (here, or on each worker of an executor)."""
 
-    entry = backend.entry
-    takes_trimap = "trimap" in entry.requires or "trimap" in entry.optional
-    takes_plate = "background" in entry.requires or "background" in entry.optional
+    model: str
+    options: dict
+    weights: str | None = None
+    device: str = "auto"
+    composition: bool = False
+    whole_image: bool = False
+    trimap_radius: int = 10
+    unknown_values: tuple | None = None
+    _backend: object = field(default=None, init=False, repr=False, compare=False)
 
-    def mismatch(path, what, a, G, fix):
-        return InputError(f"{path}: {what} is {a.shape[1]}x{a.shape[0]} but the ground truth is "
-                          f"{G.shape[1]}x{G.shape[0]}; {fix}", path=path)
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_backend"] = None
+        return state
 
-    def prepare(it: Item) -> dict:
+    def load(self):
+        if self._backend is None:
+            import mattecli
+
+            self._backend = mattecli.load_model(self.model, weights=self.weights, device=self.device, **self.options)
+        return self._backend
+
+    def __call__(self, it: Item) -> dict:
+        from ..errors import InputError
+        from ..imaging.io import read_rgb, write_image
+        from .datasets import composite, fit_background_cover, gt_trimap, read_alpha, read_rgb8
+        from .metrics import as_alpha_u8
+        from .unknown import scored_trimap
+
+        backend = self.load()
+        entry = backend.entry
+        takes_trimap = "trimap" in entry.requires or "trimap" in entry.optional
+        takes_plate = "background" in entry.requires or "background" in entry.optional
+
+        def mismatch(path, what, a, G, fix):
+            return InputError(f"{path}: {what} is {a.shape[1]}x{a.shape[0]} but the ground truth is "
+                              f"{G.shape[1]}x{G.shape[0]}; {fix}", path=path)
+
         G = read_alpha(it.partners["alpha"])
-        if composition:
+        if self.composition:
             fg = read_rgb8(it.path)
             if fg.shape[:2] != G.shape:
                 raise InputError(f"{it.path}: foreground is {fg.shape[1]}x{fg.shape[0]} but its alpha is "
@@ -175,19 +204,17 @@ def _predictor(backend, planned: dict, composition: bool, whole_image: bool, tri
             if image.shape[:2] != G.shape:
                 raise mismatch(it.path, "image", image, G, "they must match")
         tpath = it.partners.get("trimap")
-        T = read_alpha(tpath) if tpath else gt_trimap(G, trimap_radius)
+        T = read_alpha(tpath) if tpath else gt_trimap(G, self.trimap_radius)
         if T.shape != G.shape:
             raise mismatch(tpath, "trimap", T, G, "use the matching trimap")
-        if tpath and not whole_image:
-            scored_trimap(T, unknown_values, str(tpath))     # a trimap whose unknown is not 128: fail before the model
+        if tpath and not self.whole_image:
+            scored_trimap(T, self.unknown_values, str(tpath))   # a trimap whose unknown is not 128: before the model
         t0 = time.perf_counter()
         res = backend.predict(image, trimap=T if takes_trimap else None, background=plate)
         seconds = time.perf_counter() - t0
         P = as_alpha_u8(res.alpha, "prediction")
-        if id(it) in planned:
-            write_image(planned[id(it)], P, what="alpha")
-        task = (it.relstem, P, G, None if whole_image else T, str(it.path), unknown_values if tpath else None,
-                str(tpath) if tpath else "")
+        if it.info.get("outputs"):
+            write_image(it.info["outputs"][0], P, what="alpha")
+        task = (it.relstem, P, G, None if self.whole_image else T, str(it.path),
+                self.unknown_values if tpath else None, str(tpath) if tpath else "")
         return {"score": task, "predict_seconds": seconds}
-
-    return prepare

@@ -144,11 +144,12 @@ def scored(pairs, worker: Callable[[tuple], dict], jobs: int = 1) -> Iterator[tu
             yield pop()
 
 
-def scoring_executor(worker: Callable[[tuple], dict], jobs: int, sink: dict):
-    """A :class:`~mattecli.batch.BatchRunner` executor: items prepared here one after another, scored by
-    :func:`scored`; ``sink`` receives each finished item's outcome (``id(item) -> Outcome``)."""
+def scoring_executor(worker: Callable[[tuple], dict], jobs: int, sink: dict, inner=None):
+    """A :class:`~mattecli.batch.BatchRunner` executor: items prepared by ``inner`` (here one after another by
+    default; another executor such as Ray's runs the model's predictions on its workers), scored by :func:`scored`;
+    ``sink`` receives each finished item's outcome (``id(item) -> Outcome``)."""
     def executor(items, run_one):
-        for it, out in scored(local_executor(items, run_one), worker, jobs):
+        for it, out in scored((inner or local_executor)(items, run_one), worker, jobs):
             sink[id(it)] = out
             yield it, out
 

@@ -6,7 +6,4 @@ the item (``item.info["outputs"]``).
 """
 
 
-def planned_outputs(item) -> list:
-    """The outputs planned for ``item`` (``item.info["outputs"]``): the runner's ``planned=`` for every task; a module
-    function, so that it pickles with the task for executors that run items in other processes."""
-    return list(item.info["outputs"])
+from ..batch.runner import planned_outputs  # noqa: E402,F401  (the one definition; tasks use it)

@@ -39,6 +39,7 @@ class MatteTask:
     composite_bg: str = "white"
     bits: int = 8
     tta: bool = False                  # generic flip TTA (models with their own TTA get the `tta` option instead)
+    max_side: int | None = None        # run on inputs downscaled to this long side (memory), alpha scaled back
     meta: dict = field(default_factory=dict)
     _backend: Any = field(default=None, init=False, repr=False, compare=False)
     _comp: Any = field(default=None, init=False, repr=False, compare=False)
@@ -54,7 +55,7 @@ class MatteTask:
             import mattecli
 
             self._backend = mattecli.load_model(self.model, weights=self.weights, device=self.device,
-                                                precision=self.precision, **self.options)
+                                                precision=self.precision, max_side=self.max_side, **self.options)
         return self._backend
 
     def composite_background(self):
@@ -100,8 +101,11 @@ class MatteTask:
         from ..imaging.io import read_rgb, to_float, write_image
         from ..imaging.trimap import read_trimap
 
-        entry = self.load().entry
+        backend = self.load()
+        entry = backend.entry
         outs = it.info["outputs"]
+        if not it.is_stdin:
+            backend.check_file(it.path)        # the memory guard, from the image header, before any decode
         image = read_rgb(it.path)
         H, W = image.shape[:2]
         tri = plate = None

@@ -52,9 +52,12 @@ class TrimapTask:
         from ..imaging.io import read_rgb
 
         backend = self.load()
+        if not it.is_stdin:
+            backend.check_file(it.path)
         image = read_rgb(it.path)
         H, W = image.shape[:2]
         b = T.band_pixels(self.band, (H, W))
+        T.check_band(b, (H, W))               # before the segmenter runs
         backend.reset()
         r = backend.predict(image)
         if backend.entry.kind != "segmenter":

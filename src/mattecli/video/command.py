@@ -15,11 +15,11 @@ from pathlib import Path
 
 from .. import batch
 from ..console import warn_line
-from ..errors import MatteError, UsageError
+from ..errors import UsageError
 from .clips import expand_clips, pair_clips
 from .encode_plan import plan_output
 from .settings import VideoSettings
-from .targets import OutputTargets, output_complete, probe
+from .targets import OutputTargets, output_complete
 
 
 class VideoCommand:
@@ -92,97 +92,26 @@ class VideoCommand:
                                            bits=s.bits) for t, p in self.paths[id(it)].items()] for it in items}
         batch.check_plan(items, [Path(p) for ps in self.paths.values() for p in ps.values()])
 
-    def _load(self, options: dict):
-        import mattecli
-
-        s = self.s
-        if isinstance(self.ratio_rule, float):
-            if options.get("downsample_ratio") is not None:
-                raise UsageError("give the ratio once: --downsample-ratio or --option downsample_ratio")
-            options["downsample_ratio"] = self.ratio_rule
-        if s.threads:
-            from ..runtime import set_threads
-
-            set_threads(s.threads)
-        if self.entry.weights:
-            return mattecli.load_model(self.name, weights=s.weights, device=s.device, precision=s.precision, **options)
-        return mattecli.load_model(self.name, **options)
-
-    def run(self, options: dict) -> int:
-        """Plan, load, run every clip; returns the exit code."""
+    def run(self, options: dict, executor=None) -> int:
+        """Plan, load, run every clip (through :class:`.clip_task.ClipTask`, here or on an executor's workers);
+        returns the exit code."""
+        from ..batch import executors
         from ..batch.signals import stop_on_signals
+        from .clip_task import ClipTask, clip_outputs
 
         if self.entry is None:
             self.choose_model()
         self.options = dict(options)
         self._plan()
-        self.backend = self._load(self.options)
+        for it in self.items:
+            it.info["plans"] = self.plans[id(it)]
+        task = ClipTask.from_command(self)
+        loaded = executors.prepare(executor, task, count=len(self.items))
+        self.backend = task._backend
         s = self.s
-        runner = batch.BatchRunner(verb="video", model=self.label,
-                                   weights_sha256=getattr(self.backend, "weights_sha256", None),
+        runner = batch.BatchRunner(verb="video", model=self.label, weights_sha256=loaded["weights_sha256"],
                                    fail_fast=s.fail_fast, overwrite=s.overwrite, report=s.report,
                                    json_out=s.json_out, quiet=s.quiet, verbose=s.verbose, argv=s.argv,
                                    is_complete=output_complete)
         with stop_on_signals(sigint_too=True):
-            return runner.run(self.items, self.clip, planned=self.existing)
-
-    def existing(self, item: batch.Item) -> list:
-        """What of ``item``'s outputs is on disk (for the runner: complete outputs are skipped, partial ones are an
-        error, unless --overwrite)."""
-        return [Path(probe(p)) for p in self.paths[id(item)].values()]
-
-    # -- one clip ---------------------------------------------------------------------------------------------
-    def _ratio(self, info) -> float | None:
-        """The downsample ratio for this clip (models with that option), set on the loaded model."""
-        if "downsample_ratio" not in self.entry.options:
-            return None
-        given = self.options.get("downsample_ratio")
-        if given is not None:
-            return float(given)
-        from ..backends.rvm.adapter import auto_downsample_ratio
-
-        ratio = float(auto_downsample_ratio(info.height, info.width, shot=self.ratio_rule))
-        if self.ratio_rule != "portrait":   # the model's own automatic choice is the portrait rule
-            self.backend.options["downsample_ratio"] = ratio
-        return ratio
-
-    def clip(self, item: batch.Item) -> dict:
-        """Matte one clip (a BatchRunner item); returns its outputs and report fields."""
-        import av
-
-        from . import pipeline
-        from .job import VideoJob
-        from .oserrors import output_os_error
-        from .reader import VideoSource
-
-        s = self.s
-        notes: list[str] = []
-        plans = self.plans[id(item)]
-        try:
-            source = VideoSource(item.path, fps=s.fps)
-            try:
-                info = source.info
-                ratio = self._ratio(info)
-                extra = f", downsample_ratio {ratio:g}" if ratio is not None else ""
-                self.info(f"{info.path}: {info.describe()}; model {self.label} on "
-                          f"{getattr(self.backend, 'device', 'cpu')}{extra}, batch {s.batch_size}")
-                for p in plans:
-                    self.info(f"  -> {p.describe()}")
-                job = VideoJob(outputs=plans, batch_size=s.batch_size, plate=item.partners.get("bg"),
-                               trimap=item.partners.get("trimap"), composite_bg=s.composite_bg, smooth=s.smooth,
-                               audio=s.audio, progress=not s.quiet and self.single, keep_partial=s.keep_partial,
-                               allow_truncated=s.allow_truncated, wait=s.wait)
-                res = pipeline.run_video(source, self.backend, job, notes=notes)
-            finally:
-                source.close()
-        except MatteError:
-            raise
-        except (OSError, av.error.FFmpegError) as e:   # the last safety net: one line, never a traceback
-            raise output_os_error(str(getattr(e, "filename", None) or plans[0].path), e, "failed") from None
-        finally:
-            for n in dict.fromkeys(notes):
-                warn_line(n)
-        self.info(f"{info.path}: {res.frames_text()} in {res.seconds:.1f} s ({res.fps:.2f} fps)")
-        return {"outputs": res.outputs, "width": info.width, "height": info.height, "frames": res.frames,
-                "frames_expected": getattr(res, "frames_expected", None), "fps": round(res.fps, 3),
-                "batch_size": res.batch_size}
+            return runner.run(self.items, task, planned=clip_outputs, executor=executor)

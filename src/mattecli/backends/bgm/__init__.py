@@ -53,6 +53,6 @@ ENTRIES = [
                                 help="registry segmenter (or trimap-free matting model) for the person mask"),
         },
         quality=60,
-        memory=MemoryModel(),
+        memory=MemoryModel(base_mb=728, per_pixel=36),
     ),
 ]

@@ -54,6 +54,9 @@ ENTRIES = [
             "align": Option(False, "bool", help="align the plate to a hand-held shot (features + homography)"),
         },
         quality=80,
-        memory=MemoryModel(net="scale", net_option="backbone_scale"),
+        memory=MemoryModel(base_mb=278, per_pixel=181, per_net_pixel=776, net="scale", net_option="backbone_scale",
+                           variants=tuple((k, v, MemoryModel(base_mb=278, per_pixel=456, per_net_pixel=776, net="scale",
+                                                             net_option="backbone_scale"))
+                                          for k, v in (("refine_mode", "full"), ("refine_mode", "thresholding")))),
     ),
 ]

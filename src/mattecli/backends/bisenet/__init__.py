@@ -37,7 +37,7 @@ ENTRIES = [
         options=_OPTIONS,
         classes=COCOSTUFF,
         quality=20,
-        memory=MemoryModel(),
+        memory=MemoryModel(base_mb=59, per_pixel=1450),   # 171 class maps at full size
     ),
     ModelEntry(
         name="bisenetv2.cityscapes",
@@ -62,6 +62,6 @@ ENTRIES = [
         options=_OPTIONS,
         classes=CITYSCAPES,
         quality=10,
-        memory=MemoryModel(),
+        memory=MemoryModel(base_mb=48, per_pixel=265),
     ),
 ]

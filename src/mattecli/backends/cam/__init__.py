@@ -50,7 +50,7 @@ def _entry(name, sub, what, color=False, aliases=(), quality=70):
         aliases=aliases,
         options=dict(_OPTIONS),
         quality=quality,
-        memory=MemoryModel(net="tile", net_option="tile", tiles=True),   # the three variants: the largest
+        memory=MemoryModel(base_mb=322, per_pixel=36, per_net_pixel=3350, net="tile", net_option="tile", tiles=True),   # the three variants: the largest
     )
 
 

@@ -43,7 +43,7 @@ ENTRIES = [
             "size_w": Option(320, "int", min=32, help="resize/crop mode: network input width (multiple of 32)"),
         },
         quality=60,
-        memory=MemoryModel(net="clamp", net_option="max_size"),
+        memory=MemoryModel(base_mb=50, per_pixel=12, per_net_pixel=1875, net="clamp", net_option="max_size"),
     ),
     ModelEntry(
         name="dim.foamliu",
@@ -76,6 +76,6 @@ ENTRIES = [
         origin="https://github.com/foamliu/Deep-Image-Matting-PyTorch @ db6a96de7dd28e0a6746ec4d9a1c2efdf200c701",
         options={},
         quality=50,
-        memory=MemoryModel(),
+        memory=MemoryModel(base_mb=109, per_pixel=913),
     ),
 ]

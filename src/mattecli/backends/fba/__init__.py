@@ -44,6 +44,6 @@ ENTRIES = [
             "tile_overlap": Option(128, "int", min=0, help="overlap of tiles in pixels (linear blending)"),
         },
         quality=90,
-        memory=MemoryModel(net="tile", net_option="tile", tiles=True),
+        memory=MemoryModel(base_mb=122, per_pixel=138, per_net_pixel=1583, net="tile", net_option="tile", tiles=True),
     ),
 ]

@@ -57,6 +57,6 @@ ENTRIES = [
             "tile_overlap": Option(128, "int", min=0, help="overlap of tiles in pixels (linear blending)"),
         },
         quality=80,
-        memory=MemoryModel(net="tile", net_option="tile", tiles=True),
+        memory=MemoryModel(base_mb=100, per_pixel=37, per_net_pixel=837, net="tile", net_option="tile", tiles=True),
     ),
 ]

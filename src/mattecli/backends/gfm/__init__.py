@@ -70,6 +70,7 @@ ENTRIES = [
             "max_size": Option(1600, "int", min=32, help="MAX_SIZE_H/W: cap of the network input per side"),
         },
         quality=55,
-        memory=MemoryModel(net="short_side", net_option="shorter_path_limitation"),
+        memory=MemoryModel(base_mb=591, per_pixel=66, per_net_pixel=642, net="short_side",
+                           net_option="shorter_path_limitation"),   # the largest of r34 / r101 / d121
     ),
 ]

@@ -50,6 +50,6 @@ ENTRIES = [
         origin=_ORIGIN,
         options={"ref_size": Option(512, "int", min=32, help="the official resize target of the short side")},
         quality=50,
-        memory=MemoryModel(net="ref_side", net_option="ref_size"),
+        memory=MemoryModel(base_mb=1, per_pixel=12, per_net_pixel=1027, net="ref_side", net_option="ref_size"),
     ),
 ]

@@ -39,6 +39,7 @@ ENTRIES = [
         options={"max_short": Option(None, "int", min=32, nullable=True, none_means="the config's own limit",
                                       help="limit of the short side before inference")},
         quality=60,
-        memory=MemoryModel(net="short_side", net_option="max_short", net_default=1024),
+        memory=MemoryModel(base_mb=118, per_pixel=12, per_net_pixel=2027, net="short_side", net_option="max_short",
+                           net_default=1024),
     ),
 ]

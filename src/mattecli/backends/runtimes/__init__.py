@@ -38,7 +38,7 @@ from .choose import ENV, RUNTIMES, Choice, check_name, installed, pick
 from .parts import Part
 
 __all__ = ["ENV", "RUNTIMES", "Choice", "Part", "attach", "check_name", "describe", "detach", "engine_active",
-           "installed", "pick"]
+           "installed", "pick", "planned"]
 
 
 def _dtype_name(dtype) -> str:
@@ -82,6 +82,31 @@ def detach(backend) -> None:
 def engine_active(backend) -> bool:
     """True when an engine (not torch) is installed for this backend."""
     return bool(getattr(backend, "_engine_calls", None))
+
+
+def planned(entry, device_type: str = "cpu", requested: str | None = None) -> str:
+    """What ``--runtime`` (default auto) picks for an entry on a device type, without loading it: the line for
+    ``mattecli models info``, e.g. ``runtime on cpu: openvino (auto: measured fastest on cpu; exports net-core;
+    measured order openvino, onnxruntime)``."""
+    from ...api import adapter_class
+    from ..base import TorchBackend
+
+    try:
+        cls = adapter_class(entry)
+    except Exception:   # registered, not implemented
+        return f"runtime on {device_type}: none (not implemented)"
+    if not issubclass(cls, TorchBackend):
+        return f"runtime on {device_type}: none needed (a numerical solver, no network to export)"
+    parts = tuple(getattr(cls, "runtime_parts", ()) or ())
+    note = getattr(cls, "runtime_note", "")
+    choice = pick(entry, device_type, requested, bool(parts), note)
+    from .choose import preferences
+
+    order = ", ".join(preferences(entry, device_type)) or "torch"
+    if not parts:
+        return f"runtime on {device_type}: torch (exports nothing: {note or 'not declared'})"
+    extra = f"; exports {', '.join(p.label for p in parts)}" + (f": {note}" if note else "")
+    return f"runtime on {device_type}: {choice.name} ({choice.reason}{extra}; measured order {order})"
 
 
 def version_of(name: str) -> str:

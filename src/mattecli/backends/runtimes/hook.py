@@ -113,7 +113,8 @@ class EngineCall:
         out = output_spec(ref)
         static = self.part.shapes == "static"
         dtype_name = str(self.dtype).replace("torch.", "")
-        key = cache.export_key(weights=cache.weights_digest(self.module), part=self.part.label, family=backend.entry.family,
+        key = cache.export_key(weights=cache.weights_digest(self.module), part=self.part.label,
+                               family=backend.entry.family,
                                constants=flat.constants_repr(), signature=repr(sig_key[1]), static=static,
                                fixed_batch=self.part.fixed_batch, exporter=exporter_id(), dtype=dtype_name)
         root = cache.root_for(backend)

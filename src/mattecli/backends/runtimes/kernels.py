@@ -57,7 +57,7 @@ def _axis(n_out: int, n_in: int, scale: float):
 
 def _apply_rows(ab, x, div, y0, y1, ly, x0, x1, lx, fgr, pha, r0, r1):   # pragma: no cover - compiled by numba
     w = ab.shape[2]
-    W = x.shape[2]
+    W = x.shape[1]
     one = np.float32(1.0)
     zero = np.float32(0.0)
     third = np.float32(3.0)
@@ -75,9 +75,9 @@ def _apply_rows(ab, x, div, y0, y1, ly, x0, x1, lx, fgr, pha, r0, r1):   # pragm
             q = x1[j]
             m1 = lx[j]
             m0 = one - m1
-            r = np.float32(x[0, i, j]) / div
-            g = np.float32(x[1, i, j]) / div
-            b = np.float32(x[2, i, j]) / div
+            r = np.float32(x[i, j, 0]) / div
+            g = np.float32(x[i, j, 1]) / div
+            b = np.float32(x[i, j, 2]) / div
             v = (row[p, 0] * m0 + row[q, 0] * m1) * r + (row[p, 4] * m0 + row[q, 4] * m1) + r
             fgr[i, j, 0] = min(max(v, zero), one)
             v = (row[p, 1] * m0 + row[q, 1] * m1) * g + (row[p, 5] * m0 + row[q, 5] * m1) + g
@@ -103,8 +103,8 @@ def _down_rows(x, div, y0, y1, ly, x0, x1, lx, out, r0, r1):   # pragma: no cove
                 q = x1[j]
                 m1 = lx[j]
                 m0 = one - m1
-                top = (np.float32(x[c, a0, p]) / div) * m0 + (np.float32(x[c, a0, q]) / div) * m1
-                bot = (np.float32(x[c, a1, p]) / div) * m0 + (np.float32(x[c, a1, q]) / div) * m1
+                top = (np.float32(x[a0, p, c]) / div) * m0 + (np.float32(x[a0, q, c]) / div) * m1
+                bot = (np.float32(x[a1, p, c]) / div) * m0 + (np.float32(x[a1, q, c]) / div) * m1
                 out[c, i, j] = top * l0 + bot * l1
 
 
@@ -134,7 +134,8 @@ def _divisor(x) -> np.float32:
 
 def guided_apply(ab, x, fgr_out=None, pha_out=None):
     """ab [8,h,w] float32 (A then b), x [3,H,W] uint8 (divided by 255) or float32 in [0,1] (torch tensors on the
-    CPU) -> (fgr [3,H,W] as a view of an HWC buffer, pha [1,H,W]), the clamped RVM outputs."""
+    CPU, any memory layout: NHWC frames from the video reader are read in place) -> (fgr [3,H,W] as a view of an
+    HWC buffer, pha [1,H,W]), the clamped RVM outputs."""
     import torch
 
     H, W = int(x.shape[-2]), int(x.shape[-1])
@@ -145,7 +146,7 @@ def guided_apply(ab, x, fgr_out=None, pha_out=None):
     if ks is None:
         return _apply_torch(ab, x, fgr, pha)
     a = np.ascontiguousarray(ab.detach().float().numpy())
-    xs = np.ascontiguousarray(x.numpy())
+    xs = x.permute(1, 2, 0).numpy()            # an HWC view: no copy for NHWC frames, strided for NCHW
     y0, y1, ly = _axis(H, h, h / H)
     x0, x1, lx = _axis(W, w, w / W)
     fn, f_np, p_np, div = ks[0], fgr.numpy(), pha.numpy()[0], _divisor(xs)
@@ -186,7 +187,7 @@ def downsample(x, ratio: float):
         return F.interpolate(xf[None], scale_factor=ratio, mode="bilinear", align_corners=False,
                              recompute_scale_factor=False)
     out = torch.empty((1, 3, h, w), dtype=torch.float32)
-    xs = np.ascontiguousarray(x.numpy())
+    xs = x.permute(1, 2, 0).numpy()
     scale = float(np.float32(1.0 / ratio))
     y0, y1, ly = _axis(h, H, scale)
     x0, x1, lx = _axis(w, W, scale)

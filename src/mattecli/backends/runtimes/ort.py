@@ -33,6 +33,8 @@ class OrtEngine:
         so.intra_op_num_threads = max(1, int(threads))
         so.inter_op_num_threads = 1
         so.log_severity_level = 3
+        so.enable_cpu_mem_arena = False   # memory goes back after each run, as torch's does (the guard counts on it)
+        so.add_session_config_entry("session.set_denormal_as_zero", "1")   # see ov.py: denormals cost a third
         self.device = device
         if device.type == "cuda":
             idx = device.index or 0

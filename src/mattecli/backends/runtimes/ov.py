@@ -3,6 +3,8 @@ OpenVINO's dynamic ones: 122 vs 152 ms for RVM's network on one core here), the 
 
 Precision: OpenVINO's CPU plugin computes in bf16 on processors with AMX / AVX-512-BF16 unless told otherwise;
 fp32 models are compiled with ``INFERENCE_PRECISION_HINT=f32`` so the numbers stay those of the torch path.
+Denormal numbers are flushed to zero (``CPU_DENORMALS_OPTIMIZATION``): RVM's network at 270x480 runs 75 -> 54 ms
+with it here (values below 1e-38 change by less than themselves).
 """
 from __future__ import annotations
 
@@ -29,7 +31,8 @@ class OVEngine:
         self.core = ov.Core()
         self.path = str(path)
         self.config = {"INFERENCE_NUM_THREADS": max(1, int(threads)), "PERFORMANCE_HINT": "LATENCY",
-                       "NUM_STREAMS": 1, "INFERENCE_PRECISION_HINT": "f16" if half else "f32"}
+                       "NUM_STREAMS": 1, "INFERENCE_PRECISION_HINT": "f16" if half else "f32",
+                       "CPU_DENORMALS_OPTIMIZATION": True}
         self.compiled: OrderedDict = OrderedDict()
 
     def _request(self, shapes: tuple):

@@ -94,7 +94,7 @@ ENTRIES = [
                               help="refiner used when downsample_ratio < 1 (fast: parameter-free guided filter)"),
         },
         quality=65,
-        memory=MemoryModel(net="scale", net_option="downsample_ratio"),
+        memory=MemoryModel(base_mb=471, per_pixel=44, per_net_pixel=1044, net="scale", net_option="downsample_ratio"),
         # benchmarks/runtimes.py, 2-core AVX-512 CPU, 1080p ratio 0.25, vs eager torch: openvino 2.0-5x,
         # onnxruntime 1.4-3.5x (both with the fused full-size kernel)
         runtimes={"cpu": ("openvino", "onnxruntime"), "cuda": ("torch",)},

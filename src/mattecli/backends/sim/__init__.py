@@ -82,6 +82,6 @@ ENTRIES = [
         options={"classifier_weights": Option(None, "str", nullable=True, none_means="the cached sim.classifier",
                                                help="file of the semantic-trimap classifier")},
         quality=85,
-        memory=MemoryModel(),
+        memory=MemoryModel(base_mb=189, per_pixel=2101),
     ),
 ]

@@ -5,10 +5,10 @@ hands them to one of:
 
 * ``local`` (:func:`mattecli.batch.runner.local_executor`): one after another in this process;
 * ``ray`` (:class:`~mattecli.batch.executors.ray_pool.RayExecutor`): Ray actors that each load the model once
-  (``--device cuda``: one actor per GPU of the cluster; otherwise one per CPU), fed a few items at a time each
-  (backpressure), their outcomes streamed back as they finish so the progress bar and the report fill as on a
-  local run. Files are written by the workers with the same atomic writes, to a shared file system or to URLs
-  (:mod:`mattecli.batch.remote`); a worker process that dies has its items retried by Ray on a restarted worker
+  (``--device cuda``: one actor per GPU of the cluster; otherwise one per CPU), fed one item at a time each (the
+  rest wait here: backpressure), their outcomes streamed back as they finish so the progress bar and the report
+  fill as on a local run. Files are written by the workers with the same atomic writes, to a shared file system or
+  to URLs (:mod:`mattecli.batch.remote`); a worker process that dies is restarted by Ray and its item runs again
   (written once: an item whose outputs were complete before it died is reported, not written again); an item
   that kills every worker it runs on is that item's error. Ctrl-C cancels what is queued, interrupts what runs
   (the same clean-up as a local Ctrl-C: only complete files) and stops the workers.

@@ -4,8 +4,8 @@
   CPU (``num_cpus=1``; Ray sets ``OMP_NUM_THREADS`` to match); ``$MATTECLI_RAY_WORKERS`` caps the count. Each actor
   loads the model once (``task.load()``) and works in the driver's folder (the same relative paths, on a shared file
   system mounted at the same place);
-* each actor holds :data:`DEPTH` items at a time (one running, one queued: no idle gap for the round trip; the rest
-  stay on the driver: backpressure), and every finished item comes back on its own, in completion order;
+* each actor holds one item at a time (:data:`DEPTH`; the rest wait on the driver: backpressure; the cost is one
+  round trip per item, ~1.5 ms here), and every finished item comes back on its own, in completion order;
 * faults: Ray restarts an actor whose process dies (``max_restarts=-1``; on another node if the node is gone) and
   the calls it held go back to the queue; the one it was running is charged with the death, and after
   ``retries + 1`` deaths (it kills every worker it runs on) it is that item's error. Items are prechecked here
@@ -17,9 +17,9 @@
 """
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
+import signal
 import threading
 import time
 from collections import deque
@@ -28,79 +28,15 @@ from dataclasses import dataclass, field
 import ray
 
 from ...errors import MatteError, UsageError
+from .. import signals
 from ..runner import ItemRunner, Outcome, captured
+from .ray_worker import Worker
 
-DEPTH = 2            # items per actor at a time
+DEPTH = 1            # calls per actor at a time: with more, a worker that dies may take the reply of a call it
+                     # had finished along, and which call killed it is a guess
 RETRIES = 2          # a call retried this many times when its worker dies
 GRACE = 15.0         # seconds interrupted items get to clean up before the actors are stopped
-
-
-def _load_info(fn) -> dict:
-    info = {"pid": os.getpid(), "node": ray.util.get_node_ip_address()}
-    load = getattr(fn, "load", None)
-    if not callable(load):
-        return info
-    try:
-        backend = load()
-    except MatteError as e:
-        info["error"] = e
-    except Exception as e:  # noqa: BLE001 - reported by the driver as the load error it is
-        info["error"] = MatteError(f"loading the model on a Ray worker failed: {type(e).__name__}: {e}")
-    else:
-        info["weights_sha256"] = getattr(backend, "weights_sha256", None)
-        info["device"] = str(getattr(backend, "device", "cpu")) if backend is not None else None
-    return info
-
-
-class Worker:
-    """A Ray actor: the verb's task with its model loaded once, running one item (or part) at a time."""
-
-    def __init__(self, fn, cwd: str | None = None):
-        if cwd and os.path.isdir(cwd):
-            os.chdir(cwd)               # relative paths mean what they mean on the driver (shared file system)
-        self.fn = fn
-        self._lock = threading.Lock()
-        self._busy: int | None = None   # the thread running a call, for interrupt()
-        self.info = _load_info(fn)
-
-    def ready(self) -> dict:
-        return self.info
-
-    def _guarded(self, call) -> Outcome:
-        with self._lock:
-            self._busy = threading.get_ident()
-        try:
-            try:
-                return call()
-            finally:
-                with self._lock:
-                    self._busy = None
-        except KeyboardInterrupt:
-            return Outcome("failed", error="interrupted")
-
-    def run(self, policy: ItemRunner, item, rerun: bool) -> Outcome:
-        return self._guarded(lambda: policy.with_fn(self.fn).run(item, rerun=rerun))
-
-    def part(self, item, part) -> Outcome:
-        def call():
-            t0 = time.perf_counter()
-            out = captured(lambda: Outcome("ok", fields={"result": self.fn.run_part(item, part)}))
-            out.seconds = time.perf_counter() - t0
-            return out
-        return self._guarded(call)
-
-    def join(self, item, parts, results) -> Outcome:
-        return self._guarded(lambda: captured(lambda: self.fn.join(item, parts, results)))
-
-    @ray.method(concurrency_group="control")
-    def interrupt(self) -> bool:
-        """Raise KeyboardInterrupt in the thread running a call (between two Python steps, as Ctrl-C would)."""
-        with self._lock:
-            tid = self._busy
-            if tid is None:
-                return False
-            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(tid), ctypes.py_object(KeyboardInterrupt))
-            return True
+REVIVE = 300.0       # seconds a dead worker has to come back before it leaves the pool
 
 
 @dataclass
@@ -235,11 +171,17 @@ class RayExecutor:
         self._queues = {id(a): deque() for a in self.actors}    # each actor's calls, oldest (running) first
         self._free = deque(a for _ in range(self.depth) for a in self.actors)   # one entry per free slot
         self._deaths: dict = {}         # unit -> workers it was running on when they died
+        self._down: dict = {}           # id(actor) -> [actor, died at, next probe at]: restarting, no calls sent
+        self._probes: dict = {}         # ObjectRef of actor.ready() -> actor
         splits: dict = {}               # id(item) -> _Split
         self._splits = splits
         self._on_start = run_one.on_start or (lambda it: None)     # told when an item starts running on a worker
+        restore = self._note_sigterm()
         try:
             while todo or self._units or self._flight:
+                if not self.actors:                     # every worker is gone for good: the rest cannot run
+                    yield from self._orphans(todo)
+                    break
                 while self._free and (self._units or todo):
                     if self._units:
                         self._submit(*self._units.popleft())
@@ -252,20 +194,60 @@ class RayExecutor:
                         yield it, out
                     elif id(it) not in splits:
                         self._units.append(("run", it, None))
-                if not self._flight:
+                self._probe_down()
+                waiting = list(self._flight) + list(self._probes)
+                if not waiting:
+                    if self._down:                      # only restarting workers: wait for them
+                        time.sleep(0.1)
                     continue
-                ready, _ = ray.wait(list(self._flight), num_returns=1, timeout=0.5)
+                ready, _ = ray.wait(waiting, num_returns=1, timeout=0.5)
                 for ref in ready:
+                    if ref in self._probes:
+                        self._probed(ref)
+                        continue
                     if ref not in self._flight:          # settled with its worker's death
                         continue
                     for r, out in self._settle(ref):
                         actor, kind, it, payload = self._pop(r)
                         yield from self._finish(kind, it, payload, out)
+        except KeyboardInterrupt as e:
+            # Ray turns an exception raised by a signal handler while it waits into a plain KeyboardInterrupt
+            if self._sigterm and not isinstance(e, signals.Terminated):
+                raise signals.Terminated() from None
+            raise
         finally:
-            self._stop(self._flight)
-            for sp in splits.values():
-                self._discard(fn, sp)
-            self.close()
+            try:
+                self._stop(self._flight)
+                for sp in splits.values():
+                    self._discard(fn, sp)
+                self.close()
+            finally:
+                restore()
+
+    def _note_sigterm(self):
+        """Remember a SIGTERM (then let the handler in place raise as usual); returns the undo."""
+        self._sigterm = False
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+        prev = signal.getsignal(signal.SIGTERM)
+
+        def on_term(signum, frame):
+            self._sigterm = True
+            if callable(prev):
+                prev(signum, frame)
+            raise signals.Terminated()
+
+        try:
+            signal.signal(signal.SIGTERM, on_term)
+        except (ValueError, OSError):
+            return lambda: None
+
+        def restore():
+            try:
+                signal.signal(signal.SIGTERM, prev)
+            except (ValueError, OSError, TypeError):
+                pass
+        return restore
 
     def _submit(self, kind: str, it, payload) -> None:
         actor = self._free.popleft()
@@ -288,7 +270,8 @@ class RayExecutor:
         q = self._queues[id(unit[0])]
         head = q[0] if q else None
         q.remove(ref)
-        self._free.append(unit[0])
+        if id(unit[0]) not in self._down:       # a slot of a worker that died comes back with the worker
+            self._free.append(unit[0])
         if ref == head and q and q[0] in self._flight:      # the next call of that actor runs now
             self._on_start(self._flight[q[0]][2])
         return unit
@@ -329,7 +312,47 @@ class RayExecutor:
                 self._splits[id(it)].flying -= 1
             back.append((kind, it, payload))
         self._units.extendleft(reversed(back))
+        now = time.monotonic()                  # no calls to it until it answers again (Ray restarts it)
+        self._down[id(actor)] = [actor, now, now]
+        self._free = deque(a for a in self._free if a is not actor)
         return booked
+
+    # -- workers that died: back in the pool once they answer -----------------------------------------------------
+    def _probe_down(self) -> None:
+        now = time.monotonic()
+        probing = {id(a) for a in self._probes.values()}
+        for key, (actor, since, at) in list(self._down.items()):
+            if key in probing or at > now:
+                continue
+            if now - since > REVIVE:            # never came back (no node can host it): drop it from the pool
+                del self._down[key]
+                self.actors = [a for a in self.actors if a is not actor]
+                continue
+            self._probes[actor.ready.remote()] = actor
+
+    def _probed(self, ref) -> None:
+        actor = self._probes.pop(ref)
+        try:
+            ray.get(ref)
+        except ray.exceptions.RayError:
+            if id(actor) in self._down:
+                self._down[id(actor)][2] = time.monotonic() + 0.5
+            return
+        if self._down.pop(id(actor), None) is not None:
+            self._free.extend(actor for _ in range(self.depth))
+
+    def _orphans(self, todo):
+        """Outcomes of everything left when no worker is: failed."""
+        why = f"no Ray worker left (they died and did not come back within {REVIVE:.0f} s)"
+        seen = set()
+        for _, it, _ in list(self._units):
+            if id(it) not in seen:
+                seen.add(id(it))
+                yield it, Outcome("failed", error=why)
+        self._units.clear()
+        for it in todo:
+            yield it, Outcome("failed", error=why)
+        todo.clear()
 
     def _finish(self, kind: str, it, payload, out: Outcome):
         """Book one finished call: yields the item's outcome when the item is done."""
