@@ -224,3 +224,21 @@ def test_classical_too_small_is_one_clear_error():
     tri = np.array([[0, 128], [255, 128]], np.uint8)
     with pytest.raises(InputError, match="too small for lkm with radius 10"):
         mattecli.load_model("lkm").predict(img, trimap=tri)
+
+
+def test_non_finite_alpha_is_an_error_not_a_black_matte():
+    import torch
+
+    from mattecli.backends.base import Backend, Prediction
+    from mattecli.errors import MatteError
+    from mattecli.registry import ModelEntry
+
+    class Overflowing(Backend):
+        def predict_batch(self, batch):
+            a = torch.zeros((batch.n, 1) + batch.size)
+            a[..., 0, 0] = float("nan")
+            return Prediction(alpha=a)
+
+    m = Overflowing(ModelEntry(name="overflow", family="test", summary="t"))
+    with pytest.raises(MatteError, match="non-finite alpha"):
+        m.predict(np.zeros((4, 5, 3), np.uint8))

@@ -354,7 +354,8 @@ _outer = threading.local()   # ids of the backends whose predict_batch runs in t
 
 
 def guarded(fn):
-    """A family's ``predict_batch`` behind the guard and ``max_side`` (``Backend.__init_subclass__`` wraps each one):
+    """A family's ``predict_batch`` behind the guard and ``max_side``, its alpha checked finite
+    (``Backend.__init_subclass__`` wraps each one):
     only the outermost call of a backend checks and resizes; its ``super().predict_batch`` and per-tile calls run as
     written."""
     if getattr(fn, "_guarded", False):
@@ -367,9 +368,13 @@ def guarded(fn):
             return fn(self, batch, *args, **kwargs)
         active.add(id(self))
         try:
-            return _run(self, fn, batch, args, kwargs)
+            pred = _run(self, fn, batch, args, kwargs)
         finally:
             active.discard(id(self))
+        from .backends.base import check_finite
+
+        check_finite(self, pred)
+        return pred
 
     predict_batch._guarded = True
     return predict_batch

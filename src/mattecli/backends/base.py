@@ -30,7 +30,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..errors import ConverterError, InputError, MissingInput, UsageError
+from ..errors import ConverterError, InputError, MatteError, MissingInput, UsageError
 from ..registry import ModelEntry, Weights
 
 
@@ -98,6 +98,16 @@ class Prediction:
                 extras[k] = vals[0]
         return Prediction(cat([p.alpha for p in parts]), cat([p.foreground for p in parts]),
                           cat([p.background for p in parts]), extras)
+
+
+def check_finite(backend, pred: "Prediction") -> None:
+    """A prediction with NaN or infinite alpha is an error (numeric overflow), never a silently black matte."""
+    import torch
+
+    alpha = getattr(pred, "alpha", None)
+    if alpha is not None and torch.is_tensor(alpha) and not bool(torch.isfinite(alpha).all()):
+        raise MatteError(f"model {backend.entry.name} produced non-finite alpha (NaN or inf: a numeric overflow in "
+                         "the network); try --precision fp32, another model, or report the input")
 
 
 # ---------------------------------------------------------------------------------------------------- inputs
