@@ -4,12 +4,13 @@ the out-of-memory back-off.
 
 1. accuracy: every registry model with weights (synthetic ones from ../shared/oracles; RVM with the authors' real
    weights when ../shared/weights has them) on CUDA in fp32 and fp16 (where the entry allows it) against the CPU in
-   fp32 (eager torch), on the same inputs; with onnxruntime's CUDA provider installed, also --runtime onnxruntime
-   in fp32 on CUDA for the families that export. Tolerances (``TOL``) on |alpha difference| (and foreground where
-   the model has one): mean <= 2e-3 and 99.9th percentile <= 2e-2 in fp32 (cuDNN runs fp32 convolutions in TF32
-   by default, as users get them), mean <= 1e-2 and 99.9th percentile <= 1e-1 in fp16. Percentiles, not maxima: models that pick
-   discrete things inside the pipeline (BGMv2's refined patches, GFM's glance argmax, BGM v1's uint8 crops) flip
-   a few pixels or patches under any rounding change; for them the 99th percentile is held instead.
+   fp32 (eager torch), on the same inputs (``--with-onnxruntime``: also --runtime onnxruntime in fp32 on CUDA for
+   the families that export, when onnxruntime's CUDA provider is installed; exports add a few minutes).
+   Tolerances (``TOL``) on |alpha difference| (and foreground where the model has one): mean <= 2e-3 and 99.9th
+   percentile <= 2e-2 in fp32 (cuDNN runs fp32 convolutions in TF32 by default, as users get them), mean <= 1e-2
+   and 99.9th percentile <= 1e-1 in fp16. Percentiles, not maxima: models that pick discrete things inside the
+   pipeline (BGMv2's refined patches, GFM's glance argmax, BGM v1's uint8 crops) flip a few pixels or patches
+   under any rounding change; for them the 99th percentile is held.
 2. ``video`` frames/s, fp16, batch 1 / 4 / 8, 1920x1080 and 3840x2160 clips (made here), through the real pipeline
    (decode thread -> model -> encode thread, alpha as H.264 ultrafast so the CPU encoder is not what is measured),
    for RVM and BGMv2-MobileNetV2 (a still plate), next to the model alone (predict_batch on frames already on the
@@ -143,7 +144,7 @@ def accuracy(args, device: str, half: str) -> bool:
         ref = predict(mattecli.load_model(name, weights=weights, device="cpu", precision="fp32", runtime="torch",
                                           **opts), entry, img, tri, bg, seg)
         legs = [("fp32", "fp32", None), ("fp16", half, None)]
-        if engines_on(device) and name in EXPORTABLE:
+        if args.with_onnxruntime and engines_on(device) and name in EXPORTABLE:
             legs.append(("fp32", "fp32", "onnxruntime"))
         for label, prec, runtime in legs:
             if label == "fp16" and "fp16" not in entry.precisions:
@@ -356,6 +357,7 @@ def main() -> None:
     ap.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     ap.add_argument("--skip", nargs="+", default=[], choices=["accuracy", "video", "upload", "oom"])
     ap.add_argument("--json", type=Path, help="write every result row here")
+    ap.add_argument("--with-onnxruntime", action="store_true", help="accuracy on onnxruntime's CUDA provider too")
     args = ap.parse_args()
     import torch
 

@@ -31,6 +31,14 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def keep_cache_home() -> None:
+    """tests/conftest.py (imported for the oracles' weights) gives a process without MATTECLI_HOME a fresh temporary
+    cache: pin the user's cache first, so that exports and their checks are reused across runs as in real use."""
+    from mattecli.weights import home
+
+    os.environ.setdefault("MATTECLI_HOME", str(home()))
 SHARED = Path(os.environ.get("MATTECLI_SHARED", ROOT.parent / "shared"))
 RVM_ONNX = SHARED / "weights" / "rvm_mobilenetv3_fp32.onnx"
 PHOTO = SHARED / "data" / "bmv2_pair" / "test_fg.jpg"
@@ -90,6 +98,7 @@ class PeakRSS:
 
 def _oracle_weights(folder: str):
     sys.path.insert(0, str(ROOT / "tests"))
+    keep_cache_home()
     from conftest import Oracle   # the oracles' own recipe (special layouts included)
 
     return Oracle(folder).torch_weights()
@@ -211,7 +220,7 @@ def worker_rvm(args) -> list[dict]:
         return out
 
     calls = {"authors-onnx/ort": authors}
-    runtimes = {"ours-default": None, "ours-torch": "torch"}
+    runtimes = {"ours-default": None, "ours-onnxruntime": "onnxruntime", "ours-torch": "torch"}
     if args.only:                       # --memory: one implementation per process, ru_maxrss is its own
         calls = {k: v for k, v in calls.items() if k == args.only}
         runtimes = {k: v for k, v in runtimes.items() if k == args.only}
@@ -299,7 +308,7 @@ def main() -> None:
         if args.memory:
             print("\npeak RSS of a process running one implementation (load, warm-up, --reps calls):")
             for b in args.rvm_batch:
-                for impl in ("authors-onnx/ort", "ours-default", "ours-torch"):
+                for impl in ("authors-onnx/ort", "ours-default", "ours-onnxruntime", "ours-torch"):
                     for r in run(["--worker", "rvm", "--rvm-batch", str(b), "--reps", str(args.reps), "--only", impl]
                                  + threads):
                         if "max_rss_mb" in r:

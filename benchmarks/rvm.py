@@ -7,10 +7,12 @@ same number of intra-op threads. Each configuration runs in a fresh subprocess, 
 ``ru_maxrss`` (interpreter + library + weights + activations; the ``base MB`` column is the RSS after loading, before
 the first frame).
 
-  ours  : mattecli.load_model("rvm", weights=ONNX) -> predict_batch(Batch(frames[B,3,H,W])) (B consecutive frames of
-          one sequence, recurrent state carried), torch.inference_mode, BatchNorm folded (the ONNX has it folded too)
-  ort   : onnxruntime.InferenceSession(ONNX, CPUExecutionProvider); batch B = B frames through the graph's batch axis
-          (the export has no time axis), states carried
+  ours  : mattecli.load_model("rvm", weights=ONNX, runtime="torch") -> predict_batch(Batch(frames[B,3,H,W])) (B
+          consecutive frames of one sequence, recurrent state carried), torch.inference_mode, BatchNorm folded (the
+          ONNX has it folded too). The default runtime (auto: OpenVINO / onnxruntime + fused kernels) is compared in
+          benchmarks/runtimes.py --rvm
+  ort   : onnxruntime.InferenceSession(ONNX, CPUExecutionProvider); batch B = B consecutive frames, one call each
+          (the export has no time axis and its batch axis holds independent clips), states carried
 
 Configurations: 512x512 with downsample_ratio 1.0 and 1920x1080 with 0.25, batch 1 and 4. ``cpu ms/fr`` is the
 process CPU time (user + sys) per frame: on a shared, oversubscribed machine it is steadier than wall time.
@@ -85,10 +87,11 @@ def worker(args) -> dict:
         rec = [np.zeros((1, 1, 1, 1), np.float32)] * 4
         r = np.array([ratio], np.float32)
 
-        def step(x):
+        def step(x):   # B consecutive frames: one call each (the export's batch axis holds independent clips)
             nonlocal rec
-            fgr, pha, *rec = sess.run(None, {"src": x, "r1i": rec[0], "r2i": rec[1], "r3i": rec[2], "r4i": rec[3],
-                                            "downsample_ratio": r})
+            for i in range(x.shape[0]):
+                fgr, pha, *rec = sess.run(None, {"src": x[i:i + 1], "r1i": rec[0], "r2i": rec[1], "r3i": rec[2],
+                                                "r4i": rec[3], "downsample_ratio": r})
             return pha
     else:
         import torch
@@ -102,7 +105,7 @@ def worker(args) -> dict:
         weights = args.weights
         if args.impl == "ours-bn":  # the official .pth layout needs BN statistics: fake identity BN on top of ONNX
             weights = _unfolded_mapping(args.weights)
-        m = mattecli.load_model("rvm", weights=weights, downsample_ratio=ratio)
+        m = mattecli.load_model("rvm", weights=weights, downsample_ratio=ratio, runtime="torch")
         if args.impl == "ours-cl":
             m.net.to(memory_format=torch.channels_last)
 

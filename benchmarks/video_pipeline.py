@@ -29,6 +29,14 @@ from fractions import Fraction
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def keep_cache_home() -> None:
+    """tests/conftest.py (imported for the oracles' weights) gives a process without MATTECLI_HOME a fresh temporary
+    cache: pin the user's cache first, so that exports and their checks are reused across runs as in real use."""
+    from mattecli.weights import home
+
+    os.environ.setdefault("MATTECLI_HOME", str(home()))
 SHARED = Path(os.environ.get("MATTECLI_SHARED", ROOT.parent / "shared"))
 DEFAULT_PHOTO = SHARED / "data" / "bmv2_pair" / "test_fg.jpg"
 DEFAULT_WEIGHTS = SHARED / "weights" / "rvm_mobilenetv3_fp32.onnx"
@@ -117,6 +125,7 @@ def load_rvm(args):
                                    **({"downsample_ratio": args.downsample_ratio} if args.downsample_ratio else {})), \
             "real (" + Path(w).name + ")"
     sys.path.insert(0, str(ROOT / "tests"))
+    keep_cache_home()
     from conftest import Oracle  # noqa: E402  (synthetic official-layout weights; same network, same cost)
 
     return mattecli.load_model("rvm", weights=Oracle("rvm_mobilenetv3").torch_weights(), device=args.device,
@@ -130,6 +139,7 @@ def load_image_model(args):
     import mattecli
 
     sys.path.insert(0, str(ROOT / "tests"))
+    keep_cache_home()
     from conftest import Oracle  # noqa: E402
 
     folder = {"modnet": "modnet_mobilenetv2", "bgmv2.mobilenetv2": "bgmv2_mobilenetv2"}[args.model]
@@ -155,7 +165,7 @@ def phase(args) -> dict:
     res: dict = {"phase": args.phase}
     if args.phase == "model":
         src = VideoSource(clip)
-        if not args.downsample_ratio:
+        if not args.downsample_ratio and args.model == "rvm":
             args.downsample_ratio = auto_downsample_ratio(src.info.height, src.info.width)
         k = min(args.frames, args.model_frames)
         frames = []
@@ -185,13 +195,13 @@ def phase(args) -> dict:
         src = VideoSource(clip)
         info = src.info
         if args.phase in ("e2e", "long"):
-            if not args.downsample_ratio:
+            if not args.downsample_ratio and args.model == "rvm":
                 args.downsample_ratio = auto_downsample_ratio(info.height, info.width)
             model, res["weights"] = load_rvm(args)
             res["downsample_ratio"] = args.downsample_ratio
         else:
             model = NullBackend()
-        out = Path(args.workdir) / f"out_{args.phase}{args.out_ext}"
+        out = Path(args.workdir) / f"out_{args.phase}_{args.preset or 'default'}{args.out_ext}"
         plan = plan_output(args.output_type, str(out), preset=args.preset)
         job = VideoJob([plan], batch_size=args.batch_size, progress=False)
         pipe = VideoPipeline(src, model, job)
@@ -247,12 +257,33 @@ def presets(args, clip: Path, w: int, h: int, load) -> None:
         rows.append((p, run_phase(args, "codec", clip, args.frames)))
     print(f"\ndecode + {args.output_type}{args.out_ext} encode, no model: {w}x{h}, {args.frames} frames, x264 crf as "
           f"planned; load average at start {load[0]:.2f} on {os.cpu_count()} CPUs\n")
-    print(f"| {'preset':10s} | {'frames/s':>8s} | {'MB':>7s} | {'size vs fast':>12s} | {'peak RSS MB':>11s} |")
-    print(f"|{'-' * 12}|{'-' * 10}|{'-' * 9}|{'-' * 14}|{'-' * 13}|")
+    print(f"| {'preset':10s} | {'frames/s':>8s} | {'MB':>7s} | {'size vs fast':>12s} | {'PSNR dB':>7s} | "
+          f"{'peak RSS MB':>11s} |")
+    print(f"|{'-' * 12}|{'-' * 10}|{'-' * 9}|{'-' * 14}|{'-' * 9}|{'-' * 13}|")
     ref = next((r["bytes"] for p, r in rows if p == "fast"), rows[0][1]["bytes"])
     for p, r in rows:
-        print(f"| {p:10s} | {r['fps']:8.2f} | {r['bytes'] / 1e6:7.2f} | {r['bytes'] / ref:11.2f}x | "
+        q = psnr(clip, Path(r["output"])) if args.output_type == "composite" else float("nan")
+        print(f"| {p:10s} | {r['fps']:8.2f} | {r['bytes'] / 1e6:7.2f} | {r['bytes'] / ref:11.2f}x | {q:7.2f} | "
               f"{r['peak_rss_mb']:11.0f} |")
+    print("(no model: alpha = 1, so the composite is the input frame; luma PSNR of the output against the input clip)")
+
+
+def psnr(a: Path, b: Path) -> float:
+    """Mean luma PSNR (dB) of clip b against clip a over their common frames (the Y planes: what the encoder lost,
+    without the RGB <-> YUV round trip's own rounding)."""
+    import av
+    import numpy as np
+
+    ca, cb = av.open(str(a)), av.open(str(b))
+    vals = []
+    for fa, fb in zip(ca.decode(video=0), cb.decode(video=0)):
+        x = fa.to_ndarray(format="gray").astype(np.float32)
+        y = fb.to_ndarray(format="gray").astype(np.float32)
+        mse = float(np.mean((x - y) ** 2))
+        vals.append(99.0 if mse == 0 else 10 * np.log10(255.0 ** 2 / mse))
+    ca.close()
+    cb.close()
+    return float(np.mean(vals))
 
 
 def main(argv=None) -> None:

@@ -219,10 +219,10 @@ def test_damaged_converted_file_is_caught_by_verify_and_load(tiny_cli, online_ho
 
     damaged = torch.load(conv, weights_only=True)["state_dict"]["weight"]  # torch alone would load it silently
     assert int((damaged != torch.arange(6.0).reshape(2, 3)).sum()) == 1
-    r = run("models", "verify", "tiny")
+    r = run("models", "verify", "tiny", "--json")        # the table's layout follows the terminal's width
     assert r.exit_code == 1
-    row = [ln for ln in r.stdout.splitlines() if "tiny.pth.mattecli.pt" in ln][0]
-    assert "mismatch" in row and "mattecli models fetch tiny --force" in row
+    row = [x for x in json.loads(r.stdout) if x["file"] == "tiny.pth.mattecli.pt"][0]
+    assert row["status"] == "mismatch" and "mattecli models fetch tiny --force" in row["detail"]
     with pytest.raises(ChecksumMismatch) as ei:
         mattecli.load_model("tiny")
     assert str(conv) in str(ei.value) and "mattecli models fetch tiny --force" in str(ei.value)

@@ -29,7 +29,8 @@ def _one_thread():
 
 
 @pytest.fixture(autouse=True)
-def _fresh(isolated_home):
+def _fresh(isolated_home, monkeypatch):
+    monkeypatch.delenv("MATTECLI_RUNTIME", raising=False)   # the suite pins torch elsewhere (conftest); not here
     hook.forget()        # every test exports into its own MATTECLI_HOME
     yield isolated_home
     hook.forget()
@@ -113,7 +114,9 @@ def test_engine_gives_the_torch_numbers(name, runtime):
         _close(got.alpha, ref.alpha, atol, share)
         _close(got.foreground, ref.foreground, atol, max(share, 0.01 if name == "cam.lap" else 0.0))
     assert _engine_ran(m), "the engine did not run (it fell back to torch)"
-    exports = list((mattecli.weights.home() / "runtimes" / m.entry.name).glob("*/model.onnx"))
+    from mattecli.weights import home
+
+    exports = list((home() / "runtimes" / m.entry.name).glob("*/model.onnx"))
     assert len(exports) == len(m.runtime_parts)
 
 
@@ -208,8 +211,9 @@ def test_export_is_cached_with_sha256_and_reused(isolated_home):
     folders = [p.parent for p in (isolated_home / "runtimes" / "modnet").glob("*/model.onnx")]
     assert len(folders) == 1
     files = sorted(p.name for p in folders[0].iterdir())
-    assert files == ["meta.json", "meta.json.sha256", "model.onnx", "model.onnx.sha256"]
-    for f in ("model.onnx", "meta.json"):
+    assert files == ["checked-onnxruntime.json", "checked-onnxruntime.json.sha256", "meta.json", "meta.json.sha256",
+                     "model.onnx", "model.onnx.sha256"]
+    for f in ("model.onnx", "meta.json", "checked-onnxruntime.json"):
         assert integrity.recorded(folders[0] / f) == integrity.file_sha256(folders[0] / f)
     stamp = (folders[0] / "model.onnx").stat().st_mtime_ns
     hook.forget()                                           # a new process, as far as the cache is concerned
@@ -238,6 +242,31 @@ def test_damaged_export_is_refused_and_rebuilt(isolated_home, capfd, damage):
     assert "refusing a damaged cached ONNX export" in err and str(model) in err
     assert integrity.recorded(model) == integrity.file_sha256(model)
     np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("tamper", [False, True])
+def test_recorded_check_spares_torch_in_later_processes(isolated_home, monkeypatch, tamper):
+    """The first-call check against torch is recorded next to the export; a later process runs the engine alone,
+    unless the record does not verify (then torch runs once more and the check is made again)."""
+    from mattecli.backends.modnet.net import MODNet
+
+    img = np.random.default_rng(0).integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    a = _modnet().predict(img).alpha
+    record = next((isolated_home / "runtimes" / "modnet").glob("*/checked-onnxruntime.json"))
+    if tamper:
+        record.write_text(record.read_text().replace("onnxruntime", "onnxruntimE"))
+    hook.forget()
+    calls = []
+    forward = MODNet.forward
+
+    def counting(self, *args, **kwargs):
+        calls.append(1)
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(MODNet, "forward", counting)
+    b = _modnet().predict(img).alpha
+    np.testing.assert_array_equal(a, b)
+    assert len(calls) == (1 if tamper else 0)
 
 
 def test_cache_key_follows_weights_exporter_and_constants():
@@ -296,3 +325,60 @@ def test_bf16_and_float64_stay_on_torch(rvm_weights):
     assert m.runtime.name == "torch" and "bfloat16" in m.runtime_line()
     with pytest.raises(UsageError, match="fp32"):
         mattecli.load_model("rvm", weights=rvm_weights, precision="bf16", runtime="onnxruntime")
+
+
+# -- the command line ------------------------------------------------------------------------------------------------
+def test_cli_runtime_flag_first_line_and_same_alpha(tmp_path):
+    """``--runtime`` on ``matte``: the run's first line names the runtime and why; an engine's 8-bit alpha is the
+    torch run's within one level; auto says which runtime it measured fastest; runtimes that cannot run are usage
+    errors before any work."""
+    import cv2
+
+    from conftest import Oracle
+    from fault_helpers import run_cli
+    from mattecli.registry import resolve
+
+    w = tmp_path / "modnet.ckpt"
+    torch.save(Oracle("modnet_mobilenetv2").torch_weights(), w)
+    img = np.random.default_rng(3).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    cv2.imwrite(str(tmp_path / "img.png"), img)
+    home = tmp_path / "home"
+    base = ["matte", "img.png", "-m", "modnet", "--weights", w, "--option", "ref_size=64"]
+
+    def run(*extra):
+        return run_cli([*base, *extra], tmp_path, home, timeout=300)
+
+    t, o, a = run("--runtime", "torch", "-o", "t/"), run("--runtime", "onnxruntime", "-o", "o/"), run("-o", "a/")
+    for p in (t, o, a):
+        assert p.returncode == 0, p.stderr
+    first = [p.stderr.splitlines()[0] for p in (t, o, a)]
+    assert first[0] == "mattecli: matte: 1 input(s) with modnet, runtime torch (asked for)"
+    assert first[1] == "mattecli: matte: 1 input(s) with modnet, runtime onnxruntime (asked for)"
+    auto = next(r for r in resolve("modnet")[0].runtimes["cpu"] if choose_mod.installed(r))
+    assert first[2] == f"mattecli: matte: 1 input(s) with modnet, runtime {auto} (auto: measured fastest on cpu)"
+    ref = cv2.imread(str(tmp_path / "t" / "img_alpha.png"), cv2.IMREAD_UNCHANGED).astype(int)
+    for folder in ("o", "a"):
+        got = cv2.imread(str(tmp_path / folder / "img_alpha.png"), cv2.IMREAD_UNCHANGED).astype(int)
+        assert np.abs(got - ref).max() <= 1
+    bad = run("--runtime", "tensorflow", "-o", "x/")
+    assert bad.returncode == 2 and "unknown runtime" in bad.stderr
+    cv2.imwrite(str(tmp_path / "tri.png"), np.full((48, 64), 128, np.uint8))
+    cf = run_cli(["matte", "img.png", "--trimap", "tri.png", "-m", "closed-form", "--runtime", "openvino", "-o",
+                  "x/"], tmp_path, home)
+    assert cf.returncode == 2 and "no network" in cf.stderr and "--runtime auto or torch" in cf.stderr
+    tri = run_cli(["trimap", "--mask", "img.png", "--runtime", "onnxruntime", "-o", "x/"], tmp_path, home)
+    assert tri.returncode == 2 and "--segmenter only" in tri.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_models_info_says_what_auto_picks():
+    from typer.testing import CliRunner
+
+    from mattecli.cli.app import app
+
+    r = CliRunner().invoke(app, ["models", "info", "rvm"])
+    assert r.exit_code == 0
+    line = next(ln for ln in r.stdout.splitlines() if ln.strip().startswith("runtime (cpu):"))
+    assert "auto: measured fastest on cpu" in line and "measured order openvino, onnxruntime" in line
+    r = CliRunner().invoke(app, ["models", "info", "gca"])
+    assert "runtime (cpu): torch (exports nothing" in r.stdout

@@ -288,7 +288,7 @@ def refusal(entry, options, h: int, w: int, need: int, free: int, *, path=None, 
     if mem is not None and mem.tiles:
         ways.append("--option tile=512 (bounded memory)")
     ways += [f"--model {m}" for m in _lighter(entry, h, w, free, fixed_bytes)]
-    fix = "; use " + " or ".join(ways) if ways else "; free some memory or use a smaller image"
+    fix = "; use " + " or ".join(ways) if ways else "; free some memory or downscale the image first"
     return TooLarge(f"{what}{entry.name} on a {w}x{h} image needs about {human(need * SAFETY)} of memory but "
                     f"{human(free)} is available{where}{fix}", path=path)
 
@@ -336,6 +336,9 @@ def check_file(backend, path, size: tuple[int, int] | None = None) -> int | None
     if size is None:
         return None
     w, h = size
+    from .imaging.io import check_pixels
+
+    check_pixels(path, w, h)
     return check(backend.entry, backend.options, h, w, device=getattr(backend, "device", "cpu"), path=path,
                  fixed_bytes=decode_bytes(w, h), max_side=getattr(backend, "max_side", None))
 

@@ -358,6 +358,12 @@ class Backend:
     def reset(self) -> None:
         """Clear temporal state (recurrent models). No-op for image models."""
 
+    def runtime_line(self) -> str:
+        """``runtime: openvino 2025.1 for rvm (auto: measured fastest on cpu)``: the run's first line."""
+        from .runtimes import describe
+
+        return describe(self)
+
 
 class TorchBackend(Backend):
     """A neural family: weights (cache, file or official mapping) -> ``build_net`` -> encode/forward/decode."""
@@ -396,12 +402,6 @@ class TorchBackend(Backend):
 
         attach(self, runtime)
         return self
-
-    def runtime_line(self) -> str:
-        """``runtime: openvino 2025.1 for rvm (auto: measured fastest on cpu)``: the run's first line."""
-        from .runtimes import describe
-
-        return describe(self)
 
     def export_mode(self):
         """Context for exporting a part (RVM: its NCHW layout); the network as it is by default."""

@@ -45,6 +45,7 @@ def eval_command(
                                             "as <name>.png here (sub-folders as in the inputs)."),
     weights: Optional[str] = flags.weights(),
     device: str = flags.device(),
+    runtime: Optional[str] = flags.runtime(),
     option: flags.ListOpt = flags.option(),
     offline: bool = flags.offline(),
     no_fetch: bool = flags.no_fetch(),
@@ -144,7 +145,7 @@ def eval_command(
         ex = executors.make(executor, ray_address, device=device, quiet=quiet)
         job = modes.model_job(model, model_options(resolve(model)[0], option), images=_p(images), gt=_p(gt),
                               trimap=_p(trimap), plates=_p(bg), save_pred=_p(save_pred), weights=_p(weights),
-                              device=device, whole_image=whole_image, trimap_radius=trimap_radius,
+                              device=device, runtime=runtime, whole_image=whole_image, trimap_radius=trimap_radius,
                               composition=(_p(foreground), _p(alpha), _p(backgrounds), per_fg) if comp else None,
                               unknown_values=unknown_values, executor=ex)
     else:

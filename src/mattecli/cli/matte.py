@@ -29,6 +29,7 @@ def register(app: typer.Typer) -> None:
         weights: Optional[str] = flags.weights(),
         device: str = flags.device(),
         precision: str = flags.precision(),
+        runtime: Optional[str] = flags.runtime(),
         option: flags.ListOpt = flags.option(),
         estimate: str = flags.estimate("auto", "auto (the model's own if it predicts one, else ml), model, ml "
                                                "(fast multi-level), cf (closed-form), none (the input colours)"),
@@ -73,6 +74,7 @@ def register(app: typer.Typer) -> None:
         from .. import batch
         from ..errors import UsageError
         from ..tasks.matte import ESTIMATES, MatteTask, parse_types
+        from ..backends.runtimes import clause as runtime_clause
         from ._common import fetch_policy, say, wait_policy
 
         types = parse_types(output_type)
@@ -154,13 +156,14 @@ def register(app: typer.Typer) -> None:
 
         task = MatteTask(model=name, types=types, options=opts, weights=weights, device=device,
                          precision=precision, estimate=estimate, premultiplied=premultiplied,
-                         composite_bg=composite_bg, bits=bits, tta=tta, max_side=max_side,
+                         composite_bg=composite_bg, bits=bits, tta=tta, max_side=max_side, runtime=runtime,
                          meta={"Software": f"mattecli {mattecli.__version__}", "mattecli-model": model_label})
         if "composite" in types:
             task.composite_background()          # a bad --composite-bg is a usage error before any work
         if plan.is_stdout or any(it.is_stdin for it in items):
             ex = None                            # standard input / output are this process's: run it here
-        say(quiet, f"matte: {len(items)} input(s) with {model_label}"
+        engine = runtime_clause(entry, device, precision, runtime) if ex is None else ""   # Ray: the workers' device
+        say(quiet, f"matte: {len(items)} input(s) with {model_label}{engine}"
                    + (f" on Ray ({ray_address or 'local'})" if ex is not None else ""))
         loaded = executors.prepare(ex, task, count=len(items))
         runner = batch.BatchRunner(verb="matte", model=model_label, weights_sha256=loaded["weights_sha256"],

@@ -259,8 +259,12 @@ def info_cmd(
     """Everything the registry knows about a model, and where its weights are."""
     from ..weights.licences import license_flags
 
+    from ..backends.runtimes import planned
+
     entry, selected = _resolve(name)
     d = entry_dict(entry)
+    devices = ["cpu"] + [t for t in (entry.runtimes or {}) if t != "cpu"]
+    d["runtime"] = {t: planned(entry, t).split(": ", 1)[1] for t in devices}   # what --runtime auto picks
     if as_json:
         if selected is not None:
             d["selected_weights"] = selected.tag
@@ -280,6 +284,8 @@ def info_cmd(
         L.append(f"  aliases:      {', '.join(entry.aliases)}")
     L.append(f"  precisions:   {', '.join(entry.precisions)}")
     L.append(f"  code licence: {entry.code_license or 'unknown'}")
+    for t, line in d["runtime"].items():
+        L.append(f"  runtime ({t}): {line}")
     if entry.origin:
         L.append(f"  origin:       {entry.origin}")
     if entry.options:

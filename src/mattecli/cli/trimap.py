@@ -88,6 +88,7 @@ def register(app: typer.Typer) -> None:
         lo: float = typer.Option(0.06, "--lo", help="--from-alpha / matting --segmenter: alpha <= lo is background."),
         hi: float = typer.Option(0.96, "--hi", help="--from-alpha / matting --segmenter: alpha >= hi is foreground."),
         device: str = flags.device(),
+        runtime: Optional[str] = flags.runtime(),
         weights: Optional[str] = flags.weights(),
         option: flags.ListOpt = flags.option(),
         template: str = flags.template("{relpath}_trimap.{ext}", "The default _trimap suffix pairs with `matte "
@@ -160,7 +161,7 @@ def register(app: typer.Typer) -> None:
             raise UsageError("no inputs left after removing the mask/alpha files")
 
         task = TrimapTask(kind=kind, band=band, kernel=kernel, threshold=threshold, lo=lo, hi=hi, device=device,
-                          weights=weights)
+                          weights=weights, runtime=runtime)
         if segmenter:
             from ..registry import resolve
 
@@ -177,8 +178,8 @@ def register(app: typer.Typer) -> None:
                 raise UsageError(f"model {entry.name} takes no weights; drop --weights")
             task.model, task.options = segmenter, model_options(entry, option)
             label = entry.name
-        elif option or weights:
-            raise UsageError("--option/--weights apply to --segmenter only")
+        elif option or weights or runtime:
+            raise UsageError("--option/--weights/--runtime apply to --segmenter only")
         plan = batch.OutputPlan(output, template=template, ext="png", verb="trimap", single_file_ok=len(items) == 1)
         if plan.is_file and not str(plan.output).lower().endswith(".png"):
             raise UsageError(f"-o {output}: trimaps are written as .png")
@@ -193,7 +194,10 @@ def register(app: typer.Typer) -> None:
         if plan.is_stdout or any(it.is_stdin for it in items):
             ex = None                            # standard input / output are this process's: run it here
         if segmenter:
-            say(quiet, f"trimap: {len(items)} input(s) with {label}"
+            from ..backends.runtimes import clause as runtime_clause
+
+            engine = runtime_clause(entry, device, None, runtime) if ex is None else ""
+            say(quiet, f"trimap: {len(items)} input(s) with {label}{engine}"
                        + (f" on Ray ({ray_address or 'local'})" if ex is not None else ""))
         loaded = executors.prepare(ex, task, count=len(items))
         runner = batch.BatchRunner(verb="trimap", model=label if segmenter else None,

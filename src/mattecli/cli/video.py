@@ -57,6 +57,7 @@ def register(app: typer.Typer) -> None:
         batch_size: int = flags.batch_size(4),
         device: str = flags.device(),
         precision: str = flags.precision(),
+        runtime: Optional[str] = flags.runtime(),
         downsample_ratio: str = typer.Option("auto", "--downsample-ratio", help="RVM: auto (long side to 480 px, the "
                                              "authors' portrait column), auto-fullbody (768 px), or a number in "
                                              "(0,1]."),
@@ -98,7 +99,7 @@ def register(app: typer.Typer) -> None:
         settings = VideoSettings(
             inputs=list(inputs), model=model, bg=bg, trimap=trimap, weights=weights, output_type=output_type,
             output=output, template=template, composite_bg=composite_bg, batch_size=batch_size, device=device,
-            precision=precision, downsample_ratio=downsample_ratio, smooth=smooth, lossless=lossless, codec=codec,
+            precision=precision, runtime=runtime, downsample_ratio=downsample_ratio, smooth=smooth, lossless=lossless, codec=codec,
             crf=crf, preset=preset, bits=bits, align=align, fps=fps, audio=not no_audio, keep_partial=keep_partial,
             threads=threads, quiet=quiet, verbose=verbose, report=report, json_out=json_out, fail_fast=fail_fast,
             overwrite=overwrite, wait=wait, allow_truncated=allow_truncated)

@@ -90,7 +90,7 @@ def video_job(pred, gt, with_messddt: bool = True) -> Job:
 
 
 def model_job(model: str, options: dict, *, images=None, gt=None, trimap=None, plates=None, save_pred=None,
-              weights=None, device: str = "auto", whole_image: bool = False, trimap_radius: int = 10,
+              weights=None, device: str = "auto", runtime: str | None = None, whole_image: bool = False, trimap_radius: int = 10,
               composition: tuple | None = None, unknown_values=None, executor=None) -> Job:
     """``--model`` modes: items paired first (usage errors before the model loads), then the model, then a
     preparation that reads (or composites) each item, runs the model and saves the 8-bit prediction.
@@ -129,7 +129,7 @@ def model_job(model: str, options: dict, *, images=None, gt=None, trimap=None, p
     from ..batch import executors
 
     prepare = PredictTask(model=model, options=dict(options), weights=None if weights is None else os.fspath(weights),
-                          device=device, composition=composition is not None, whole_image=whole_image,
+                          device=device, runtime=runtime, composition=composition is not None, whole_image=whole_image,
                           trimap_radius=trimap_radius, unknown_values=unknown_values)
     loaded = executors.prepare(executor, prepare, count=len(items))
     generated = f"trimap == 128 (generated, radius {trimap_radius})"
@@ -141,6 +141,8 @@ def model_job(model: str, options: dict, *, images=None, gt=None, trimap=None, p
     sha = loaded["weights_sha256"]
     if sha:
         extra["weights_sha256"] = sha
+    if loaded.get("runtime"):
+        extra["runtime"] = loaded["runtime"].removeprefix("runtime: ")
     return Job("composition" if composition is not None else "model", items, prepare, R.score_array_task,
                extra=extra, model=entry.name, weights_sha256=sha)
 
@@ -155,6 +157,7 @@ class PredictTask:
     options: dict
     weights: str | None = None
     device: str = "auto"
+    runtime: str | None = None
     composition: bool = False
     whole_image: bool = False
     trimap_radius: int = 10
@@ -170,7 +173,8 @@ class PredictTask:
         if self._backend is None:
             import mattecli
 
-            self._backend = mattecli.load_model(self.model, weights=self.weights, device=self.device, **self.options)
+            self._backend = mattecli.load_model(self.model, weights=self.weights, device=self.device,
+                                                runtime=self.runtime, **self.options)
         return self._backend
 
     def __call__(self, it: Item) -> dict:

@@ -240,12 +240,17 @@ def _pil():
     return Image
 
 
-def _check_decode(img, data: bytes, p) -> None:
-    """From the header only: refuse an image over MAX_PIXELS, or whose decode would not fit in memory."""
-    w, h = img.size
+def check_pixels(p, w: int, h: int) -> None:
+    """Refuse a WxH image over MAX_PIXELS (from its header), naming the fix."""
     if w * h > MAX_PIXELS:
         raise InputError(f"{p}: {w}x{h} is more than {MAX_PIXELS} pixels, the most mattecli decodes; downscale the "
                          "file first", path=p)
+
+
+def _check_decode(img, data: bytes, p) -> None:
+    """From the header only: refuse an image over MAX_PIXELS, or whose decode would not fit in memory."""
+    w, h = img.size
+    check_pixels(p, w, h)
     mode = img.mode
     samples = 4 if mode in ("P", "PA", "LA", "RGBa") else max(1, len(img.getbands()))
     wide = mode.startswith("I;16") or (_png_bit_depth(data) or 8) == 16 or _needs_cv2(img, data)
@@ -326,11 +331,15 @@ def read_grey(path: str | os.PathLike) -> np.ndarray:
 
 
 def image_size(path: str | os.PathLike) -> tuple[int, int] | None:
-    """(width, height) after EXIF orientation, from the header only; None if unreadable."""
+    """(width, height) after EXIF orientation, from the header only; None if unreadable or not a regular file (a
+    FIFO or stdin can be read once only: its size is checked when it is decoded)."""
+    import stat
     import warnings
 
     Image = _pil()
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(path)

@@ -40,6 +40,7 @@ class MatteTask:
     bits: int = 8
     tta: bool = False                  # generic flip TTA (models with their own TTA get the `tta` option instead)
     max_side: int | None = None        # run on inputs downscaled to this long side (memory), alpha scaled back
+    runtime: str | None = None         # --runtime (None: $MATTECLI_RUNTIME, else auto)
     meta: dict = field(default_factory=dict)
     _backend: Any = field(default=None, init=False, repr=False, compare=False)
     _comp: Any = field(default=None, init=False, repr=False, compare=False)
@@ -55,7 +56,8 @@ class MatteTask:
             import mattecli
 
             self._backend = mattecli.load_model(self.model, weights=self.weights, device=self.device,
-                                                precision=self.precision, max_side=self.max_side, **self.options)
+                                                precision=self.precision, max_side=self.max_side,
+                                                runtime=self.runtime, **self.options)
         return self._backend
 
     def composite_background(self):

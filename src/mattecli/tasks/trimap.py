@@ -29,6 +29,7 @@ class TrimapTask:
     options: dict = field(default_factory=dict)
     weights: str | None = None
     device: str = "auto"
+    runtime: str | None = None                    # --runtime of the segmenter (None: $MATTECLI_RUNTIME, else auto)
     meta: dict = field(default_factory=dict)
     _backend: Any = field(default=None, init=False, repr=False, compare=False)
 
@@ -42,7 +43,8 @@ class TrimapTask:
         if self._backend is None and self.kind == "segmenter":
             import mattecli
 
-            self._backend = mattecli.load_model(self.model, weights=self.weights, device=self.device, **self.options)
+            self._backend = mattecli.load_model(self.model, weights=self.weights, device=self.device,
+                                                runtime=self.runtime, **self.options)
         return self._backend
 
     # -- one input ---------------------------------------------------------------------------------------------

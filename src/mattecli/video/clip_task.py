@@ -96,9 +96,9 @@ class ClipTask:
             self._backend = self.loader()
         elif self.weights_needed:
             self._backend = mattecli.load_model(self.name, weights=s.weights, device=s.device,
-                                                precision=s.precision, **options)
+                                                precision=s.precision, runtime=s.runtime, **options)
         else:
-            self._backend = mattecli.load_model(self.name, **options)
+            self._backend = mattecli.load_model(self.name, runtime=s.runtime, **options)
         self.options = options
         return self._backend
 

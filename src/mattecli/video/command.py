@@ -106,6 +106,13 @@ class VideoCommand:
         for it in self.items:
             it.info["plans"] = self.plans[id(it)]
         task = ClipTask.from_command(self)
+        if not self.s.quiet:
+            from ..backends.runtimes import clause as runtime_clause
+
+            engine = runtime_clause(self.entry, self.s.device, self.s.precision, self.s.runtime) \
+                if executor is None else ""     # Ray: the workers' device decides
+            self.info(f"video: {len(self.items)} clip(s) with {self.label}{engine}"
+                      + (" on Ray" if executor is not None else ""))
         loaded = executors.prepare(executor, task, count=len(self.items))
         self.backend = task._backend
         s = self.s

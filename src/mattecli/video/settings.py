@@ -25,6 +25,7 @@ class VideoSettings:
     batch_size: int = 4
     device: str = "auto"
     precision: str = "auto"
+    runtime: str | None = None                  # --runtime (None: $MATTECLI_RUNTIME, else auto)
     downsample_ratio: str = "auto"              # auto | auto-fullbody | a number in (0, 1]
     smooth: str = "none"
     lossless: bool = False

@@ -54,8 +54,8 @@ ENTRIES = [
         },
         quality=60,
         memory=MemoryModel(base_mb=728, per_pixel=36),
-        # benchmarks/runtimes.py (2-core AVX-512 CPU, predict at 512x512 crops whatever the input): openvino 1.5x,
-        # onnxruntime 1.35x faster than eager torch
+        # benchmarks/runtimes.py (2-core AVX-512 CPU, predict, one thread; the network always sees 512x512 crops):
+        # openvino 1.5x / 1.6x at 512x512 / 1080p, onnxruntime 1.35x / 1.26x faster than eager torch
         runtimes={"cpu": ("openvino", "onnxruntime")},
     ),
 ]

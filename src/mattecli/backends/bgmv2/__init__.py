@@ -58,5 +58,9 @@ ENTRIES = [
                            variants=tuple((k, v, MemoryModel(base_mb=278, per_pixel=456, per_net_pixel=776, net="scale",
                                                              net_option="backbone_scale"))
                                           for k, v in (("refine_mode", "full"), ("refine_mode", "thresholding")))),
+        # benchmarks/runtimes.py --models bgmv2 bgmv2.mobilenetv2 (2-core AVX-512 CPU, predict, vs eager torch; the
+        # base network on the engine, the refiner on torch): resnet50 openvino 1.54x / 1.19x at 512x512 / 1080p,
+        # onnxruntime 1.27x / 1.14x; mobilenetv2 openvino 1.12x / 1.30x, onnxruntime 1.07x / 1.14x
+        runtimes={"cpu": ("openvino", "onnxruntime")},
     ),
 ]

@@ -103,8 +103,10 @@ class BiSeNetV2Adapter(TorchBackend):
     def decode(self, lo, batch, size) -> Prediction:
         import torch
 
+        from ..layers.reductions import first_argmax
+
         logits = self.upsample(lo, size)
-        labels = logits.argmax(dim=1).to(torch.int32)
+        labels = first_argmax(logits, dim=1).to(torch.int32)
         prob = torch.softmax(logits, dim=1)[:, list(self.class_ids)].sum(1, keepdim=True).clamp_(0, 1).float()
         return Prediction(alpha=prob, extras={"labels": labels, "probability": prob, "logits_lowres": lo.float(),
                                               "class_ids": self.class_ids, "class_names": self.class_names})

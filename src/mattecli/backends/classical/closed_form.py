@@ -1,8 +1,11 @@
 """Closed-form matting (Levin, Lischinski, Weiss 2008) without a JIT compiler.
 
-The matting Laplacian is built with numpy array operations, window by window offset (no per-pixel Python loop), on
-the bounding box of the unknown region only (known pixels further than 2r from it do not enter the system), and the
-system ``L_U x = -L_{U,F} 1`` is solved directly with a sparse LDLᵀ factorisation (qdldl, AMD ordering). This is
+The matting Laplacian is built with whole-array numpy operations on strips of window rows (each strip cut to the
+columns whose windows touch the unknown region; no per-pixel Python loop, no fancy-index scatter: every (pixel,
+neighbour) pair of a window is one contiguous slice addition into an offset-major band, the 3x3 inverses are
+array-wise adjugates), on the bounding box of the unknown region only (known pixels further than 2r from it do not
+enter the system), and the system ``L_U x = -L_{U,F} 1`` is solved directly with a sparse LDLᵀ factorisation
+(qdldl, AMD ordering), which is most of the time on large unknown regions. This is
 the same linear system as pymatting's ``estimate_alpha_cf`` (same windows, same regularisation ``epsilon / |w|``,
 windows entirely inside the known region skipped, the same 0.1 / 0.9 trimap split), solved exactly where pymatting
 stops its conjugate gradient at ``rtol = 1e-7``: the two agree to about 1e-4 on alpha (measured on alphamatting.com

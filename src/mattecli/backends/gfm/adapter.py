@@ -86,8 +86,10 @@ class GFMAdapter(TorchBackend):
         """[B,C,h,w] sigmoid maps -> [B,h,w] uint8 levels (gen_trimap_from_segmap_e2e / gen_bw_from_segmap_e2e)."""
         import torch
 
+        from ..layers.reductions import first_argmax
+
         lut = torch.tensor(pipeline.GLANCE_LEVELS[glance.shape[1]], dtype=torch.uint8, device=glance.device)
-        return lut[glance.argmax(dim=1)].cpu().numpy()
+        return lut[first_argmax(glance, dim=1)].cpu().numpy()
 
     def maps(self, outs, i: int, hw) -> dict:
         """Item ``i``'s maps resized to ``hw`` (float64, the official arrays)."""

@@ -22,6 +22,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..layers.densenet import densenet121
+from ..layers.reductions import first_argmax
 from ..layers.resnet import BasicBlock, resnet34, resnet101
 
 BACKBONES = ("r34", "r34_2b", "r101", "d121")
@@ -81,7 +82,7 @@ class SELayer(nn.Module):
 
 def collaborative_matting(rosta: str, glance: torch.Tensor, focus: torch.Tensor) -> torch.Tensor:
     """Official fusion: idx = argmax over the glance channels (first max on ties)."""
-    idx = torch.argmax(glance, dim=1, keepdim=True).to(focus.dtype)
+    idx = first_argmax(glance, dim=1, keepdim=True).to(focus.dtype)
     if rosta == "TT":
         return focus * (idx == 1).to(focus.dtype) + (idx == 2).to(focus.dtype)
     if rosta == "BT":

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..layers.reductions import first_argmax
+
 
 class SameConv2d(nn.Conv2d):
     """Conv2d with Paddle/TensorFlow 'SAME' padding (asymmetric when the total is odd: extra on bottom/right)."""
@@ -379,7 +381,7 @@ def heads(semantic_logits, detail_logits) -> dict:
     1 transition, 2 background (argmax of the softmax, first max on ties)."""
     semantic = torch.softmax(semantic_logits, dim=1)
     detail = torch.sigmoid(detail_logits)
-    index = semantic.argmax(dim=1, keepdim=True)
+    index = first_argmax(semantic, dim=1, keepdim=True)
     fusion = detail * (index == 1).to(detail.dtype) + (index == 0).to(detail.dtype)
     return {"fusion": fusion, "semantic_map": semantic, "detail_map": detail}
 

@@ -6,8 +6,10 @@ a mapping). ``key`` hashes the exported module's weights (its state dict as load
 drop layers and the dtype included), the part, the constants baked in, the inputs' dtypes and ranks (and shapes
 for static parts) and the exporter (:func:`export.exporter_id`).
 
-A folder holds ``model.onnx`` (+ external data files when an exporter writes them) and ``meta.json``; each file has
-its ``.sha256`` sidecar (:mod:`mattecli.weights.integrity`). A file that fails its check is refused: the folder is
+A folder holds ``model.onnx`` (+ external data files when an exporter writes them), ``meta.json`` and one
+``checked-<runtime>.json`` per engine whose first-call check against torch passed (engine version, output
+structure: a later process runs the engine without running torch first); each file has its ``.sha256`` sidecar
+(:mod:`mattecli.weights.integrity`). A file that fails its check is refused: the folder is
 removed and the export made again (a line on stderr names the file). Exports are written to a temporary folder and
 renamed into place, so concurrent processes never see half a file.
 """
@@ -65,7 +67,9 @@ def root_for(backend) -> Path:
 
 
 def _files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.endswith(integrity.SIDE))
+    """The export's own files (the per-runtime check records are verified when read)."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.endswith(integrity.SIDE)
+                  and not p.name.startswith(("checked-", ".")))
 
 
 def check_folder(folder: Path) -> Path:
@@ -109,3 +113,33 @@ def load_or_export(root: Path, key: str, export, meta: dict) -> tuple[Path, bool
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return check_folder(folder), True
+
+
+def check_name(runtime: str) -> str:
+    return f"checked-{runtime}.json"
+
+
+def record_check(folder: Path, runtime: str, data: dict) -> None:
+    """The first-call check passed for ``runtime``: say so next to the export (sha256-recorded like the rest), so
+    that later processes run the engine without running torch first."""
+    f = folder / check_name(runtime)
+    tmp = folder / f".{f.name}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(data, sort_keys=True, default=str) + "\n")
+    os.replace(tmp, f)
+    integrity.record(f, integrity.file_sha256(f))
+
+
+def read_check(folder: Path, runtime: str) -> dict | None:
+    """The recorded check for ``runtime``, or None (absent, or its record does not match: then removed)."""
+    f = folder / check_name(runtime)
+    if not f.is_file():
+        return None
+    want = integrity.recorded(f)
+    if want is None or integrity.file_sha256(f) != want:
+        f.unlink(missing_ok=True)
+        integrity.forget(f)
+        return None
+    try:
+        return json.loads(f.read_text())
+    except ValueError:
+        return None

@@ -83,6 +83,28 @@ def output_spec(out) -> OutputSpec:
     return OutputSpec(spec, consts, positions)
 
 
+def spec_to_json(spec: OutputSpec) -> str | None:
+    """The output structure as text (None when a constant leaf is not plain JSON data)."""
+    import json
+
+    import torch.utils._pytree as pytree
+
+    try:
+        return json.dumps({"spec": pytree.treespec_dumps(spec.spec), "leaves": spec.leaves,
+                           "positions": spec.positions})
+    except (TypeError, ValueError, NotImplementedError):
+        return None
+
+
+def spec_from_json(text: str) -> OutputSpec:
+    import json
+
+    import torch.utils._pytree as pytree
+
+    d = json.loads(text)
+    return OutputSpec(pytree.treespec_loads(d["spec"]), d["leaves"], d["positions"])
+
+
 def flat_outputs(out) -> list:
     import torch.utils._pytree as pytree
 

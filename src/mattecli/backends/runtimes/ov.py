@@ -56,5 +56,5 @@ class OVEngine:
         shapes = tuple(tuple(t.shape) for t in tensors)
         cm, req, names = self._request(shapes)
         feed = {n: tensors[int(n[2:])].detach().contiguous().numpy() for n in names}
-        res = req.infer(feed)
+        res = req.infer(feed, share_inputs=True)   # outputs are copies: states go back in as the next inputs
         return [torch.from_numpy(res[o]) for o in cm.outputs]

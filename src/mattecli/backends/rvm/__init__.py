@@ -95,8 +95,9 @@ ENTRIES = [
         },
         quality=65,
         memory=MemoryModel(base_mb=471, per_pixel=44, per_net_pixel=1044, net="scale", net_option="downsample_ratio"),
-        # benchmarks/runtimes.py, 2-core AVX-512 CPU, 1080p ratio 0.25, vs eager torch: openvino 2.0-5x,
-        # onnxruntime 1.4-3.5x (both with the fused full-size kernel)
-        runtimes={"cpu": ("openvino", "onnxruntime"), "cuda": ("torch",)},
+        # benchmarks/runtimes.py --rvm, 2-core AVX-512 CPU, 1080p ratio 0.25 (both engines with the fused full-size
+        # kernel): openvino 1.22-1.38x (predict) / 1.49-1.71x (predict_batch of 4) the authors' ONNX on
+        # onnxruntime, 1.7x / 1.9x eager torch; onnxruntime on our export 1.2-1.5x the authors' ONNX
+        runtimes={"cpu": ("openvino", "onnxruntime")},   # cuda: not measured yet (torch)
     ),
 ]

@@ -92,7 +92,7 @@ class RVMAdapter(TorchBackend):
         import torch
 
         ratio = self.ratio_for(*batch.size)
-        if batch.image.dtype == torch.uint8 and self._engine_usable():
+        if batch.image.dtype == torch.uint8 and self._engine_usable() and self.device.type == "cpu":
             return (batch.image.unsqueeze(0), ratio), ratio
         src = batch.float_image(torch.float32).to(self.dtype).unsqueeze(0)
         return (src, ratio), ratio
@@ -105,8 +105,9 @@ class RVMAdapter(TorchBackend):
         from ..runtimes import engine_active
         from ..runtimes.hook import hooks_present
 
-        return (engine_active(self) and self.device.type == "cpu" and self.dtype == torch.float32
-                and next(self.net.parameters()).dtype == torch.float32 and not hooks_present(self.net))
+        return (engine_active(self) and self.dtype in (torch.float32, torch.float16)
+                and next(self.net.parameters()).dtype == self.dtype
+                and not hooks_present(self.net, self._engine_calls[0].modules))
 
     def export_mode(self):
         """Export in NCHW (the graph's layout is the engine's business; our NHWC concatenations do not trace)."""
@@ -124,31 +125,44 @@ class RVMAdapter(TorchBackend):
         return nchw()
 
     def _engine_frames(self, src, ratio: float):
-        """src [1,T,3,H,W] (uint8 or float32, CPU) -> (fgr, pha) [T,C,H,W], frame by frame: the resize to the
-        network's size and the full-size refiner step as fused kernels, net.core on the engine."""
+        """src [1,T,3,H,W] (uint8 or float32 on the CPU; the model dtype elsewhere) -> (fgr, pha) [T,C,H,W], frame
+        by frame: net.core on the engine; on the CPU the resize to the network's size and the full-size refiner
+        step are fused kernels (runtimes.kernels), elsewhere the torch operations of MattingNetwork.forward."""
         import torch
+        import torch.nn.functional as F
 
         from ..runtimes import kernels
+        from .net import DeepGuidedFilterRefiner
 
         T, _, H, W = src.shape[1:]
+        cpu = src.device.type == "cpu"
         refine = bool(self.always_refine or ratio != 1)
-        fgr = torch.empty((T, H, W, 3), dtype=torch.float32)
-        pha = torch.empty((T, 1, H, W), dtype=torch.float32)
+        fgr = torch.empty((T, H, W, 3), dtype=torch.float32, device=src.device)
+        pha = torch.empty((T, 1, H, W), dtype=torch.float32, device=src.device)
         for t in range(T):
             x = src[0, t]
-            if ratio != 1:
+            if not cpu or ratio == 1:
+                x = (x.float() / 255.0 if x.dtype == torch.uint8 else x).to(self.dtype)
+            if ratio == 1:
+                x_sm = x[None].contiguous()
+            elif cpu:
                 x_sm = kernels.downsample(x, ratio)
             else:
-                x_sm = (x.float() / 255.0 if x.dtype == torch.uint8 else x)[None].contiguous()
+                x_sm = F.interpolate(x[None], scale_factor=ratio, mode="bilinear", align_corners=False,
+                                     recompute_scale_factor=False)
             if self._rec[0] is None:
-                self._rec = [torch.zeros(s) for s in self.net.state_shapes(1, *x_sm.shape[-2:])]
+                self._rec = [torch.zeros(s, dtype=self.dtype, device=src.device)
+                             for s in self.net.state_shapes(1, *x_sm.shape[-2:])]
             out, *self._rec = self.net.core(x_sm, *self._rec, refine=refine)
-            if refine:
+            if refine and cpu:
                 kernels.guided_apply(out[0], x, fgr[t], pha[t])
+                continue
+            if refine:
+                f, p = DeepGuidedFilterRefiner.apply(x[None], out)
             else:
-                xf = x_sm[0]
-                fgr[t] = (out[0, :3] + xf).clamp_(0.0, 1.0).permute(1, 2, 0)
-                pha[t] = out[0, 3:].clamp(0.0, 1.0)
+                f, p = out[:, :3], out[:, 3:]
+            fgr[t] = (f[0] + x).clamp_(0.0, 1.0).permute(1, 2, 0)
+            pha[t] = p[0].clamp(0.0, 1.0)
         return fgr.permute(0, 3, 1, 2), pha
 
     def _step(self, src, ratio: float):

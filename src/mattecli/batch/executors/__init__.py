@@ -98,5 +98,7 @@ def prepare(executor, task, count: int | None = None) -> dict:
         return executor.prepare(task, count=count)
     load = getattr(task, "load", None)
     backend = load() if callable(load) else None
+    line = getattr(backend, "runtime_line", None)
     return {"weights_sha256": getattr(backend, "weights_sha256", None),
-            "device": str(getattr(backend, "device", "cpu")) if backend is not None else None}
+            "device": str(getattr(backend, "device", "cpu")) if backend is not None else None,
+            "runtime": line() if callable(line) else None}

@@ -140,6 +140,7 @@ class RayExecutor:
                 raise i["error"]
         first = infos[0] if infos else {}
         self.info = {"weights_sha256": first.get("weights_sha256"), "device": first.get("device"),
+                     "runtime": first.get("runtime"),
                      "workers": len(self.actors), "nodes": len({i.get("node") for i in infos})}
         return self.info
 

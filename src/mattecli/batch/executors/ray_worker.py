@@ -27,6 +27,8 @@ def _load_info(fn) -> dict:
     else:
         info["weights_sha256"] = getattr(backend, "weights_sha256", None)
         info["device"] = str(getattr(backend, "device", "cpu")) if backend is not None else None
+        line = getattr(backend, "runtime_line", None)
+        info["runtime"] = line() if callable(line) else None
     return info
 
 
