@@ -44,6 +44,10 @@ ENTRIES = [
         },
         quality=60,
         memory=MemoryModel(base_mb=50, per_pixel=12, per_net_pixel=1875, net="clamp", net_option="max_size"),
+        # benchmarks/runtimes.py --models dim dim.foamliu (2-core AVX-512 CPU, predict, vs eager torch): onnxruntime
+        # 1.18x / 1.20x at 512x512 / 1080p (peak +70 / +540 MB), OpenVINO 0.28x / 0.33x (its max-unpooling scatter);
+        # dim.foamliu: onnxruntime 1.12x / 0.88x, so torch there
+        runtimes={"cpu": ("onnxruntime",)},
     ),
     ModelEntry(
         name="dim.foamliu",

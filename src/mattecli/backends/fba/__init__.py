@@ -45,5 +45,8 @@ ENTRIES = [
         },
         quality=90,
         memory=MemoryModel(base_mb=122, per_pixel=138, per_net_pixel=1583, net="tile", net_option="tile", tiles=True),
+        # benchmarks/runtimes.py --models fba (2-core AVX-512 CPU, predict, vs eager torch): OpenVINO 1.21x / 1.33x at
+        # 512x512 / 1080p, onnxruntime 1.19x / 0.84x
+        runtimes={"cpu": ("openvino",)},
     ),
 ]

@@ -72,5 +72,8 @@ ENTRIES = [
         quality=55,
         memory=MemoryModel(base_mb=591, per_pixel=66, per_net_pixel=642, net="short_side",
                            net_option="shorter_path_limitation"),   # the largest of r34 / r101 / d121
+        # benchmarks/runtimes.py --models gfm (r34-tt, 2-core AVX-512 CPU, predict, vs eager torch): OpenVINO 1.69x /
+        # 1.31x at 512x512 / 1080p (HYBRID runs the network twice), onnxruntime 1.00x / 0.98x
+        runtimes={"cpu": ("openvino",)},
     ),
 ]

@@ -30,13 +30,15 @@ modnet         the whole network                                             ope
                                                                              1.8 / 1.5x)
 bgm            the whole network (512x512 crops)                              openvino, onnxruntime (1.25 / 1.31x;
                                                                              1.15 / 1.16x)
-dim, dim.*     the whole network (max-unpooling as a scatter while tracing)   torch (512 only: ORT 1.15x / 1.66x
-                                                                             foamliu, OV 0.4x; 1080p not run)
-fba            the whole network (PSP pooling as matrix products)             torch (engines 0.5-0.7x)
-ppmatting      ``net.forward_all``                                            torch (engines 1.0x)
-gfm            the whole network                                             torch (engines 0.8-0.9x)
-sim            the matting network and the classifier                        torch (OV 1.2x at 512: marginal)
-cam            the whole network (check tolerance 1e-2, see its adapter)     torch (engines 1.0x)
+dim            the whole network (max-unpooling as a scatter while tracing)   onnxruntime (1.18 / 1.20x; OV 0.3x)
+dim.foamliu    the whole network                                             torch (ORT 1.12 / 0.88x, OV 0.25x)
+fba            the whole network (PSP pooling as matrix products)             openvino (1.21 / 1.33x; ORT 1.19 /
+                                                                             0.84x)
+ppmatting      ``net.forward_all``                                            torch (engines 0.99-1.05x)
+gfm            the whole network                                             openvino (1.69 / 1.31x; ORT 1.0x)
+sim            the matting network and the classifier                        openvino, onnxruntime (1.57 / 2.15x;
+                                                                             1.51 / 2.03x)
+cam            the whole network (check tolerance 1e-2, see its adapter)     torch (engines 0.99-1.01x)
 bisenet        ``net.forward_lowres`` (the full-size softmax stays on torch)  openvino, onnxruntime (1.13 / 1.12x;
                                                                              1.11 / 1.10x)
 bgmv2          ``net.base`` (backbone + ASPP + decoder); the refiner picks     openvino, onnxruntime (OV 1.1-1.5x,
