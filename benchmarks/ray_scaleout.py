@@ -32,6 +32,8 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from runtimes import PeakRSS  # noqa: E402  (benchmarks/runtimes.py)
 SHARED = Path(os.environ.get("MATTECLI_SHARED", ROOT.parent / "shared"))
 PHOTO = SHARED / "data" / "bmv2_pair" / "test_fg.jpg"
 WEIGHTS = SHARED / "weights" / "rvm_mobilenetv3_fp32.onnx"
@@ -101,6 +103,18 @@ def _items(folder: Path, out: Path, model: str):
     return items
 
 
+def worker_peak_mb(ex) -> float:
+    """Peak resident memory (VmHWM) of the Ray workers of ``ex`` on this machine, summed (0 for local)."""
+    total = 0.0
+    for _node, pid in (getattr(ex, "info", None) or {}).get("pids", []):
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                total += next(int(ln.split()[1]) for ln in f if ln.startswith("VmHWM:")) / 1024
+        except (OSError, StopIteration, ValueError):
+            pass
+    return total
+
+
 @contextlib.contextmanager
 def torch_threads(n: int | None):
     """The local executor with ``n`` torch threads (None: torch's default, one per core); a Ray worker has 1."""
@@ -130,7 +144,7 @@ def run_images(folder: Path, model: str, workers: int | None, threads: int | Non
         from mattecli.batch.executors.ray_pool import RayExecutor
 
         ex = RayExecutor(workers=workers, quiet=True)
-    with torch_threads(threads), contextlib.redirect_stdout(io.StringIO()):
+    with torch_threads(threads), contextlib.redirect_stdout(io.StringIO()), PeakRSS() as peak:
         t0 = time.perf_counter()
         executors.prepare(ex, task, count=len(items))
         t1 = time.perf_counter()
@@ -138,7 +152,8 @@ def run_images(folder: Path, model: str, workers: int | None, threads: int | Non
                                                                          executor=ex)
         t2 = time.perf_counter()
     assert code == 0, code
-    return {"startup_s": round(t1 - t0, 2), "run_s": round(t2 - t1, 2), "items_per_s": round(len(items) / (t2 - t1), 3)}
+    return {"startup_s": round(t1 - t0, 2), "run_s": round(t2 - t1, 2), "items_per_s": round(len(items) / (t2 - t1), 3),
+            "driver_peak_mb": round(peak.peak), "workers_peak_mb": round(worker_peak_mb(ex))}
 
 
 class CopyTask:
@@ -221,7 +236,7 @@ def run_clip(src: Path, folder: Path, workers: int | None, warm: int, min_frames
     name = f"clip_{workers or 'local'}_{threads}_{time.monotonic_ns()}"
     it = _clip_item(src, folder / f"{name}.mkv")
     rep = folder / f"{name}.json"
-    with torch_threads(threads), contextlib.redirect_stdout(io.StringIO()):
+    with torch_threads(threads), contextlib.redirect_stdout(io.StringIO()), PeakRSS() as peak:
         t0 = time.perf_counter()
         executors.prepare(ex, task, count=1)
         t1 = time.perf_counter()
@@ -231,7 +246,8 @@ def run_clip(src: Path, folder: Path, workers: int | None, warm: int, min_frames
     assert code == 0, code
     row = json.loads(rep.read_text())["items"][0]
     return {"startup_s": round(t1 - t0, 2), "run_s": round(t2 - t1, 2), "frames": row["frames"],
-            "frames_per_s": round(row["frames"] / (t2 - t1), 3), "segments": row.get("segments", 1)}
+            "frames_per_s": round(row["frames"] / (t2 - t1), 3), "segments": row.get("segments", 1),
+            "driver_peak_mb": round(peak.peak), "workers_peak_mb": round(worker_peak_mb(ex))}
 
 
 def _alphas(path) -> list:

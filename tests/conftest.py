@@ -123,15 +123,19 @@ def isolated_home(tmp_path, monkeypatch):
 
 
 # -- float noise: the yardstick for networks that synthetic weights make chaotic in float32 --------------------------
-def assert_within_float_noise(ours32, noisy, ref, *, factor: float = 1.5, floor: float = 0.0, rel_floor: float = 0.0,
+def assert_within_float_noise(ours32, noisy, ref, *, factor: float = 2.0, floor: float = 0.0, rel_floor: float = 0.0,
                               what: str = "") -> None:
     """Our float32 result is as close to the oracle (the authors' float32 run) as float32 rounding allows.
 
     A network that synthetic weights make chaotic amplifies rounding differently on every CPU (vector width,
     summation order), so a fixed tolerance is CPU-dependent. The noise is measured in the test instead: ``noisy`` is
     the same network in float64 (or with every weight moved by one float32 rounding) and says how far rounding moves
-    OUR output; the oracle is another float32 rounding of the same maths, so its mean distance to ours is of that
-    size: mean|ours32 - ref| <= factor x mean|ours32 - noisy| + floor + rel_floor x max|ref|."""
+    OUR output; the oracle is another float32 rounding of the same maths, as far from the exact result as ours, so
+    by the triangle inequality mean|ours32 - ref| <= mean|ours32 - exact| + mean|ref - exact| ~ 2 x the noise:
+    mean|ours32 - ref| <= factor x mean|ours32 - noisy| + floor + rel_floor x max|ref|, factor 2 by default.
+    Measured ratios: 1.0-1.3 with AVX-512 kernels (the oracles' own), up to 1.8 with ATEN_CPU_CAPABILITY=default
+    (BGMv2-ResNet-101), where our rounding and the oracle's no longer share kernels; structural slips (a BN epsilon,
+    align_corners, padding, a transposed kernel) move outputs 10-1000x the noise."""
     ours32, noisy, ref = (np.asarray(a, np.float64) for a in (ours32, noisy, ref))
     assert ours32.shape == ref.shape, what
     err = float(np.mean(np.abs(ours32 - ref)))

@@ -67,8 +67,14 @@ def test_pipeline_matches_oracle(fba):
     r = m.predict(io["image_rgb_u8"], io["trimap_u8"])
     assert r.alpha.shape == io["alpha"].shape
     np.testing.assert_allclose(r.alpha, io["alpha"], atol=1e-3, rtol=0)
-    np.testing.assert_allclose(r.foreground, io["fg"], atol=1e-3, rtol=0)
-    np.testing.assert_allclose(r.background, io["bg"], atol=1e-3, rtol=0)
+    # F = image where alpha == 1 and B = image where alpha == 0 exactly (the official rule): a discrete branch, so
+    # where float noise puts one side's clamped alpha at exactly 0 and the other's at 1e-6 (measured with
+    # ATEN_CPU_CAPABILITY=default: 4 pixels), the colours come from different formulas. Compare the colours where
+    # both took the same branch; the branch may differ only at a few pixels whose alphas already agree (above).
+    for colour, ref, edge in ((r.foreground, io["fg"], 1.0), (r.background, io["bg"], 0.0)):
+        same = (r.alpha == edge) == (io["alpha"] == edge)
+        assert (~same).mean() < 1e-3
+        np.testing.assert_allclose(colour[same], ref[same], atol=1e-3, rtol=0)
 
 
 def test_trimap_transform_with_uint8_wraparound(fba):

@@ -114,27 +114,48 @@ def _net_inputs(m, img):
     return [x.numpy() for x in m.encode(Batch.from_numpy(img))[0]]
 
 
+def _noisiest(r, runs, name):
+    """Of several perturbed runs, the one whose map ``name`` is farthest from ours (the float-noise yardstick)."""
+    return max(runs, key=lambda x: float(np.mean(np.abs(np.asarray(x.extras[name], np.float64) - r.extras[name]))))
+
+
 def test_pipeline_matches_oracle(variant):
-    """predict() (HYBRID, the default) and RESIZE against inference_img_gfm; network inputs exactly."""
+    """predict() (HYBRID, the default) and RESIZE against inference_img_gfm; network inputs exactly.
+
+    The glance maps are discrete (argmax), so float noise shows as a handful of flipped pixels where two classes are
+    within rounding of a tie: a rare event, and one perturbed copy may flip none (measured on r101-tt with AVX2
+    kernels: 0, 0.2 % and 0 % of the pixels for three copies, the oracle 0.34 %). The yardstick of the maps is the
+    noisiest of three perturbed copies."""
     from mattecli.backends.gfm import pipeline
 
     tag, o, m, noisy = variant
     io = o.pipeline_io()
     img = io["image_rgb_u8"]
     r, rn = m.predict(img), noisy.predict(img)
+    rim = tag.endswith("rim")          # RIM has one path; the others are checked in RESIZE mode too
+    runs = [rn]
+    runs_resize = [] if rim else [with_options(noisy, test_choice="RESIZE").predict(img)]
+    for seed in (1, 2):                   # one copy at a time: r101's weights are 2 GB
+        p = perturbed(m, seed)
+        runs.append(p.predict(img))
+        if not rim:
+            runs_resize.append(with_options(p, test_choice="RESIZE").predict(img))
+        del p
     assert r.alpha.shape == img.shape[:2] and r.alpha.dtype == np.float32
-    if tag.endswith("rim"):
+    if rim:
         (x,) = _net_inputs(m, img)
         np.testing.assert_allclose(x, io["rim_net_input"], rtol=0, atol=1e-3)
         for name in pipeline.RIM_MAPS:
-            assert_within_noise(r.extras[name], io[f"rim_{name}"], rn.extras[name], name)
-        assert_within_noise(r.alpha, np.clip(io["rim_rim_fusion"], 0, 1), rn.alpha, "alpha")
+            assert_within_noise(r.extras[name], io[f"rim_{name}"], _noisiest(r, runs, name).extras[name], name)
+        assert_within_noise(r.alpha, np.clip(io["rim_rim_fusion"], 0, 1), _noisiest(r, runs, "rim_fusion").alpha,
+                            "alpha")
         return
     x0, x1 = _net_inputs(m, img)
     np.testing.assert_allclose(x0, io["hybrid_net_input_0"], rtol=0, atol=1e-3)
     np.testing.assert_allclose(x1, io["hybrid_net_input_1"], rtol=0, atol=1e-3)
     for name in ("glance", "focus", "fusion"):
-        assert_within_noise(r.extras[name], io[f"hybrid_{name}"], rn.extras[name], f"hybrid {name}")
+        assert_within_noise(r.extras[name], io[f"hybrid_{name}"], _noisiest(r, runs, name).extras[name],
+                            f"hybrid {name}")
     np.testing.assert_array_equal(r.alpha, np.clip(r.extras["fusion"], 0, 1))
     # HYBRID's fusion rule on the oracle's own glance / focus maps. They are stored as float32: a float64 glance
     # of 254.9999999 reads as 255, where TT's rule switches from the focus value to the glance value.
@@ -146,17 +167,19 @@ def test_pipeline_matches_oracle(variant):
     # the official script's (x*255).astype(uint8) truncates the float64 fusion, ours the float32 alpha: one level
     # higher where the fusion sits just under a level (BT: 1 - a focus of 1e-17 -> 254; measured 1.5 % of the
     # pixels). Beyond that step, and in how many pixels differ at all, the float noise decides.
+    rn = _noisiest(r, runs, "fusion")
     u8, u8n = ((a.alpha * 255).astype(np.uint8).astype(int) for a in (r, rn))
     ref = io["hybrid_alpha_u8"].astype(int)
     noise = np.abs(u8 - u8n).mean()
     assert np.maximum(np.abs(u8 - ref) - 1, 0).mean() <= NOISE_FACTOR * noise + 1e-6 * 255
     assert np.mean(u8 != ref) <= 0.03 + NOISE_FACTOR * np.mean(u8 != u8n)
-    rs, rsn = with_options(m, test_choice="RESIZE"), with_options(noisy, test_choice="RESIZE")
+    rs = with_options(m, test_choice="RESIZE")
     (x,) = _net_inputs(rs, img)
     np.testing.assert_allclose(x, io["resize_net_input_0"], rtol=0, atol=1e-3)
-    r, rn = rs.predict(img), rsn.predict(img)
+    r = rs.predict(img)
     for name in ("glance", "focus", "fusion"):
-        assert_within_noise(r.extras[name], io[f"resize_{name}"], rn.extras[name], f"resize {name}")
+        assert_within_noise(r.extras[name], io[f"resize_{name}"], _noisiest(r, runs_resize, name).extras[name],
+                            f"resize {name}")
 
 
 @pytest.mark.parametrize("variant", ALL[:2], indirect=True)  # the pipeline's size handling; RIM has its own path

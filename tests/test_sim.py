@@ -63,11 +63,16 @@ def test_classifier_matches_oracle(sim):
 
     _, oc, _, _, m = sim
     io = oc.net_io()
+    x = torch.from_numpy(io["input"])
     with torch.inference_mode():
-        logits, cam, pooled = m.classifier(torch.from_numpy(io["input"]))
-    np.testing.assert_allclose(logits.numpy(), io["logits"], atol=1e-4, rtol=0)
-    np.testing.assert_allclose(cam.numpy(), io["cam"], atol=1e-3, rtol=0)
-    np.testing.assert_allclose(pooled.numpy(), io["pooled"], atol=1e-4, rtol=0)
+        outs = m.classifier(x)
+        outs64 = float64_copy(m).classifier(x.double())
+    # a ResNet-50 classifier: float32 accumulation moves each value by ~1e-5 of its size, differently with every
+    # CPU's kernels (ATEN_CPU_CAPABILITY=default: one pooled value 1.1e-4 off at 2.05); judged against the float
+    # noise of our own network, as everywhere else, with a fixed tolerance as the ceiling of a structural error
+    for ours, ours64, key, atol in zip(outs, outs64, ("logits", "cam", "pooled"), (1e-3, 1e-2, 1e-3)):
+        assert_within_float_noise(ours.numpy(), ours64.numpy(), io[key], what=key)
+        np.testing.assert_allclose(ours.numpy(), io[key], atol=atol, rtol=0, err_msg=key)
 
 
 def test_pipeline_matches_oracle(sim):

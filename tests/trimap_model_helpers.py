@@ -57,7 +57,7 @@ def batch_vs_singles(model, batch) -> float:
     return worst
 
 
-def assert_within_float_noise(ours32, ours64, ref, factor: float = 1.5, floor: float = 1e-7, what: str = ""):
+def assert_within_float_noise(ours32, ours64, ref, factor: float = 2.0, floor: float = 1e-7, what: str = ""):
     """conftest's float-noise yardstick, with the floor relative to max|ref|."""
     from conftest import assert_within_float_noise as check
 

@@ -141,7 +141,8 @@ class RayExecutor:
         first = infos[0] if infos else {}
         self.info = {"weights_sha256": first.get("weights_sha256"), "device": first.get("device"),
                      "runtime": first.get("runtime"),
-                     "workers": len(self.actors), "nodes": len({i.get("node") for i in infos})}
+                     "workers": len(self.actors), "nodes": len({i.get("node") for i in infos}),
+                     "pids": [(i.get("node"), i.get("pid")) for i in infos]}
         return self.info
 
     def close(self) -> None:
