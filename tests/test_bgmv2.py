@@ -387,7 +387,6 @@ def test_align_option_falls_back_to_unaligned_result(models, weights):
 
 
 def test_cli_matte_with_plate(tmp_path, weights):
-    pytest.importorskip("mattecli.cli.matte")
     from PIL import Image
     from typer.testing import CliRunner
 
@@ -422,8 +421,6 @@ def test_bf16_close_to_fp32(weights, models):
 
 
 def test_cli_video_with_plate(tmp_path, weights):
-    pytest.importorskip("mattecli.cli.video")
-    pytest.importorskip("av")
     from PIL import Image
     from typer.testing import CliRunner
     from video_helpers import make_clip, synth_frame

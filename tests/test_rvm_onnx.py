@@ -38,7 +38,7 @@ def model(onnx_path):
 
 @pytest.fixture(scope="module")
 def session(onnx_path):
-    ort = pytest.importorskip("onnxruntime")
+    import onnxruntime as ort   # a dependency of mattecli
     so = ort.SessionOptions()
     so.intra_op_num_threads = 1
     so.inter_op_num_threads = 1
@@ -209,7 +209,7 @@ def test_onnx_errors(model, onnx_path, tmp_path):
         mattecli.load_model("rvm", weights=str(cut))
 
     # a graph whose convolutions do not have RVM's geometry is refused (edited with the onnx package)
-    onnx = pytest.importorskip("onnx")
+    import onnx   # the test extra installs it
     m = onnx.load(str(onnx_path))
     for node in m.graph.node:
         if node.op_type == "Conv" and node.input[1] == "aspp.aspp2.1.weight":
@@ -226,7 +226,7 @@ def test_onnx_errors(model, onnx_path, tmp_path):
 def test_reader_matches_the_onnx_package(onnx_path):
     """Every initialiser (name, dtype, shape, values) and every node (op, inputs, outputs, attributes) as the onnx
     package reads them."""
-    onnx = pytest.importorskip("onnx")
+    import onnx   # the test extra installs it
     from onnx import helper, numpy_helper
 
     from mattecli.backends.rvm.onnx_reader import read_model
@@ -355,7 +355,6 @@ assert "onnx" not in sys.modules or sys.modules["onnx"] is None
 
 
 def test_cli_matte_with_onnx_weights(onnx_path, tmp_path):
-    pytest.importorskip("mattecli.cli.matte")
     from typer.testing import CliRunner
 
     from mattecli.cli.app import app
