@@ -162,12 +162,22 @@ def perturbed(model, seed: int = 0):
 
     m = copy.copy(model)
     m.net = copy.deepcopy(model.net)
+    reperturb(m, model, seed)
+    return m
+
+
+def reperturb(noisy, model, seed: int) -> None:
+    """Make ``noisy`` (a :func:`perturbed` copy of ``model``) the copy of seed ``seed``, in place: no second copy of
+    a large network's weights."""
+    import torch
+
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for t in list(m.net.parameters()) + list(m.net.buffers()):
+        for src, t in zip(list(model.net.parameters()) + list(model.net.buffers()),
+                          list(noisy.net.parameters()) + list(noisy.net.buffers())):
             if t.is_floating_point():
+                t.copy_(src)
                 t.mul_(1 + (torch.rand(t.shape, generator=g, dtype=torch.float64) * 2 - 1) * 2.0 ** -24)
-    return m
 
 
 def pytest_configure(config):

@@ -184,8 +184,11 @@ def test_clip_task_from_a_video_command_gives_the_command_s_outputs_and_report(c
     make_gop_clip(short, n=20)
     rows = {}
     for way in ("command", "task"):
+        # lossless: the two runs are compared frame for frame, and x264's lossy output is not promised to be
+        # identical between two encodes of the same frames (one frame differed once in 3 suite runs under load)
         s = VideoSettings(inputs=[str(clip), str(short)], model="fake-temporal", output_type="alpha,composite",
-                          output=str(tmp_path / way), quiet=True, report=str(tmp_path / f"{way}.json"))
+                          output=str(tmp_path / way), quiet=True, report=str(tmp_path / f"{way}.json"),
+                          lossless=True)
         cmd = VideoCommand(s)
         cmd.choose_model()
         if way == "command":
