@@ -114,9 +114,42 @@ def _net_inputs(m, img):
     return [x.numpy() for x in m.encode(Batch.from_numpy(img))[0]]
 
 
-def _noisiest(r, runs, name):
-    """Of several perturbed runs, the one whose map ``name`` is farthest from ours (the float-noise yardstick)."""
-    return max(runs, key=lambda x: float(np.mean(np.abs(np.asarray(x.extras[name], np.float64) - r.extras[name]))))
+class _Noise:
+    """The float-noise yardstick of one mode's maps: the perturbed copy of the fixture (seed 0), and when a map is
+    not within the noise of that one copy, the noisiest of three (seeds 1 and 2 computed then). Passing against one
+    copy implies passing against the noisiest of three, so this decides as "always three" does, at a third of the
+    cost (r101's copies are 2 GB, re-perturbed in place)."""
+
+    def __init__(self, m, noisy, img, **options):
+        self.m, self.noisy, self.img, self.options = m, noisy, img, options
+        self.runs = [self._predict()]
+
+    def _predict(self):
+        return (with_options(self.noisy, **self.options) if self.options else self.noisy).predict(self.img)
+
+    def _more(self):
+        from conftest import reperturb
+
+        try:
+            for seed in (1, 2):
+                reperturb(self.noisy, self.m, seed)
+                self.runs.append(self._predict())
+        finally:
+            reperturb(self.noisy, self.m, 0)          # the other tests of the module use seed 0
+
+    def noisiest(self, r, name):
+        key = (lambda x: x.alpha) if name == "alpha" else (lambda x: x.extras[name])
+        return max(self.runs, key=lambda x: float(np.mean(np.abs(np.asarray(key(x), np.float64) - key(r)))))
+
+    def check(self, r, name, ref, what):
+        key = (lambda x: x.alpha) if name == "alpha" else (lambda x: x.extras[name])
+        try:
+            assert_within_noise(key(r), ref, key(self.noisiest(r, name)), what)
+        except AssertionError:
+            if len(self.runs) > 1:
+                raise
+            self._more()
+            assert_within_noise(key(r), ref, key(self.noisiest(r, name)), what)
 
 
 def test_pipeline_matches_oracle(variant):
@@ -124,42 +157,29 @@ def test_pipeline_matches_oracle(variant):
 
     The glance maps are discrete (argmax), so float noise shows as a handful of flipped pixels where two classes are
     within rounding of a tie: a rare event, and one perturbed copy may flip none (measured on r101-tt with AVX2
-    kernels: 0, 0.2 % and 0 % of the pixels for three copies, the oracle 0.34 %). The yardstick of the maps is the
-    noisiest of three perturbed copies."""
+    kernels: 0, 0.2 % and 0 % of the pixels for three copies, the oracle 0.34 %). The yardstick is the noisiest of
+    three perturbed copies (:class:`_Noise`)."""
     from mattecli.backends.gfm import pipeline
 
     tag, o, m, noisy = variant
     io = o.pipeline_io()
     img = io["image_rgb_u8"]
-    r, rn = m.predict(img), noisy.predict(img)
+    r = m.predict(img)
     rim = tag.endswith("rim")          # RIM has one path; the others are checked in RESIZE mode too
-    runs = [rn]
-    runs_resize = [] if rim else [with_options(noisy, test_choice="RESIZE").predict(img)]
-    from conftest import reperturb
-
-    try:
-        for seed in (1, 2):               # the fixture's copy re-perturbed in place: r101's weights are 2 GB
-            reperturb(noisy, m, seed)
-            runs.append(noisy.predict(img))
-            if not rim:
-                runs_resize.append(with_options(noisy, test_choice="RESIZE").predict(img))
-    finally:
-        reperturb(noisy, m, 0)            # the other tests of the module use seed 0
+    noise = _Noise(m, noisy, img)
     assert r.alpha.shape == img.shape[:2] and r.alpha.dtype == np.float32
     if rim:
         (x,) = _net_inputs(m, img)
         np.testing.assert_allclose(x, io["rim_net_input"], rtol=0, atol=1e-3)
         for name in pipeline.RIM_MAPS:
-            assert_within_noise(r.extras[name], io[f"rim_{name}"], _noisiest(r, runs, name).extras[name], name)
-        assert_within_noise(r.alpha, np.clip(io["rim_rim_fusion"], 0, 1), _noisiest(r, runs, "rim_fusion").alpha,
-                            "alpha")
+            noise.check(r, name, io[f"rim_{name}"], name)
+        noise.check(r, "alpha", np.clip(io["rim_rim_fusion"], 0, 1), "alpha")
         return
     x0, x1 = _net_inputs(m, img)
     np.testing.assert_allclose(x0, io["hybrid_net_input_0"], rtol=0, atol=1e-3)
     np.testing.assert_allclose(x1, io["hybrid_net_input_1"], rtol=0, atol=1e-3)
     for name in ("glance", "focus", "fusion"):
-        assert_within_noise(r.extras[name], io[f"hybrid_{name}"], _noisiest(r, runs, name).extras[name],
-                            f"hybrid {name}")
+        noise.check(r, name, io[f"hybrid_{name}"], f"hybrid {name}")
     np.testing.assert_array_equal(r.alpha, np.clip(r.extras["fusion"], 0, 1))
     # HYBRID's fusion rule on the oracle's own glance / focus maps. They are stored as float32: a float64 glance
     # of 254.9999999 reads as 255, where TT's rule switches from the focus value to the glance value.
@@ -171,7 +191,7 @@ def test_pipeline_matches_oracle(variant):
     # the official script's (x*255).astype(uint8) truncates the float64 fusion, ours the float32 alpha: one level
     # higher where the fusion sits just under a level (BT: 1 - a focus of 1e-17 -> 254; measured 1.5 % of the
     # pixels). Beyond that step, and in how many pixels differ at all, the float noise decides.
-    rn = _noisiest(r, runs, "fusion")
+    rn = noise.noisiest(r, "fusion")
     u8, u8n = ((a.alpha * 255).astype(np.uint8).astype(int) for a in (r, rn))
     ref = io["hybrid_alpha_u8"].astype(int)
     noise = np.abs(u8 - u8n).mean()
@@ -181,9 +201,9 @@ def test_pipeline_matches_oracle(variant):
     (x,) = _net_inputs(rs, img)
     np.testing.assert_allclose(x, io["resize_net_input_0"], rtol=0, atol=1e-3)
     r = rs.predict(img)
+    noise = _Noise(m, noisy, img, test_choice="RESIZE")
     for name in ("glance", "focus", "fusion"):
-        assert_within_noise(r.extras[name], io[f"resize_{name}"], _noisiest(r, runs_resize, name).extras[name],
-                            f"resize {name}")
+        noise.check(r, name, io[f"resize_{name}"], f"resize {name}")
 
 
 @pytest.mark.parametrize("variant", ALL[:2], indirect=True)  # the pipeline's size handling; RIM has its own path
