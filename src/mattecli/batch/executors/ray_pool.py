@@ -181,6 +181,8 @@ class RayExecutor:
         restore = self._note_sigterm()
         try:
             while todo or self._units or self._flight:
+                if self._sigint:                        # a Ctrl-C that a library call swallowed: still a Ctrl-C
+                    raise KeyboardInterrupt
                 if not self.actors:                     # every worker is gone for good: the rest cannot run
                     yield from self._orphans(todo)
                     break
@@ -227,11 +229,13 @@ class RayExecutor:
                 restore()
 
     def _note_sigterm(self):
-        """Remember a SIGTERM (then let the handler in place raise as usual); returns the undo."""
-        self._sigterm = False
+        """Remember a SIGTERM or a SIGINT (then let the handler in place raise as usual): Ray's waits can swallow the
+        KeyboardInterrupt raised inside them, and the loop checks the note; returns the undo."""
+        self._sigterm = self._sigint = False
         if threading.current_thread() is not threading.main_thread():
             return lambda: None
         prev = signal.getsignal(signal.SIGTERM)
+        prev_int = signal.getsignal(signal.SIGINT)
 
         def on_term(signum, frame):
             self._sigterm = True
@@ -239,16 +243,26 @@ class RayExecutor:
                 prev(signum, frame)
             raise signals.Terminated()
 
+        def on_int(signum, frame):
+            self._sigint = True
+            if callable(prev_int):
+                prev_int(signum, frame)       # Python's default handler raises KeyboardInterrupt
+            else:
+                raise KeyboardInterrupt
+
         try:
             signal.signal(signal.SIGTERM, on_term)
+            if prev_int != signal.SIG_IGN:    # an ignored Ctrl-C stays ignored
+                signal.signal(signal.SIGINT, on_int)
         except (ValueError, OSError):
             return lambda: None
 
         def restore():
-            try:
-                signal.signal(signal.SIGTERM, prev)
-            except (ValueError, OSError, TypeError):
-                pass
+            for sig, handler in ((signal.SIGTERM, prev), (signal.SIGINT, prev_int)):
+                try:
+                    signal.signal(sig, handler)
+                except (ValueError, OSError, TypeError):
+                    pass
         return restore
 
     def _submit(self, kind: str, it, payload) -> None:
