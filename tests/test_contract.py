@@ -30,9 +30,9 @@ ORACLES = {
     "dim": ("dim_huochaitiantang-vgg16-skip-stage1", {}, (64, 96)),
     "dim.foamliu": ("dim_foamliu-segnet", {}, (37, 53)),
     "sim": ("sim_matting", {"classifier_weights": "sim_classifier"}, (37, 53)),
-    "cam.lap": ("conmat_lap", {}, (65, 81)),
-    "cam.lap-fea-da": ("conmat_lap", {}, (65, 81)),
-    "cam.lap-fea-da-color": ("conmat_lap-fea-da-color", {}, (65, 81)),
+    "cam.lap": ("conmat_lap", {}, (33, 45)),       # CAM pastes into a 16k+1 canvas: here 33 x 49
+    "cam.lap-fea-da": ("conmat_lap", {}, (33, 45)),
+    "cam.lap-fea-da-color": ("conmat_lap-fea-da-color", {}, (33, 45)),
     "modnet": ("modnet_mobilenetv2", {"ref_size": 64}, (37, 53)),
     "ppmatting": ("ppmatting_hrnet-w18-human", {}, (37, 53)),
     "gfm": ("gfm_r34_tt", {}, (37, 53)),

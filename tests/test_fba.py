@@ -227,8 +227,9 @@ def test_converter_round_trip(fba, tmp_path):
     obj = torch.load(path, weights_only=True)
     assert set(obj) == set(official)  # plain state dict, official names, no prefix
     m2 = mattecli.load_model("fba", weights=str(path))
+    sd = m2.net.state_dict()
     for k, v in m.net.state_dict().items():
-        assert torch.equal(v, m2.net.state_dict()[k]), k
+        assert torch.equal(v, sd[k]), k
     # a DataParallel re-save ('module.' prefix) is accepted
     torch.save({"module." + k: v for k, v in official.items()}, tmp_path / "dp.pth")
     m3 = mattecli.load_model("fba", weights=str(tmp_path / "dp.pth"))

@@ -154,8 +154,9 @@ def test_converter_round_trip(gca, tmp_path):
     assert set(obj) == {"iter", "loss", "state_dict"}
     assert all(k.startswith("module.") for k in obj["state_dict"])
     m2 = mattecli.load_model("gca", weights=str(path))
+    sd = m2.net.state_dict()
     for k, v in m.net.state_dict().items():
-        assert torch.equal(v, m2.net.state_dict()[k]), k
+        assert torch.equal(v, sd[k]), k
     # the gca.dist tag has the same layout; a bare state dict without prefix also loads (remove_prefix_state_dict)
     torch.save({"state_dict": dict(official)}, tmp_path / "gca-dist.pth")
     m3 = mattecli.load_model("gca.dist", weights=str(tmp_path / "gca-dist.pth"))

@@ -121,8 +121,9 @@ def test_converter_round_trip(tmp_path, model, official):
     assert all(k.startswith("module.") for k in sd)
     assert sorted(k[len("module."):] for k in sd) == sorted(official)
     m2 = mattecli.load_model("modnet.webcam", weights=path)
+    ref = model.net.state_dict()
     for k, v in m2.net.state_dict().items():
-        assert torch.equal(v, model.net.state_dict()[k]), k
+        assert torch.equal(v, ref[k]), k
 
 
 def test_converter_rejects_wrong_layouts(official):

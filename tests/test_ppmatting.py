@@ -158,8 +158,9 @@ def test_pdparams_round_trip(oracle_and_model, tmp_path):
     path = tmp_path / "ppmatting-hrnet_w18-human_512.pdparams"
     m.converter.write(m.net.state_dict(), path, m.spec)
     again = mattecli.load_model("ppmatting", weights=str(path))
+    theirs = again.net.state_dict()
     for k, v in m.net.state_dict().items():
-        assert torch.equal(v, again.net.state_dict()[k]), k
+        assert torch.equal(v, theirs[k]), k
     ours, meta = m.converter.convert_file(path, m.spec)
     assert set(ours) == set(m.net.state_dict()) and meta["source_format"] == "pdparams"
     # older Paddle files store bare arrays and may carry the name table: same tensors

@@ -3,6 +3,7 @@ when installed); the export cache is keyed and sha256-checked; RVM carries its s
 cannot export says why; ``auto`` follows the registry and falls back to torch."""
 from __future__ import annotations
 
+import functools
 import importlib.util
 
 import numpy as np
@@ -14,10 +15,22 @@ from mattecli.backends.base import Batch
 import mattecli.backends.runtimes.choose as choose_mod
 from mattecli.backends.runtimes import hook, kernels
 from mattecli.errors import UsageError
+from conftest import perturbed
 
 pytestmark = pytest.mark.shared
 HAVE_OV = importlib.util.find_spec("openvino") is not None
-ENGINES = ["onnxruntime"] + (["openvino"] if HAVE_OV else [])
+# (not under ONEDNN_MAX_CPU_ISA, which OpenVINO does not survive: choose.why_unsupported)
+ENGINES = ["onnxruntime"] + (["openvino"] if HAVE_OV and choose_mod.engine_supports("openvino", "cpu") else [])
+
+
+def _auto(name):
+    """(the runtime auto picks for ``name`` on this CPU, the start of its reason)."""
+    from mattecli.registry import resolve
+
+    prefs = resolve(name)[0].runtimes["cpu"]
+    runnable = [r for r in prefs if choose_mod.installed(r) and choose_mod.engine_supports(r, "cpu")]
+    return runnable[0], ("auto: measured fastest on cpu" if runnable[0] == prefs[0] else
+                         "auto: measured next fastest on cpu")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -47,7 +60,7 @@ FAMILIES = {
     "ppmatting": ("ppmatting_hrnet-w18-human", {}, (37, 53), 1e-2, 0.0),
     "sim": ("sim_matting", {"classifier_weights": "sim_classifier"}, (37, 53), 2e-3, 0.0),
     "bgm": ("bgmv1_netg", {"segmenter": None}, (37, 53), 2e-2, 0.0),   # uint8 round trips inside the pipeline
-    "cam.lap": ("conmat_lap", {}, (65, 81), 1e-2, 0.0),
+    "cam.lap": ("conmat_lap", {}, (33, 45), 1e-2, 0.0),
     # GFM thresholds its glance maps by argmax: where two classes tie to float32 rounding a pixel flips (torch fp32
     # does the same against fp64), so a few pixels may differ fully
     "gfm": ("gfm_r34_tt", {}, (37, 53), 2e-3, 0.01),
@@ -85,12 +98,22 @@ def _predict(m, img, kw):
     return m.predict(img, **kw)
 
 
-def _close(a, b, atol, share):
-    if a is None or b is None:
-        assert a is None and b is None
+def _close(got, ref, atol, share, noisy):
+    """The engine's ``got`` is torch's ``ref``: at most ``share`` of the values beyond ``atol``; else (a network that
+    synthetic weights make chaotic flips a few saturated values when the kernels sum in another order: measured on
+    PP-Matting with ONEDNN_MAX_CPU_ISA=SSE41, 2 pixels of 1961 off by > 0.01 at 0.94x the noise) the engine is
+    within the float noise of torch itself: ``noisy()`` is torch's output with every weight moved by one float32
+    rounding (conftest.perturbed), and two float32 runs of the same maths are up to 2x that noise apart."""
+    if got is None or ref is None:
+        assert got is None and ref is None
         return
-    off = np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64)) > atol
-    assert off.mean() <= share, f"{off.mean():.2%} of the values differ by more than {atol}"
+    off = np.abs(np.asarray(got, np.float64) - np.asarray(ref, np.float64)) > atol
+    if off.mean() <= share:
+        return
+    from conftest import assert_within_float_noise
+
+    assert_within_float_noise(ref, noisy, got, factor=2.0,
+                              what=f"{off.mean():.2%} of the values differ by more than {atol}, and on average")
 
 
 def _engine_ran(m):
@@ -101,7 +124,12 @@ def _engine_ran(m):
 @pytest.mark.slow
 @pytest.mark.parametrize("runtime", ENGINES)
 @pytest.mark.parametrize("name", list(FAMILIES))
-def test_engine_gives_the_torch_numbers(name, runtime):
+def test_engine_gives_the_torch_numbers(name, runtime, monkeypatch):
+    from conftest import run_dir
+
+    # the export cache is keyed by the weights, not the runtime: both engines of a family read one export, made by
+    # whichever test of the run comes first (the other waits on its lock), so each family is exported once per run
+    monkeypatch.setenv("MATTECLI_HOME", str(run_dir(f"engine-homes/{name}")))
     folder, opts, (h, w), atol, share = FAMILIES[name]
     weights = _weights(folder)
     opts = {k: (_weights(v) if k == "classifier_weights" else v) for k, v in opts.items()}
@@ -113,11 +141,14 @@ def test_engine_gives_the_torch_numbers(name, runtime):
     sizes = [(0, (h, w))]
     if runtime == "onnxruntime" and name != "bgm":   # a second size: one dynamic export serves both (BGM v1 always
         sizes.append((1, (h + 8, w - 5)))            # sees 512x512 crops; one engine shows the export is dynamic)
+    noisy_model = functools.cache(lambda: perturbed(ref_model))
     for seed, size in sizes:
         img, kw = _inputs(m.entry, *size, seed=seed)
         ref, got = _predict(ref_model, img, kw), _predict(m, img, kw)
-        _close(got.alpha, ref.alpha, atol, share)
-        _close(got.foreground, ref.foreground, atol, max(share, 0.01 if name == "cam.lap" else 0.0))
+        noisy = functools.cache(lambda: _predict(noisy_model(), img, kw))
+        _close(got.alpha, ref.alpha, atol, share, lambda: noisy().alpha)
+        _close(got.foreground, ref.foreground, atol, max(share, 0.01 if name == "cam.lap" else 0.0),
+               lambda: noisy().foreground)
     assert _engine_ran(m), "the engine did not run (it fell back to torch)"
     from mattecli.weights import home
 
@@ -227,6 +258,33 @@ def test_export_is_cached_with_sha256_and_reused(isolated_home):
     np.testing.assert_array_equal(a, b)
 
 
+def test_processes_needing_one_export_at_once_make_it_once(tmp_path):
+    """Two callers of the same export at the same time: one exports, the other waits on the lock and reads it."""
+    import threading
+    import time
+
+    from mattecli.backends.runtimes import cache
+
+    calls, started = [], threading.Event()
+
+    def export(path):
+        calls.append(path)
+        started.set()
+        time.sleep(0.5)        # the second caller arrives while this export is still being written
+        path.write_bytes(b"onnx bytes")
+
+    results = []
+    first = threading.Thread(target=lambda: results.append(cache.load_or_export(tmp_path, "k1", export, {})))
+    first.start()
+    assert started.wait(10)
+    results.append(cache.load_or_export(tmp_path, "k1", export, {}))
+    first.join()
+    assert len(calls) == 1
+    assert sorted(fresh for _, fresh in results) == [False, True]
+    assert results[0][0] == results[1][0] == tmp_path / "k1" / "model.onnx"
+    assert not list(tmp_path.glob(".k1.*.tmp"))
+
+
 @pytest.mark.parametrize("damage", ["bytes", "record"])
 def test_damaged_export_is_refused_and_rebuilt(isolated_home, capfd, damage):
     from mattecli.weights import integrity
@@ -312,8 +370,8 @@ def test_auto_follows_the_registry_and_falls_back(monkeypatch, rvm_weights):
     entry, _ = resolve("rvm")
     assert entry.runtimes["cpu"][0] in ("openvino", "onnxruntime")
     m = mattecli.load_model("rvm", weights=rvm_weights)
-    assert m.runtime.name == next(r for r in entry.runtimes["cpu"] if choose_mod.installed(r))
-    assert "auto: measured fastest on cpu" in m.runtime_line()
+    auto, why = _auto("rvm")
+    assert m.runtime.name == auto and why in m.runtime_line()
     monkeypatch.setattr(choose_mod, "installed", lambda name: name == "torch")
     m = mattecli.load_model("rvm", weights=rvm_weights)
     assert m.runtime.name == "torch" and "not installed" in m.runtime_line() and "pip install" in m.runtime_line()
@@ -323,6 +381,21 @@ def test_auto_follows_the_registry_and_falls_back(monkeypatch, rvm_weights):
         mattecli.load_model("rvm", weights=rvm_weights, runtime="tensorflow")
     monkeypatch.setenv("MATTECLI_RUNTIME", "torch")
     assert mattecli.load_model("rvm", weights=rvm_weights).runtime.requested == "torch"
+
+
+def test_a_cpu_instruction_cap_keeps_openvino_out(monkeypatch, rvm_weights):
+    """OpenVINO's CPU plugin does not survive ONEDNN_MAX_CPU_ISA below the CPU's own instructions (a crashed
+    process, measured): while it is set, auto takes the next runtime and says why; --runtime openvino is a usage
+    error naming the variable."""
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    m = mattecli.load_model("rvm", weights=rvm_weights)
+    assert m.runtime.name == "onnxruntime"
+    assert "measured next fastest on cpu (openvino: OpenVINO fails or crashes while ONEDNN_MAX_CPU_ISA" in \
+        m.runtime_line()
+    with pytest.raises(UsageError, match="ONEDNN_MAX_CPU_ISA caps .*unset it.*--runtime torch or auto"):
+        mattecli.load_model("rvm", weights=rvm_weights, runtime="openvino")
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "ALL")          # oneDNN's own "no cap"
+    assert choose_mod.engine_supports("openvino", "cpu") == HAVE_OV
 
 
 def test_bf16_and_float64_stay_on_torch(rvm_weights):
@@ -341,7 +414,6 @@ def test_cli_runtime_flag_first_line_and_same_alpha(tmp_path):
 
     from conftest import Oracle
     from fault_helpers import run_cli
-    from mattecli.registry import resolve
 
     w = tmp_path / "modnet.ckpt"
     torch.save(Oracle("modnet_mobilenetv2").torch_weights(), w)
@@ -359,8 +431,8 @@ def test_cli_runtime_flag_first_line_and_same_alpha(tmp_path):
     first = [p.stderr.splitlines()[0] for p in (t, o, a)]
     assert first[0] == "mattecli: matte: 1 input(s) with modnet, runtime torch (asked for)"
     assert first[1] == "mattecli: matte: 1 input(s) with modnet, runtime onnxruntime (asked for)"
-    auto = next(r for r in resolve("modnet")[0].runtimes["cpu"] if choose_mod.installed(r))
-    assert first[2] == f"mattecli: matte: 1 input(s) with modnet, runtime {auto} (auto: measured fastest on cpu)"
+    auto, why = _auto("modnet")
+    assert first[2].startswith(f"mattecli: matte: 1 input(s) with modnet, runtime {auto} ({why}")
     ref = cv2.imread(str(tmp_path / "t" / "img_alpha.png"), cv2.IMREAD_UNCHANGED).astype(int)
     for folder in ("o", "a"):
         got = cv2.imread(str(tmp_path / folder / "img_alpha.png"), cv2.IMREAD_UNCHANGED).astype(int)
@@ -384,6 +456,6 @@ def test_models_info_says_what_auto_picks():
     r = CliRunner().invoke(app, ["models", "info", "rvm"])
     assert r.exit_code == 0
     line = next(ln for ln in r.stdout.splitlines() if ln.strip().startswith("runtime (cpu):"))
-    assert "auto: measured fastest on cpu" in line and "measured order openvino, onnxruntime" in line
+    assert _auto("rvm")[1] in line and "measured order openvino, onnxruntime" in line
     r = CliRunner().invoke(app, ["models", "info", "gca"])
     assert "runtime (cpu): torch (exports nothing" in r.stdout

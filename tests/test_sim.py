@@ -218,10 +218,12 @@ def test_converter_round_trip(sim, sim_files, tmp_path):
     c = torch.load(cp, weights_only=True)
     assert set(c) == {"state_dict"} and all(k.startswith("module.") for k in c["state_dict"])
     m2 = mattecli.load_model("sim.adobe", weights=str(mp), classifier_weights=str(cp))
+    sd = m2.net.state_dict()
     for k, v in m.net.state_dict().items():
-        assert torch.equal(v, m2.net.state_dict()[k]), k
+        assert torch.equal(v, sd[k]), k
+    sd = m2.classifier.state_dict()
     for k, v in m.classifier.state_dict().items():
-        assert torch.equal(v, m2.classifier.state_dict()[k]), k
+        assert torch.equal(v, sd[k]), k
     # plain state dict (no wrapper) is the other wrapping the authors' loader accepts
     torch.save(dict(official), tmp_path / "plain.pth")
     ours = m.converter.to_ours(m.converter.read(tmp_path / "plain.pth", m.spec), m.spec)
@@ -272,6 +274,7 @@ def test_models_import_of_both_files_then_load_from_cache(sim, sim_files, isolat
     m2 = mattecli.load_model("sim")
     import torch
 
+    sd = m2.classifier.state_dict()
     for k, v in m.classifier.state_dict().items():
-        assert torch.equal(v, m2.classifier.state_dict()[k]), k
+        assert torch.equal(v, sd[k]), k
     assert torch.equal(m2.net.state_dict()["encoder.conv1.weight"], official["encoder.conv1.weight"])

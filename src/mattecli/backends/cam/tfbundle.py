@@ -19,6 +19,7 @@ import os
 import struct
 from typing import Callable, Mapping
 
+import google_crc32c
 import numpy as np
 
 from ...errors import ConverterError
@@ -33,77 +34,10 @@ _DTYPES = {1: np.float32, 2: np.float64, 3: np.int32, 4: np.uint8, 5: np.int16, 
 _DTYPE_CODES = {np.dtype(v): k for k, v in _DTYPES.items()}
 
 
-# -- crc32c (Castagnoli), masked as LevelDB / TF do --------------------------------------------------------------
-def _crc_table():
-    poly = 0x82F63B78
-    table = []
-    for i in range(256):
-        c = i
-        for _ in range(8):
-            c = (c >> 1) ^ poly if c & 1 else c >> 1
-        table.append(c)
-    return np.array(table, dtype=np.uint32)
-
-
-_CRC_TABLE = None
-
-
-def _table():
-    global _CRC_TABLE
-    if _CRC_TABLE is None:
-        _CRC_TABLE = _crc_table()
-    return _CRC_TABLE
-
-
-def _raw_crc_py(reg: int, data) -> int:
-    """Register update (reflected, no init/xorout) over ``data``: linear in (reg, data) over GF(2)."""
-    t = _table().tolist()
-    for b in memoryview(data).cast("B"):
-        reg = t[(reg ^ b) & 0xFF] ^ (reg >> 8)
-    return reg
-
-
-def _zeros_operator(n: int) -> np.ndarray:
-    """Byte tables [4, 256] of the linear map 'feed n zero bytes' on a 32-bit register."""
-    t = _table()
-    basis = (np.uint32(1) << np.arange(32, dtype=np.uint32)).astype(np.uint32)
-    for _ in range(n):
-        basis = t[basis & 0xFF] ^ (basis >> np.uint32(8))
-    tables = np.zeros((4, 256), np.uint32)
-    v = np.arange(256, dtype=np.uint32)
-    for k in range(4):
-        acc = np.zeros(256, np.uint32)
-        for bit in range(8):
-            acc ^= np.where((v >> bit) & 1, basis[8 * k + bit], np.uint32(0)).astype(np.uint32)
-        tables[k] = acc
-    return tables
-
-
-def _apply(tables: np.ndarray, reg: int) -> int:
-    return int(tables[0][reg & 0xFF] ^ tables[1][(reg >> 8) & 0xFF] ^ tables[2][(reg >> 16) & 0xFF]
-               ^ tables[3][(reg >> 24) & 0xFF])
-
-
+# -- crc32c (Castagnoli, google-crc32c's C implementation), masked as LevelDB / TF do ---------------------------------
 def crc32c(data) -> int:
-    """CRC-32C (Castagnoli) of ``data``; vectorised over many segments with numpy for large inputs."""
-    buf = np.frombuffer(memoryview(data).cast("B"), dtype=np.uint8)
-    n = buf.size
-    if n < 1 << 16:
-        return _raw_crc_py(0xFFFFFFFF, buf.tobytes()) ^ 0xFFFFFFFF
-    segs = int(min(1 << 16, max(1 << 10, n >> 9)))
-    seg_len = n // segs
-    body = buf[: segs * seg_len].reshape(segs, seg_len)
-    t = _table()
-    regs = np.zeros(segs, np.uint32)
-    for j in range(seg_len):
-        regs = t[(regs ^ body[:, j]) & 0xFF] ^ (regs >> np.uint32(8))
-    shift = _zeros_operator(seg_len)
-    # register starts at 0xFFFFFFFF: crc(init) over the concatenation = fold of the raw segment CRCs
-    reg = 0xFFFFFFFF
-    for r in regs.tolist():
-        reg = _apply(shift, reg) ^ r
-    reg = _raw_crc_py(reg, buf[segs * seg_len:].tobytes())
-    return reg ^ 0xFFFFFFFF
+    """CRC-32C (Castagnoli) of ``data`` (bytes or any contiguous buffer)."""
+    return google_crc32c.value(bytes(memoryview(data).cast("B")) if not isinstance(data, bytes) else data)
 
 
 def mask_crc(crc: int) -> int:

@@ -86,17 +86,37 @@ def check_folder(folder: Path) -> Path:
 
 
 def load_or_export(root: Path, key: str, export, meta: dict) -> tuple[Path, bool]:
-    """(path of the verified model file, True when it was exported now). ``export(path)`` writes the ONNX file."""
-    from ...console import info_line
+    """(path of the verified model file, True when it was exported now). ``export(path)`` writes the ONNX file.
+    Processes that need the same export at once make it once: the others wait on its lock, then read it."""
+    from filelock import FileLock
 
     folder = root / key
     if folder.is_dir():
-        try:
-            return check_folder(folder), False
-        except ChecksumMismatch as e:
-            info_line(f"refusing a damaged cached ONNX export ({e}); exporting it again")
-            shutil.rmtree(folder, ignore_errors=True)
+        found = _verified(folder)
+        if found is not None:
+            return found, False
     root.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(root / f".{key}.lock")):
+        found = _verified(folder) if folder.is_dir() else None     # made by another process while we waited
+        if found is not None:
+            return found, False
+        return _export(root, key, export, meta), True
+
+
+def _verified(folder: Path) -> Path | None:
+    """The folder's checked model file, or None after removing a damaged folder (a line on stderr names it)."""
+    from ...console import info_line
+
+    try:
+        return check_folder(folder)
+    except ChecksumMismatch as e:
+        info_line(f"refusing a damaged cached ONNX export ({e}); exporting it again")
+        shutil.rmtree(folder, ignore_errors=True)
+        return None
+
+
+def _export(root: Path, key: str, export, meta: dict) -> Path:
+    folder = root / key
     tmp = root / f".{key}.{os.getpid()}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
@@ -112,7 +132,7 @@ def load_or_export(root: Path, key: str, export, meta: dict) -> tuple[Path, bool
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return check_folder(folder), True
+    return check_folder(folder)
 
 
 def check_name(runtime: str) -> str:

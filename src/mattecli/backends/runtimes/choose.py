@@ -60,17 +60,32 @@ def preferences(entry, device_type: str) -> tuple[str, ...]:
     return (v,) if isinstance(v, str) else tuple(v)
 
 
-def engine_supports(name: str, device_type: str) -> bool:
+#: OpenVINO's CPU plugin picks its kernels from the CPU itself, and the oneDNN inside it refuses those above a cap set
+#: with this variable (measured: ONEDNN_MAX_CPU_ISA=AVX2 on an AVX-512 CPU crashes the process on FBA; =SSE41 fails
+#: every network), so OpenVINO is not used while it is set
+ISA_CAP = "ONEDNN_MAX_CPU_ISA"
+
+
+def why_unsupported(name: str, device_type: str) -> str | None:
+    """None when engine ``name`` runs on this device type here, else why not (a clause)."""
     if name == "openvino":
-        return device_type == "cpu"
+        if device_type != "cpu":
+            return f"it does not run on {device_type}"
+        if os.environ.get(ISA_CAP, "").strip().upper() not in ("", "ALL"):
+            return f"OpenVINO fails or crashes while {ISA_CAP} caps the CPU's instructions (unset it)"
+        return None
     if name == "onnxruntime":
         if device_type == "cpu":
-            return True
+            return None
         if device_type == "cuda":
             from .ort import cuda_providers
 
-            return bool(cuda_providers())
-    return False
+            return None if cuda_providers() else "no CUDA execution provider is installed (onnxruntime-gpu)"
+    return f"it does not run on {device_type} here"
+
+
+def engine_supports(name: str, device_type: str) -> bool:
+    return why_unsupported(name, device_type) is None
 
 
 def pick(entry, device_type: str, requested: str | None, exportable: bool, why_not: str = "",
@@ -87,22 +102,31 @@ def pick(entry, device_type: str, requested: str | None, exportable: bool, why_n
             return Choice("torch", r, f"auto: no engine measured faster on {device_type}")
         if dtype_name not in ("float32", "float16"):
             return Choice("torch", r, f"auto: engines run fp32 (fp16 on CUDA), not {dtype_name}")
+        skipped = []        # faster ones that cannot run here, and why
         for p in prefs:
-            if p == "torch":
-                return Choice("torch", r, f"auto: torch measured fastest on {device_type}")
-            if installed(p) and engine_supports(p, device_type):
-                return Choice(p, r, f"auto: measured fastest on {device_type}")
+            if p != "torch" and not installed(p):
+                skipped.append(f"{p} not installed")
+                continue
+            if p != "torch" and why_unsupported(p, device_type) is not None:
+                skipped.append(f"{p}: {why_unsupported(p, device_type)}")
+                continue
+            rank = f"measured next fastest on {device_type} ({'; '.join(skipped)})" if skipped else \
+                f"measured fastest on {device_type}"
+            return Choice(p, r, f"auto: torch {rank}" if p == "torch" else f"auto: {rank}")
         missing = " or ".join(f"{p} ({EXTRA[p]})" for p in prefs if not installed(p))
-        return Choice("torch", r, f"auto: the faster runtime is not installed here: {missing}" if missing else
-                      f"auto: the faster runtime does not run on {device_type} here")
+        if missing:
+            return Choice("torch", r, f"auto: the faster runtime is not installed here: {missing}")
+        why = "; ".join(f"{p}: {why_unsupported(p, device_type)}" for p in prefs if p in ENGINES)
+        return Choice("torch", r, f"auto: the faster runtime does not run on {device_type} here ({why})")
     # an explicit engine
     if not exportable:
         raise UsageError(f"model {entry.name} cannot run on --runtime {r}: {why_not or 'its network does not export'};"
                          " use --runtime torch (or auto)")
     if not installed(r):
         raise UsageError(f"--runtime {r}: the {PACKAGE[r]} package is not installed; {EXTRA[r]}")
-    if not engine_supports(r, device_type):
-        raise UsageError(f"--runtime {r} does not run on {device_type} here; use --runtime torch or auto")
+    why = why_unsupported(r, device_type)
+    if why is not None:
+        raise UsageError(f"--runtime {r} cannot run here: {why}; use --runtime torch or auto")
     if dtype_name not in ("float32", "float16"):
         raise UsageError(f"--runtime {r} runs fp32 (and fp16 on CUDA), not {dtype_name}; use --precision fp32 or "
                          "--runtime torch")
