@@ -37,7 +37,7 @@ _DTYPE_CODES = {np.dtype(v): k for k, v in _DTYPES.items()}
 # -- crc32c (Castagnoli, google-crc32c's C implementation), masked as LevelDB / TF do ---------------------------------
 def crc32c(data) -> int:
     """CRC-32C (Castagnoli) of ``data`` (bytes or any contiguous buffer)."""
-    return google_crc32c.value(bytes(memoryview(data).cast("B")) if not isinstance(data, bytes) else data)
+    return google_crc32c.value(data if isinstance(data, bytes) else bytes(memoryview(data).cast("B")))
 
 
 def mask_crc(crc: int) -> int:

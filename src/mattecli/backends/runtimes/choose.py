@@ -104,12 +104,11 @@ def pick(entry, device_type: str, requested: str | None, exportable: bool, why_n
             return Choice("torch", r, f"auto: engines run fp32 (fp16 on CUDA), not {dtype_name}")
         skipped = []        # faster ones that cannot run here, and why
         for p in prefs:
-            if p != "torch" and not installed(p):
-                skipped.append(f"{p} not installed")
-                continue
-            if p != "torch" and why_unsupported(p, device_type) is not None:
-                skipped.append(f"{p}: {why_unsupported(p, device_type)}")
-                continue
+            if p != "torch":
+                why = "not installed" if not installed(p) else why_unsupported(p, device_type)
+                if why is not None:
+                    skipped.append(f"{p}: {why}")
+                    continue
             rank = f"measured next fastest on {device_type} ({'; '.join(skipped)})" if skipped else \
                 f"measured fastest on {device_type}"
             return Choice(p, r, f"auto: torch {rank}" if p == "torch" else f"auto: {rank}")
