@@ -75,7 +75,7 @@ _DISK_CACHE_MAX_BYTES = 1 << 30
 @functools.lru_cache(maxsize=4)   # a few models at a time: GFM-R101's weights alone take 2 GB
 def _weights_of(layout_path: str) -> dict:
     """{official key: array} by the oracle's recipe, built once per test run: the first process to need a layout
-    builds it and writes it to the run's folder (one raw file and its index, under a lock); the others read it."""
+    builds it and saves it to the run's folder (an uncompressed .npz, under a lock); the others load it."""
     import hashlib
 
     from filelock import FileLock
@@ -84,31 +84,17 @@ def _weights_of(layout_path: str) -> dict:
     if folder is None:          # outside pytest (benchmarks): no run to share with
         return _build_weights(layout_path)
     stem = folder / hashlib.sha256(layout_path.encode()).hexdigest()[:16]
-    index_path, raw_path = stem.with_suffix(".json"), stem.with_suffix(".bin")
+    path = stem.with_suffix(".npz")
     with FileLock(str(stem.with_suffix(".lock"))):
-        if not index_path.exists():
+        if not path.exists():
             weights = _build_weights(layout_path)
-            arrays = {k: np.asarray(v, order="C") for k, v in weights.items()}   # 0-d arrays stay 0-d
-            if sum(a.nbytes for a in arrays.values()) > _DISK_CACHE_MAX_BYTES:
-                return weights
-            index, offset = [], 0
-            with open(raw_path.with_suffix(".tmp"), "wb") as f:
-                for k, a in arrays.items():
-                    f.write(a.tobytes())
-                    index.append([k, a.dtype.str, list(a.shape), offset])
-                    offset += a.nbytes
-            os.replace(raw_path.with_suffix(".tmp"), raw_path)
-            index_path.with_suffix(".tmpj").write_text(json.dumps(index))
-            os.replace(index_path.with_suffix(".tmpj"), index_path)
+            if sum(np.asarray(v).nbytes for v in weights.values()) <= _DISK_CACHE_MAX_BYTES:
+                with open(stem.with_suffix(".tmp"), "wb") as f:
+                    np.savez(f, **weights)
+                os.replace(stem.with_suffix(".tmp"), path)
             return weights
-    raw = np.fromfile(raw_path, np.uint8)
-    raw.setflags(write=False)       # shared by every caller of this process, as the lru_cache'd build is
-    out = {}
-    for k, dt, shape, offset in json.loads(index_path.read_text()):
-        dt = np.dtype(dt)
-        n = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
-        out[k] = raw[offset:offset + n].view(dt).reshape(shape)
-    return out
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
 
 
 def _build_weights(layout_path: str) -> dict:

@@ -15,7 +15,7 @@ from mattecli.backends.base import Batch
 import mattecli.backends.runtimes.choose as choose_mod
 from mattecli.backends.runtimes import hook, kernels
 from mattecli.errors import UsageError
-from conftest import perturbed
+from conftest import assert_within_float_noise, perturbed
 
 pytestmark = pytest.mark.shared
 HAVE_OV = importlib.util.find_spec("openvino") is not None
@@ -110,8 +110,6 @@ def _close(got, ref, atol, share, noisy):
     off = np.abs(np.asarray(got, np.float64) - np.asarray(ref, np.float64)) > atol
     if off.mean() <= share:
         return
-    from conftest import assert_within_float_noise
-
     assert_within_float_noise(ref, noisy, got, factor=2.0,
                               what=f"{off.mean():.2%} of the values differ by more than {atol}, and on average")
 

@@ -115,8 +115,8 @@ def pick(entry, device_type: str, requested: str | None, exportable: bool, why_n
         missing = " or ".join(f"{p} ({EXTRA[p]})" for p in prefs if not installed(p))
         if missing:
             return Choice("torch", r, f"auto: the faster runtime is not installed here: {missing}")
-        why = "; ".join(f"{p}: {why_unsupported(p, device_type)}" for p in prefs if p in ENGINES)
-        return Choice("torch", r, f"auto: the faster runtime does not run on {device_type} here ({why})")
+        return Choice("torch", r, f"auto: the faster runtime does not run on {device_type} here "
+                                  f"({'; '.join(skipped)})")
     # an explicit engine
     if not exportable:
         raise UsageError(f"model {entry.name} cannot run on --runtime {r}: {why_not or 'its network does not export'};"
